@@ -1,0 +1,53 @@
+# The archivist's interface. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CENSUS := $(BIN)/census
+RUN_DIR ?= runs/samples
+export OMP_THREAD_LIMIT := 1
+
+APT_PACKAGES := tesseract-ocr tesseract-ocr-cat tesseract-ocr-spa tesseract-ocr-fra tesseract-ocr-eng \
+	fonts-dancingscript fonts-kristi fonts-kaushanscript fonts-dkg-handwriting fonts-breip \
+	fonts-dejavu-core poppler-utils chromium chromium-driver
+
+.PHONY: help install system-packages venv run test test-all bench train review browse clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+install: system-packages venv ## install Debian packages (as root) and the virtualenv
+
+system-packages: ## apt-get install tesseract, handwriting fonts, poppler, chromium (skipped when present)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing" >&2; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root (or apt-get install $$missing)" >&2; exit 2; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the pinned Python dependencies
+
+run: install ## run the pipeline on the bundled samples/ and print where the results are
+	$(CENSUS) run samples/pages --out $(RUN_DIR)
+
+test: install ## run the default test suite (fast; no slow or gpu tests)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-all: install ## run every test including slow ones
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'not gpu'
+
+bench: install ## benchmark: pages/min on 2 workers, per-stage breakdown
+	$(BIN)/python -m pipeline.bench
+
+clean: ## remove run outputs (not the virtualenv)
+	rm -rf runs test-artifacts

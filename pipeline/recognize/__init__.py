@@ -1,0 +1,55 @@
+"""Recognition engines: one small protocol, a registry by name, heavy imports kept lazy.
+
+An engine takes grey-scale crops (uint8 numpy arrays, dark ink on light paper) and returns
+one `Reading` per crop. Register a new engine with `@register("name")` on a factory; the
+factory is only called (and its heavy libraries imported) when the engine is first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from importlib import import_module
+from typing import Protocol
+
+import numpy as np
+
+from pipeline.errors import UsageError
+from pipeline.models import Reading
+
+
+class Engine(Protocol):
+    name: str
+    model: str
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[Reading]: ...
+
+
+_FACTORIES: dict[str, Callable[..., Engine]] = {}
+# Built-in engines live in their own modules, imported only when asked for by name.
+_BUILTIN_MODULES = {
+    "tesseract": "pipeline.recognize.tesseract",
+    "crnn": "pipeline.recognize.crnn",
+    "trocr": "pipeline.recognize.trocr",
+    "null": "pipeline.recognize.null",
+}
+
+
+def register(name: str) -> Callable[[Callable[..., Engine]], Callable[..., Engine]]:
+    def decorator(factory: Callable[..., Engine]) -> Callable[..., Engine]:
+        _FACTORIES[name] = factory
+        return factory
+
+    return decorator
+
+
+def available_engines() -> list[str]:
+    return sorted(set(_BUILTIN_MODULES) | set(_FACTORIES))
+
+
+def get_engine(name: str, **options: object) -> Engine:
+    """Build the engine registered as `name` (options go to its factory)."""
+    if name not in _FACTORIES and name in _BUILTIN_MODULES:
+        import_module(_BUILTIN_MODULES[name])
+    if name not in _FACTORIES:
+        raise UsageError(f"unknown engine {name!r}; available: {', '.join(available_engines())}")
+    return _FACTORIES[name](**options)

@@ -1,0 +1,159 @@
+"""System of record for one run: RUN_DIR/census.sqlite (WAL).
+
+Filled from the per-page results (RUN_DIR/pages/*.json) by the main process only, one
+page per transaction, idempotently: writing a page again replaces its cells and persons
+and re-applies the reviewers' corrections, which are append-only and never deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline.models import PageResult
+from pipeline.templates import Template
+
+STORE_NAME = "census.sqlite"
+
+# SQL type of each template field type in the persons table.
+SQL_TYPES = {"age": "INTEGER", "number": "INTEGER"}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pages (
+    page_id TEXT PRIMARY KEY, source TEXT NOT NULL, page_index INTEGER NOT NULL,
+    width INTEGER, height INTEGER, skew_deg REAL, status TEXT NOT NULL, error TEXT,
+    n_rows INTEGER, n_cols INTEGER, processed_at TEXT DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE IF NOT EXISTS cells (
+    cell_id TEXT PRIMARY KEY, page_id TEXT NOT NULL REFERENCES pages(page_id),
+    row INTEGER NOT NULL, col INTEGER NOT NULL, field TEXT,
+    text TEXT NOT NULL, value TEXT, confidence REAL NOT NULL, status TEXT NOT NULL,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    x0 INTEGER, y0 INTEGER, x1 INTEGER, y1 INTEGER, engine TEXT, model TEXT,
+    machine_text TEXT NOT NULL DEFAULT '', machine_status TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS cells_page ON cells(page_id, row, col);
+CREATE INDEX IF NOT EXISTS cells_status ON cells(status);
+CREATE TABLE IF NOT EXISTS corrections (
+    correction_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cell_id TEXT NOT NULL, old_value TEXT, new_value TEXT, new_status TEXT NOT NULL,
+    reviewer TEXT, corrected_at TEXT NOT NULL, source TEXT NOT NULL,
+    annotation_id TEXT, UNIQUE (source, annotation_id, corrected_at));
+CREATE INDEX IF NOT EXISTS corrections_cell ON corrections(cell_id, corrected_at);
+CREATE VIEW IF NOT EXISTS review_queue AS
+    SELECT c.*, p.source, p.page_index FROM cells c JOIN pages p USING (page_id)
+    WHERE c.status = 'needs_review';
+"""
+
+
+@contextmanager
+def connect(run_dir: Path, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+    path = Path(run_dir) / STORE_NAME
+    if readonly:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    else:
+        connection = sqlite3.connect(path, timeout=30)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+    connection.row_factory = sqlite3.Row
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def persons_columns(template: Template) -> list[tuple[str, str]]:
+    """(column, SQL type) of the persons table for this template."""
+    return [(column.key, SQL_TYPES.get(column.type, "TEXT")) for column in template.columns]
+
+
+def create(connection: sqlite3.Connection, template: Template) -> None:
+    """Create the schema (idempotent) and the persons table typed by `template`."""
+    connection.executescript(SCHEMA)
+    typed = ", ".join(f"{name} {sql_type}" for name, sql_type in persons_columns(template))
+    connection.execute(
+        f"CREATE TABLE IF NOT EXISTS persons (person_id TEXT PRIMARY KEY, page_id TEXT NOT NULL, "
+        f"row INTEGER NOT NULL, household_id TEXT, {typed}, cell_ids TEXT NOT NULL DEFAULT '{{}}', "
+        f"x0 INTEGER, y0 INTEGER, x1 INTEGER, y1 INTEGER)")
+    connection.execute("INSERT OR IGNORE INTO meta VALUES ('template', ?)", (template.name,))
+    connection.execute(
+        "INSERT OR IGNORE INTO meta VALUES ('template_json', ?)", (template.model_dump_json(),))
+    connection.commit()
+
+
+def stored_template(connection: sqlite3.Connection) -> Template:
+    row = connection.execute("SELECT value FROM meta WHERE key = 'template_json'").fetchone()
+    return Template.model_validate_json(row[0])
+
+
+def _json_value(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def write_page(connection: sqlite3.Connection, result: PageResult, template: Template) -> None:
+    """Replace everything stored for this page with `result`, in one transaction."""
+    page = result.page
+    page_id = page.page_id
+    grid = result.grid
+    with connection:
+        connection.execute("DELETE FROM persons WHERE page_id = ?", (page_id,))
+        connection.execute("DELETE FROM cells WHERE page_id = ?", (page_id,))
+        connection.execute(
+            "INSERT OR REPLACE INTO pages (page_id, source, page_index, width, height, skew_deg, "
+            "status, error, n_rows, n_cols) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (page_id, page.source, page.page_index, page.width, page.height,
+             result.preprocess.skew_deg if result.preprocess else None, result.status, result.error,
+             len(grid.row_bounds) - 1 - grid.header_rows if grid else None,
+             len(grid.col_bounds) - 1 if grid else None))
+        connection.executemany(
+            "INSERT INTO cells (cell_id, page_id, row, col, field, text, value, confidence, status, "
+            "reasons, x0, y0, x1, y1, engine, model, machine_text, machine_status) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(cell.cell_id, page_id, cell.row, cell.col, cell.field, cell.text,
+              _json_value(cell.value), cell.confidence, cell.status,
+              json.dumps(cell.reasons, ensure_ascii=False), cell.bbox.x0, cell.bbox.y0,
+              cell.bbox.x1, cell.bbox.y1, cell.engine, cell.model, cell.text, cell.status)
+             for cell in result.cells])
+        keys = [name for name, _ in persons_columns(template)]
+        placeholders = ",".join("?" * (len(keys) + 9))
+        connection.executemany(
+            f"INSERT INTO persons (person_id, page_id, row, household_id, {', '.join(keys)}, cell_ids, "
+            f"x0, y0, x1, y1) VALUES ({placeholders})",
+            [(f"{page_id}:r{person.row}", page_id, person.row, person.household_id,
+              *[person.values.get(key) for key in keys], json.dumps(person.cell_ids),
+              *((person.row_bbox.x0, person.row_bbox.y0, person.row_bbox.x1, person.row_bbox.y1)
+                if person.row_bbox else (None,) * 4))
+             for person in result.persons])
+        reapply_corrections(connection, page_id)
+
+
+def reapply_corrections(connection: sqlite3.Connection, page_id: str) -> None:
+    """Overlay each cell's latest correction on its machine reading (inside the caller's transaction)."""
+    connection.execute(
+        """UPDATE cells SET text = latest.new_value, status = latest.new_status
+           FROM (SELECT cell_id, new_value, new_status,
+                        ROW_NUMBER() OVER (PARTITION BY cell_id
+                                           ORDER BY corrected_at DESC, correction_id DESC) AS rank
+                 FROM corrections) AS latest
+           WHERE latest.rank = 1 AND latest.cell_id = cells.cell_id AND cells.page_id = ?""",
+        (page_id,))
+
+
+def counts(connection: sqlite3.Connection) -> dict[str, int]:
+    """Summary counts for the run report and `census run --json`."""
+    def scalar(sql: str) -> int:
+        return int(connection.execute(sql).fetchone()[0] or 0)
+
+    return {
+        "pages": scalar("SELECT COUNT(*) FROM pages WHERE status = 'done'"),
+        "pages_failed": scalar("SELECT COUNT(*) FROM pages WHERE status = 'failed'"),
+        "rows": scalar("SELECT COUNT(*) FROM persons"),
+        "cells": scalar("SELECT COUNT(*) FROM cells"),
+        "cells_accepted": scalar("SELECT COUNT(*) FROM cells WHERE status = 'accepted'"),
+        "cells_empty": scalar("SELECT COUNT(*) FROM cells WHERE status = 'empty'"),
+        "review_queue": scalar("SELECT COUNT(*) FROM review_queue"),
+        "corrections": scalar("SELECT COUNT(*) FROM corrections"),
+    }

@@ -1,0 +1,70 @@
+"""Register templates: which columns a register type has, how their headers are spelled,
+what each field holds, and the rules its values must satisfy. YAML, validated with pydantic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from pipeline.errors import UsageError
+
+FieldType = Literal[
+    "name", "relation", "sex", "age", "date", "place", "marital_status",
+    "occupation", "literacy", "address", "number", "text",
+]
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class ColumnSpec(BaseModel):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # becomes a SQL column name
+    type: FieldType
+    label: str  # human-readable column name, for reviewers and the codebook
+    headers: list[str] = Field(min_length=1)  # printed header variants (ca/es/fr)
+    vocabulary: dict[str, list[str]] = Field(default_factory=dict)  # canonical value -> variants
+    lexicon: str | None = None  # name of a lexicon in pipeline/lexicons for fuzzy snapping
+    key_field: bool = False  # names, ages...: reviewed first
+    allow_ditto: bool = True
+
+
+class Template(BaseModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str
+    language: Literal["ca", "es", "fr"]
+    register_year: int | None = Field(default=None, ge=1700, le=2100)  # for age/birth checks
+    review_threshold: float = Field(default=0.9, gt=0, le=1)  # min confidence to auto-accept
+    columns: list[ColumnSpec] = Field(min_length=1)
+    rules: list[Literal["age_matches_birth_date", "head_first_in_household", "child_younger_than_head"]] = (
+        Field(default_factory=list))
+
+    @field_validator("columns")
+    @classmethod
+    def _unique_keys(cls, columns: list[ColumnSpec]) -> list[ColumnSpec]:
+        keys = [column.key for column in columns]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"duplicate column keys: {keys}")
+        return columns
+
+    def column(self, key: str) -> ColumnSpec:
+        return next(column for column in self.columns if column.key == key)
+
+
+def available_templates() -> dict[str, Path]:
+    return {path.stem: path for path in sorted(TEMPLATES_DIR.glob("*.yaml"))}
+
+
+def load_template(name_or_path: str | Path) -> Template:
+    """Load a shipped template by name, or a YAML file by path; raise UsageError if invalid."""
+    path = available_templates().get(str(name_or_path), Path(name_or_path))
+    if not path.is_file():
+        raise UsageError(
+            f"template {name_or_path!r} not found; shipped templates: {', '.join(available_templates())}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Template.model_validate(data)
+    except (yaml.YAMLError, ValidationError, UnicodeDecodeError) as error:
+        raise UsageError(f"invalid template {path}: {error}") from error
