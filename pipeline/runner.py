@@ -1,0 +1,334 @@
+"""Run the pipeline over a batch of scans: plan page tasks, process pages in a worker pool,
+write each page's result atomically, fill the store, and summarise.
+
+Resumable: a page whose RUN_DIR/pages/<page_id>.json exists is not processed again, and the
+store is (re)filled from those files idempotently, so a run killed anywhere loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, Field
+
+from pipeline import store
+from pipeline.errors import PageError, UsageError
+from pipeline.models import Cell, Failure, PageResult
+from pipeline.recognize import Engine, get_engine
+from pipeline.templates import Template, load_template
+
+DEFAULT_TEMPLATE = "padro-catala-1930"
+DEFAULT_ENGINE = "crnn"
+PAGE_IMAGE_QUALITY = 90
+
+
+class PageTask(BaseModel):
+    source: Path
+    page_index: int
+    page_id: str
+
+
+class RunOptions(BaseModel):
+    out: Path
+    template: str = DEFAULT_TEMPLATE
+    engine: str = DEFAULT_ENGINE
+    workers: int = Field(default=2, ge=1)
+    executor: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
+
+
+class RunSummary(BaseModel):
+    run_dir: str
+    store: str
+    pages: int
+    pages_failed: int
+    pages_skipped: int  # already done by an earlier run (resume)
+    rows: int
+    cells: int
+    cells_accepted: int
+    cells_empty: int
+    accepted_pct: float  # of non-empty cells
+    review_queue: int
+    failures: int
+    failures_file: str
+    seconds: float
+    pages_per_minute: float
+    stage_seconds: dict[str, float]
+
+
+# --- paths in a run directory -------------------------------------------------------------
+
+def page_json_path(run_dir: Path, page_id: str) -> Path:
+    return run_dir / "pages" / f"{page_id}.json"
+
+
+def page_image_path(run_dir: Path, page_id: str) -> Path:
+    return run_dir / "images" / f"{page_id}.jpg"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file then rename: readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+# --- planning -----------------------------------------------------------------------------
+
+def plan(inputs: list[Path]) -> tuple[list[PageTask], list[Failure]]:
+    """One task per page of every readable input; unreadable files become failures."""
+    from pipeline import ingest
+
+    tasks: list[PageTask] = []
+    failures: list[Failure] = []
+    for path in ingest.find_inputs(inputs):
+        try:
+            info = ingest.probe(path)
+        except PageError as error:
+            failures.append(Failure(source=str(path), reason=error.reason, detail=error.detail))
+            continue
+        tasks.extend(PageTask(source=path.resolve(), page_index=index, page_id=f"{info.sha256}-p{index}")
+                     for index in range(info.n_pages))
+    return tasks, failures
+
+
+# --- one page -----------------------------------------------------------------------------
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+def process_page(task: PageTask, template: Template, engine: Engine, run_dir: Path) -> PageResult:
+    """Every stage for one page. Raises PageError when the page cannot be read or has no table."""
+    from pipeline import columns, fields, households, ingest, layout, preprocess, route
+
+    clock = _Stopwatch()
+    info, image = ingest.load_page(task.source, task.page_index)
+    save_page_image(run_dir, info.page_id, image)
+    clock.lap("ingest")
+    prep, processed = preprocess.preprocess(image)
+    clock.lap("preprocess")
+    grid = layout.detect_grid(processed, expected_columns=len(template.columns))
+    clock.lap("layout")
+    mapping = columns.map_columns(processed, grid, template)
+    clock.lap("columns")
+    cells = recognise_cells(processed, grid, mapping.fields, prep, info.page_id, engine)
+    clock.lap("recognise")
+    cells, persons = fields.interpret(cells, template)
+    clock.lap("fields")
+    cells = route.route(cells, template)
+    persons = households.assign_households(persons, template, info.page_id)
+    clock.lap("route")
+    return PageResult(page=info, template=template.name, preprocess=prep, grid=grid, columns=mapping,
+                      cells=cells, persons=persons, timings=clock.timings)
+
+
+def save_page_image(run_dir: Path, page_id: str, image: np.ndarray) -> None:
+    """Keep the ingested page (original pixels) for review crops, search links and reports."""
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, PAGE_IMAGE_QUALITY])
+    if ok:
+        write_atomically(page_image_path(run_dir, page_id), encoded.tobytes())
+
+
+def recognise_cells(processed: np.ndarray, grid: Any, column_fields: dict[int, str | None], prep: Any,
+                    page_id: str, engine: Engine) -> list[Cell]:
+    """Crop every data cell of the mapped columns, read the written ones in one batch."""
+    from pipeline import cells as cell_crops
+    from pipeline import layout, preprocess
+
+    n_rows = len(grid.row_bounds) - 1 - grid.header_rows
+    mapped = [(col, key) for col, key in sorted(column_fields.items()) if key is not None]
+    boxes, crops, blank = [], [], []
+    for row in range(n_rows):
+        for col, key in mapped:
+            box = layout.cell_box(grid, row, col)
+            crop = cell_crops.text_crop(processed, box)
+            boxes.append((row, col, key, box))
+            crops.append(crop)
+            blank.append(cell_crops.is_blank(crop))
+    written = [crop for crop, is_blank in zip(crops, blank) if not is_blank]
+    readings = iter(engine.recognize(written) if written else [])
+    result = []
+    for (row, col, key, box), is_blank in zip(boxes, blank):
+        original_box, polygon = preprocess.to_original(prep, box)
+        common = dict(cell_id=f"{page_id}:r{row}:c{col}", page_id=page_id, row=row, col=col, field=key,
+                      bbox=original_box, polygon=polygon)
+        if is_blank:
+            result.append(Cell(**common, text="", confidence=1.0, status="empty", engine="blank-detector"))
+            continue
+        reading = next(readings)
+        result.append(Cell(**common, text=reading.text, confidence=reading.confidence,
+                           status="needs_review", engine=reading.engine, model=reading.model))
+    return result
+
+
+# --- workers ------------------------------------------------------------------------------
+
+_worker_state: dict[str, Any] = {}
+
+
+def init_worker(template_name: str, engine_name: str, run_dir: str) -> None:
+    """Load the template and engine once per worker process, one thread each."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    cv2.setNumThreads(1)
+    _worker_state["template"] = load_template(template_name)
+    _worker_state["engine"] = get_engine(engine_name)
+    _worker_state["run_dir"] = Path(run_dir)
+
+
+def run_task(task: PageTask) -> tuple[str, str]:
+    """Worker entry point: process a page and write its JSON result; returns (page_id, outcome).
+
+    A page that cannot be processed is written as a failed PageResult with its reason, so the
+    failure is recorded exactly once however often the run is resumed.
+    """
+    if not _worker_state:
+        raise RuntimeError("init_worker was not called in this process")
+    template, engine, run_dir = (_worker_state[key] for key in ("template", "engine", "run_dir"))
+    try:
+        result = process_page(task, template, engine, run_dir)
+    except PageError as error:
+        result = failed_result(task, template, error.reason, error.detail)
+    except Exception as error:  # a bad page never stops the batch
+        result = failed_result(task, template, "internal-error", f"{type(error).__name__}: {error}")
+    write_atomically(page_json_path(run_dir, task.page_id), result.model_dump_json().encode())
+    return task.page_id, result.status
+
+
+def failed_result(task: PageTask, template: Template, reason: str, detail: str) -> PageResult:
+    from pipeline.models import PageInfo
+
+    page = PageInfo(page_id=task.page_id, source=str(task.source), page_index=task.page_index, width=0, height=0)
+    return PageResult(page=page, template=template.name, status="failed",
+                      error=f"{reason}: {detail}" if detail else reason)
+
+
+def execute_local(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
+    """Run tasks in a local process pool; yield page ids as they finish."""
+    initargs = (options.template, options.engine, str(options.out))
+    if options.workers == 1:
+        init_worker(*initargs)
+        for task in tasks:
+            yield run_task(task)[0]
+        return
+    with ProcessPoolExecutor(max_workers=options.workers, initializer=init_worker, initargs=initargs) as pool:
+        pending: set[Future] = set()
+        queue = iter(tasks)
+        # Bounded submission keeps memory flat on batches of tens of thousands of pages.
+        for task in queue:
+            pending.add(pool.submit(run_task, task))
+            if len(pending) >= options.workers * 4:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()[0]
+                next_task = next(queue, None)
+                if next_task is not None:
+                    pending.add(pool.submit(run_task, next_task))
+
+
+# --- the run ------------------------------------------------------------------------------
+
+def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSummary:
+    started = time.perf_counter()
+    run_dir = options.out
+    run_dir.mkdir(parents=True, exist_ok=True)
+    template = load_template(options.template)
+    get_engine(options.engine)  # fail fast (exit 2) on an unknown engine or a missing model
+    tasks, failures = plan(inputs)
+    if not tasks and not failures:
+        raise UsageError(f"no scans found in {', '.join(map(str, inputs))}")
+    done_before = {task.page_id for task in tasks if page_json_path(run_dir, task.page_id).exists()}
+    todo = [task for task in tasks if task.page_id not in done_before]
+    with store.connect(run_dir) as connection:
+        store.create(connection, template)
+        ensure_same_template(connection, template)
+        fill_store(connection, template, run_dir, [t.page_id for t in tasks if t.page_id in done_before])
+        finished = _progress(execute(todo, options), total=len(todo), enabled=progress)
+        fill_store(connection, template, run_dir, finished)
+        failures += page_failures(connection, tasks)
+        write_failures(run_dir, failures)
+        counts = store.counts(connection)
+        stage_seconds = stage_totals(run_dir, [task.page_id for task in todo])
+    seconds = time.perf_counter() - started
+    written = counts["cells"] - counts["cells_empty"]
+    return RunSummary(
+        run_dir=str(run_dir), store=str(run_dir / store.STORE_NAME), pages_skipped=len(done_before),
+        accepted_pct=round(100 * counts["cells_accepted"] / written, 1) if written else 0.0,
+        failures=len(failures), failures_file=str(run_dir / "failures.jsonl"), seconds=round(seconds, 2),
+        pages_per_minute=round(60 * len(todo) / seconds, 1) if todo else 0.0, stage_seconds=stage_seconds,
+        **{key: counts[key] for key in ("pages", "pages_failed", "rows", "cells", "cells_accepted",
+                                         "cells_empty", "review_queue")})
+
+
+def execute(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
+    if options.executor == "dask":
+        from pipeline.distributed import execute_dask
+
+        return execute_dask(tasks, options)
+    return execute_local(tasks, options)
+
+
+def ensure_same_template(connection: Any, template: Template) -> None:
+    stored = store.stored_template(connection)
+    if stored.name != template.name:
+        raise UsageError(f"this run directory was made with template {stored.name!r}, not {template.name!r}; "
+                         "use another --out")
+
+
+def fill_store(connection: Any, template: Template, run_dir: Path, page_ids: Iterable[str]) -> None:
+    """Write each finished page's JSON into the store (idempotent: a page replaces itself)."""
+    for page_id in page_ids:
+        result = PageResult.model_validate_json(page_json_path(run_dir, page_id).read_bytes())
+        store.write_page(connection, result, template)
+
+
+def page_failures(connection: Any, tasks: list[PageTask]) -> list[Failure]:
+    ids = {task.page_id for task in tasks}
+    rows = connection.execute("SELECT page_id, source, page_index, error FROM pages WHERE status = 'failed'")
+    return [Failure(source=row["source"], page_index=row["page_index"], page_id=row["page_id"],
+                    reason=(row["error"] or "").split(":")[0], detail=row["error"] or "")
+            for row in rows if row["page_id"] in ids]
+
+
+def write_failures(run_dir: Path, failures: list[Failure]) -> None:
+    lines = "".join(failure.model_dump_json() + "\n" for failure in failures)
+    write_atomically(run_dir / "failures.jsonl", lines.encode())
+
+
+def stage_totals(run_dir: Path, page_ids: list[str]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for page_id in page_ids:
+        path = page_json_path(run_dir, page_id)
+        if path.exists():
+            for stage, seconds in json.loads(path.read_bytes()).get("timings", {}).items():
+                totals[stage] = round(totals.get(stage, 0.0) + seconds, 3)
+    return totals
+
+
+def _progress(page_ids: Iterator[str], total: int, enabled: bool) -> Iterator[str]:
+    from tqdm import tqdm
+
+    return iter(tqdm(page_ids, total=total, desc="pages", unit="page", file=sys.stderr,
+                     disable=not enabled or total == 0))
