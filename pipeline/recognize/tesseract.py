@@ -26,7 +26,7 @@ def has_ink(crop: np.ndarray) -> bool:
     if crop.size == 0:
         return False
     dark = crop < min(140.0, float(np.median(crop)) - 40.0)
-    return int(dark.sum()) >= max(12, int(0.002 * crop.size))
+    return int(dark.sum()) >= max(20, int(0.0005 * crop.size))
 
 
 class TesseractEngine:
