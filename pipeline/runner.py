@@ -11,8 +11,10 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +31,7 @@ from pipeline.templates import Template, load_template
 DEFAULT_TEMPLATE = "padro-catala-1930"
 DEFAULT_ENGINE = "crnn"
 PAGE_IMAGE_QUALITY = 90
+MAX_ATTEMPTS = 3  # worker deaths on one page before it is quarantined
 
 
 class PageTask(BaseModel):
@@ -196,6 +199,11 @@ def init_worker(template_name: str, engine_name: str, run_dir: str) -> None:
     _worker_state["run_dir"] = Path(run_dir)
 
 
+def current_task() -> PageTask | None:
+    """The page this worker process is processing (for fault-injecting test engines)."""
+    return _worker_state.get("task")
+
+
 def run_task(task: PageTask) -> tuple[str, str]:
     """Worker entry point: process a page and write its JSON result; returns (page_id, outcome).
 
@@ -205,6 +213,7 @@ def run_task(task: PageTask) -> tuple[str, str]:
     if not _worker_state:
         raise RuntimeError("init_worker was not called in this process")
     template, engine, run_dir = (_worker_state[key] for key in ("template", "engine", "run_dir"))
+    _worker_state["task"] = task
     try:
         result = process_page(task, template, engine, run_dir)
     except PageError as error:
@@ -224,28 +233,62 @@ def failed_result(task: PageTask, template: Template, reason: str, detail: str) 
 
 
 def execute_local(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
-    """Run tasks in a local process pool; yield page ids as they finish."""
+    """Run tasks in a local process pool; yield page ids as they finish.
+
+    A page whose worker process dies (segfault, OOM kill) is retried alone in a fresh
+    one-process pool, so the crash is attributed to the right page; after MAX_ATTEMPTS
+    deaths it is quarantined as a failed page with reason "worker-crashed".
+    """
     initargs = (options.template, options.engine, str(options.out))
-    if options.workers == 1:
-        init_worker(*initargs)
-        for task in tasks:
-            yield run_task(task)[0]
-        return
-    with ProcessPoolExecutor(max_workers=options.workers, initializer=init_worker, initargs=initargs) as pool:
-        pending: set[Future] = set()
-        queue = iter(tasks)
-        # Bounded submission keeps memory flat on batches of tens of thousands of pages.
-        for task in queue:
-            pending.add(pool.submit(run_task, task))
-            if len(pending) >= options.workers * 4:
-                break
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+    attempts: dict[str, int] = {}
+    queue: deque[PageTask] = deque(tasks)
+    suspects: deque[PageTask] = deque()
+    while queue or suspects:
+        if suspects:
+            yield from _run_alone(suspects.popleft(), initargs, attempts, suspects)
+        else:
+            yield from _run_pooled(queue, options.workers, initargs, attempts, suspects)
+
+
+def _run_pooled(queue: deque[PageTask], workers: int, initargs: tuple[str, str, str],
+                attempts: dict[str, int], suspects: deque[PageTask]) -> Iterator[str]:
+    """Drain `queue` through a pool; if the pool breaks, move the pages in flight to `suspects`."""
+    with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=initargs) as pool:
+        pending: dict[Future, PageTask] = {}
+        broken = False
+        while (queue and not broken) or pending:
+            # Bounded submission keeps memory flat on batches of tens of thousands of pages.
+            while queue and not broken and len(pending) < workers * 4:
+                task = queue.popleft()
+                pending[pool.submit(run_task, task)] = task
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield future.result()[0]
-                next_task = next(queue, None)
-                if next_task is not None:
-                    pending.add(pool.submit(run_task, next_task))
+                task = pending.pop(future)
+                try:
+                    yield future.result()[0]
+                except BrokenProcessPool:
+                    broken = True
+                    attempts[task.page_id] = attempts.get(task.page_id, 0) + 1
+                    suspects.append(task)
+
+
+def _run_alone(task: PageTask, initargs: tuple[str, str, str], attempts: dict[str, int],
+               suspects: deque[PageTask]) -> Iterator[str]:
+    """Retry one suspect page in its own process: a crash there is this page's alone."""
+    with ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=initargs) as pool:
+        try:
+            yield pool.submit(run_task, task).result()[0]
+            return
+        except BrokenProcessPool:
+            attempts[task.page_id] = attempts.get(task.page_id, 0) + 1
+    if attempts[task.page_id] < MAX_ATTEMPTS:
+        suspects.append(task)
+        return
+    template = load_template(initargs[0])
+    result = failed_result(task, template, "worker-crashed",
+                           f"the worker process died on this page {attempts[task.page_id]} times")
+    write_atomically(page_json_path(Path(initargs[2]), task.page_id), result.model_dump_json().encode())
+    yield task.page_id
 
 
 # --- the run ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ _BUILTIN_MODULES = {
     "crnn": "pipeline.recognize.crnn",
     "trocr": "pipeline.recognize.trocr",
     "null": "pipeline.recognize.null",
+    "faulty": "pipeline.recognize.faulty",  # fault injection for reliability tests
 }
 
 
