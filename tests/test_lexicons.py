@@ -52,3 +52,10 @@ def test_returns_copy_and_unknown_name() -> None:
     assert "nowhere" not in load_lexicon("places")
     with pytest.raises(UsageError):
         load_lexicon("no_such_lexicon")
+
+
+@pytest.mark.parametrize("union", ["surnames", "places", "occupations", "streets"])
+def test_unions_cover_their_language_files(union: str) -> None:
+    parts = [n for n in lexicon_names() if n.startswith(union + "_")]
+    assert len(parts) >= 2
+    assert set(load_lexicon(union)) == {entry for part in parts for entry in load_lexicon(part)}

@@ -24,6 +24,9 @@ _UNIONS: dict[str, tuple[str, ...]] = {
     "given_names": ("given_names_ca_m", "given_names_ca_f", "given_names_es_m",
                     "given_names_es_f", "given_names_fr_m", "given_names_fr_f"),
     "surnames": ("surnames_ca", "surnames_es"),
+    "places": ("places_ca", "places_es", "places_other"),
+    "occupations": ("occupations_ca", "occupations_es"),
+    "streets": ("streets_ca", "streets_es", "streets_fr"),
 }
 
 
