@@ -46,6 +46,7 @@ class PreprocessResult(BaseModel):
     crop: BBox  # table area kept, in deskewed-page pixels
     to_original: list[list[float]]  # 2x3 affine: processed pixel (x, y, 1) -> original page pixel
     binarized: bool = False
+    original_size: tuple[int, int] | None = None  # (width, height) of the original page: clips to_original
 
 
 class Grid(BaseModel):
