@@ -1,0 +1,309 @@
+"""The run report: RUN_DIR/report.html, one self-contained file (inline CSS, images as data
+URIs, no script, no network) telling an archivist at a glance what a run did: counts,
+failures and their reasons, auto-accept rate, confidence histogram, throughput, and a
+thumbnail of each page with its detected grid and cells coloured by status.
+
+`render_overlay` draws that page overlay at full size; `census show RUN_DIR PAGE` writes it
+as a PNG. Everything is read from the store (current cell status, corrections included), the
+per-page JSON results (grid, cell polygons, timings) and the saved page images.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline import store
+from pipeline.errors import UsageError
+from pipeline.models import Failure, PageResult
+
+REPORT_NAME = "report.html"
+MAX_THUMBNAILS = 200  # beyond this the report would weigh megabytes; `census show` draws any page
+THUMBNAIL_WIDTH = 360
+# Cell status -> BGR colour (OpenCV order), and the same as CSS for the legend.
+STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "accepted": (60, 170, 40),
+    "needs_review": (0, 140, 255),
+    "corrected": (220, 110, 20),
+    "empty": (190, 190, 190),
+    "illegible": (30, 30, 220),
+}
+GRID_COLOUR = (200, 0, 200)
+FILL_ALPHA = 0.28
+
+
+# --- page overlay -------------------------------------------------------------------------
+
+def resolve_page(run_dir: Path, page: str) -> str:
+    """A page id from an id, a unique id prefix, or an input file name (its first page)."""
+    with store.connect(run_dir, readonly=True) as connection:
+        rows = connection.execute("SELECT page_id, source, page_index FROM pages ORDER BY source, page_index")
+        pages = [(row["page_id"], row["source"], row["page_index"]) for row in rows]
+    for matches in ([p for p in pages if p[0] == page], [p for p in pages if p[0].startswith(page)],
+                    [p for p in pages if Path(p[1]).name == page and p[2] == 0]):
+        if len(matches) == 1:
+            return matches[0][0]
+        if len(matches) > 1:
+            raise UsageError(f"{page!r} matches {len(matches)} pages; give more of the page id")
+    raise UsageError(f"no page {page!r} in {run_dir}; page ids are in the pages table and RUN_DIR/pages/")
+
+
+def render_overlay(run_dir: Path, page_id: str) -> np.ndarray:
+    """The ingested page (BGR) with the detected grid and every cell tinted by its current status."""
+    from pipeline.runner import page_image_path, page_json_path
+
+    image = cv2.imread(str(page_image_path(run_dir, page_id)), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UsageError(f"no saved image for page {page_id} (the page could not be read)")
+    result_path = page_json_path(run_dir, page_id)
+    if not result_path.exists():
+        return image
+    result = PageResult.model_validate_json(result_path.read_bytes())
+    _tint_cells(image, result, _current_statuses(run_dir, page_id))
+    _draw_grid(image, result)
+    return image
+
+
+def _current_statuses(run_dir: Path, page_id: str) -> dict[str, str]:
+    with store.connect(run_dir, readonly=True) as connection:
+        rows = connection.execute("SELECT cell_id, status FROM cells WHERE page_id = ?", (page_id,))
+        return {row["cell_id"]: row["status"] for row in rows}
+
+
+def _tint_cells(image: np.ndarray, result: PageResult, statuses: dict[str, str]) -> None:
+    overlay = image.copy()
+    outlines = []
+    for cell in result.cells:
+        polygon = np.array(cell.polygon or [(cell.bbox.x0, cell.bbox.y0), (cell.bbox.x1, cell.bbox.y0),
+                                            (cell.bbox.x1, cell.bbox.y1), (cell.bbox.x0, cell.bbox.y1)],
+                           dtype=np.int32)
+        colour = STATUS_COLOURS.get(statuses.get(cell.cell_id, cell.status), GRID_COLOUR)
+        cv2.fillPoly(overlay, [polygon], colour)
+        outlines.append((polygon, colour))
+    cv2.addWeighted(overlay, FILL_ALPHA, image, 1 - FILL_ALPHA, 0, dst=image)
+    thickness = max(1, image.shape[1] // 1200)
+    for polygon, colour in outlines:
+        cv2.polylines(image, [polygon], isClosed=True, color=colour, thickness=thickness)
+
+
+def _draw_grid(image: np.ndarray, result: PageResult) -> None:
+    """Grid boundaries are in processed pixels: map their ends back to the original page."""
+    if result.grid is None or result.preprocess is None:
+        return
+    affine = np.array(result.preprocess.to_original, dtype=np.float64)
+    rows, cols = result.grid.row_bounds, result.grid.col_bounds
+    segments = ([((cols[0], y), (cols[-1], y)) for y in rows] + [((x, rows[0]), (x, rows[-1])) for x in cols])
+    thickness = max(1, image.shape[1] // 800)
+    for start, end in segments:
+        ends = np.array([[*start, 1.0], [*end, 1.0]]) @ affine.T
+        cv2.line(image, tuple(int(v) for v in ends[0]), tuple(int(v) for v in ends[1]), GRID_COLOUR, thickness)
+
+
+def write_overlay(run_dir: Path, page: str, out: Path | None = None) -> Path:
+    """`census show`: write PAGE's overlay as a PNG (default RUN_DIR/overlays/<page_id>.png)."""
+    page_id = resolve_page(run_dir, page)
+    out = out or run_dir / "overlays" / f"{page_id}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), render_overlay(run_dir, page_id)):
+        raise UsageError(f"cannot write {out}")
+    return out
+
+
+# --- figures gathered for the report --------------------------------------------------------
+
+def gather(run_dir: Path) -> dict[str, Any]:
+    """Everything the report shows, as plain data (also handy for tests and `--json` callers)."""
+    with store.connect(run_dir, readonly=True) as connection:
+        counts = store.counts(connection)
+        statuses = dict(connection.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall())
+        machine = dict(connection.execute(
+            "SELECT machine_status, COUNT(*) FROM cells GROUP BY machine_status").fetchall())
+        confidences = [row[0] for row in connection.execute(
+            "SELECT confidence FROM cells WHERE machine_status != 'empty'")]
+        pages = [dict(row) for row in connection.execute(
+            "SELECT p.page_id, p.source, p.page_index, p.status, p.error, p.skew_deg, p.n_rows, p.n_cols, "
+            "SUM(c.status = 'needs_review') AS review, COUNT(c.cell_id) AS cells "
+            "FROM pages p LEFT JOIN cells c USING (page_id) GROUP BY p.page_id ORDER BY p.source, p.page_index")]
+    failures = read_failures(run_dir)
+    written = sum(n for status, n in machine.items() if status != "empty")
+    return {
+        "counts": counts, "cell_statuses": statuses, "failures": [f.model_dump() for f in failures],
+        "failure_reasons": dict(Counter(f.reason for f in failures).most_common()),
+        "auto_accept_pct": round(100 * machine.get("accepted", 0) / written, 1) if written else 0.0,
+        "confidences": confidences, "pages": pages, "throughput": throughput(run_dir, pages),
+    }
+
+
+def read_failures(run_dir: Path) -> list[Failure]:
+    path = run_dir / "failures.jsonl"
+    if not path.exists():
+        return []
+    return [Failure.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def throughput(run_dir: Path, pages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-stage seconds summed over the pages' results, and the last run's wall-clock figures."""
+    from pipeline.runner import page_json_path
+
+    stages: dict[str, float] = {}
+    for page in pages:
+        path = page_json_path(run_dir, page["page_id"])
+        if path.exists():
+            for stage, seconds in json.loads(path.read_bytes()).get("timings", {}).items():
+                stages[stage] = stages.get(stage, 0.0) + seconds
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return {"stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+            "seconds": summary.get("seconds"), "pages_per_minute": summary.get("pages_per_minute"),
+            "pages_processed": summary.get("pages", 0) + summary.get("pages_failed", 0)
+            - summary.get("pages_skipped", 0) if summary else None}
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+def write_report(run_dir: Path, summary: Any | None = None, max_thumbnails: int = MAX_THUMBNAILS) -> Path:
+    """Write RUN_DIR/report.html (and RUN_DIR/summary.json from the run's summary, when given)."""
+    from pipeline.runner import write_atomically
+
+    run_dir = Path(run_dir)
+    if summary is not None:
+        write_atomically(run_dir / "summary.json", summary.model_dump_json(indent=1).encode())
+    data = gather(run_dir)
+    document = _page_html(run_dir, data, max_thumbnails)
+    path = run_dir / REPORT_NAME
+    write_atomically(path, document.encode("utf-8"))
+    return path
+
+
+def _page_html(run_dir: Path, data: dict[str, Any], max_thumbnails: int) -> str:
+    counts = data["counts"]
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = [
+        f"<h1>Census run report</h1><p class=meta>{_e(str(run_dir.resolve()))} &middot; {generated}</p>",
+        _counts_html(counts, data),
+        _failures_html(data),
+        _throughput_html(data["throughput"]),
+        "<h2>Confidence of written cells</h2>" + _histogram_svg(data["confidences"]),
+        _thumbnails_html(run_dir, data["pages"], max_thumbnails),
+    ]
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Census run report</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>")
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _counts_html(counts: dict[str, int], data: dict[str, Any]) -> str:
+    plan_failures = sum(1 for f in data["failures"] if f["page_id"] is None)
+    rows = [["pages done", counts["pages"]], ["pages failed", counts["pages_failed"] + plan_failures],
+            ["rows (persons)", counts["rows"]], ["cells", counts["cells"]]]
+    rows += [[f"cells {status.replace('_', ' ')}", n] for status, n in sorted(data["cell_statuses"].items())]
+    rows += [["auto-accepted (of written cells)", f"{data['auto_accept_pct']} %"],
+             ["corrections", counts["corrections"]]]
+    legend = "".join(f"<span class=chip style='background:{_css(colour)}'></span>{_e(status)} "
+                     for status, colour in STATUS_COLOURS.items())
+    return f"<h2>Counts</h2>{_table(['', 'count'], rows)}<p class=legend>{legend}</p>"
+
+
+def _css(bgr: tuple[int, int, int]) -> str:
+    return f"rgb({bgr[2]},{bgr[1]},{bgr[0]})"
+
+
+def _failures_html(data: dict[str, Any]) -> str:
+    if not data["failures"]:
+        return "<h2>Failures</h2><p>None.</p>"
+    reasons = _table(["reason", "pages"], [[r, n] for r, n in data["failure_reasons"].items()])
+    shown = data["failures"][:500]
+    detail = _table(["source", "page", "reason", "detail"],
+                    [[f["source"], "" if f["page_index"] is None else f["page_index"], f["reason"], f["detail"]]
+                     for f in shown])
+    more = f"<p>{len(data['failures']) - len(shown)} more in failures.jsonl</p>" if len(
+        data["failures"]) > len(shown) else ""
+    return f"<h2>Failures</h2>{reasons}<details><summary>each failure</summary>{detail}{more}</details>"
+
+
+def _throughput_html(figures: dict[str, Any]) -> str:
+    rows = []
+    if figures["seconds"] is not None:
+        rows += [["wall-clock seconds (last run)", figures["seconds"]],
+                 ["pages processed (last run)", figures["pages_processed"]],
+                 ["pages per minute (last run)", figures["pages_per_minute"]]]
+    total = sum(figures["stage_seconds"].values()) or 1.0
+    rows += [[f"stage: {stage}", f"{seconds} s ({100 * seconds / total:.0f} %)"]
+             for stage, seconds in figures["stage_seconds"].items()]
+    return "<h2>Throughput</h2>" + (_table(["", ""], rows) if rows else "<p>No pages processed.</p>")
+
+
+def _histogram_svg(confidences: list[float]) -> str:
+    """A confidence histogram as inline SVG (matplotlib, no external fonts or images)."""
+    if not confidences:
+        return "<p>No written cells.</p>"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 2.4))
+    axes.hist(confidences, bins=20, range=(0, 1), color="#3a7bd5")
+    axes.set_xlabel("confidence")
+    axes.set_ylabel("cells")
+    figure.tight_layout()
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg")
+    plt.close(figure)
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails: int) -> str:
+    from pipeline.runner import page_image_path
+
+    figures = []
+    for page in pages[:max_thumbnails]:
+        parts = [f"{Path(page['source']).name} p{page['page_index']}", page["status"]]
+        parts += [page["error"]] if page["error"] else []
+        parts += [f"{page['review']} to review"] if page["review"] else []
+        caption = " · ".join(_e(part) for part in parts)
+        image = (f"<img alt='page {_e(page['page_id'])}' src='{_thumbnail_uri(run_dir, page['page_id'])}'>"
+                 if page_image_path(run_dir, page["page_id"]).exists() else "<div class=noimg>no image</div>")
+        figures.append(f"<figure>{image}<figcaption title='{_e(page['page_id'])}'>{caption}</figcaption></figure>")
+    more = (f"<p>{len(pages) - max_thumbnails} more pages: <code>census show RUN_DIR PAGE</code> draws any page.</p>"
+            if len(pages) > max_thumbnails else "")
+    return f"<h2>Pages</h2><div class=pages>{''.join(figures)}</div>{more}"
+
+
+def _thumbnail_uri(run_dir: Path, page_id: str) -> str:
+    overlay = render_overlay(run_dir, page_id)
+    scale = THUMBNAIL_WIDTH / overlay.shape[1]
+    small = cv2.resize(overlay, (THUMBNAIL_WIDTH, max(1, int(overlay.shape[0] * scale))),
+                       interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode() if ok else ""
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+h1{margin-bottom:0}.meta{color:#666;margin-top:.2em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
+.chip{display:inline-block;width:.9em;height:.9em;margin:0 .2em 0 .8em;vertical-align:middle}
+.pages{display:flex;flex-wrap:wrap;gap:.8em}figure{margin:0;width:360px}
+figure img{width:360px;border:1px solid #ccc}figcaption{font-size:.8em;color:#444;word-break:break-all}
+.noimg{width:360px;height:120px;background:#eee;display:flex;align-items:center;justify-content:center}
+"""
