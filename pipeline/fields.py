@@ -1,0 +1,224 @@
+"""Fields stage: the recognised cells of one page -> typed, validated values, and one `Person`
+per register row.
+
+For each cell: blank and illegible cells get no value; a ditto mark ('id.', 'ídem', 'd°', '〃',
+'"') takes the resolved value of the same column in the row above, its literal text kept;
+any other text is parsed by its column's field type (pipeline.fieldtypes). Then the template's
+consistency rules compare values across a row and across a household. Problems are recorded
+as `Reason`s on the cells; pipeline.route turns them into review decisions. Household ids are
+assigned later (pipeline.households).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.fieldtypes import (
+    Parsed, Reason, is_ditto, is_illegible, parse_address, parse_age, parse_date, parse_name,
+    parse_number, parse_vocabulary, snap_phrase, clean_text,
+)
+from pipeline.models import BBox, Cell, Person
+from pipeline.templates import ColumnSpec, Template
+
+VOCABULARY_TYPES = frozenset({"relation", "sex", "marital_status", "literacy"})
+CHILDREN = frozenset({"son", "daughter"})
+PARENTS = frozenset({"head", "spouse"})
+# Tolerance of the age / birth-date check: the register day may fall before or after the birthday.
+AGE_TOLERANCE_YEARS = 1
+
+
+def interpret(cells: list[Cell], template: Template) -> tuple[list[Cell], list[Person]]:
+    """Typed values and reasons for every cell of a page, plus one Person per non-empty row.
+
+    Returns copies of the cells, in the order given; statuses are left for pipeline.route."""
+    columns = {column.key: column for column in template.columns}
+    resolved: dict[tuple[int, int], Cell] = {}
+    for cell in sorted(cells, key=lambda cell: (cell.row, cell.col)):
+        above = resolved.get((cell.row - 1, cell.col))
+        parsed = _interpret_cell(cell, columns.get(cell.field or ""), above, template)
+        resolved[(cell.row, cell.col)] = cell.model_copy(
+            update={"value": parsed.value, "reasons": _merge(cell.reasons, parsed.reasons)})
+    rows = _rows(list(resolved.values()))
+    for rule in template.rules:
+        RULES[rule](rows, template)
+    interpreted = [rows_cell for row in rows.values() for rows_cell in row.cells.values()]
+    by_id = {cell.cell_id: cell for cell in interpreted}
+    by_id.update({cell.cell_id: cell for row in rows.values() for cell in row.unmapped})
+    return [by_id[cell.cell_id] for cell in cells], [_person(row) for row in rows.values() if row.written]
+
+
+def _merge(existing: list[str], new: list[str]) -> list[str]:
+    return list(dict.fromkeys([*existing, *new]))
+
+
+def is_blank(cell: Cell) -> bool:
+    """A blank crop: nothing was written, so there is nothing to read or review."""
+    return cell.status == "empty" and not cell.text.strip()
+
+
+def _interpret_cell(cell: Cell, column: ColumnSpec | None, above: Cell | None, template: Template) -> Parsed:
+    if is_blank(cell) or is_illegible(cell.text):
+        return Parsed(None)  # route decides between 'empty' and 'illegible'
+    if column is None:
+        return Parsed(clean_text(cell.text))
+    if is_ditto(cell.text):
+        return _resolve_ditto(cell, column, above)
+    return parse_value(cell.text, column, template.register_year)
+
+
+def _resolve_ditto(cell: Cell, column: ColumnSpec, above: Cell | None) -> Parsed:
+    """The value of the row above (itself possibly a resolved ditto), the literal kept by the caller."""
+    if not column.allow_ditto:
+        return Parsed(None, [Reason.DITTO_NOT_ALLOWED.value])
+    if cell.row == 0 or above is None or above.value is None:
+        return Parsed(None, [Reason.DITTO_WITHOUT_VALUE.value])
+    return Parsed(above.value)
+
+
+def parse_value(text: str, column: ColumnSpec, register_year: int | None) -> Parsed:
+    """Typed value of one written cell, by its column's field type."""
+    if column.type in VOCABULARY_TYPES:
+        return parse_vocabulary(text, column.vocabulary) if column.vocabulary else Parsed(clean_text(text))
+    lexicon = column.lexicon
+    parsers: dict[str, Callable[[], Parsed]] = {
+        "name": lambda: parse_name(text, lexicon),
+        "age": lambda: parse_age(text),
+        "number": lambda: parse_number(text),
+        "date": lambda: parse_date(text, register_year),
+        "address": lambda: parse_address(text, lexicon),
+        "place": lambda: snap_phrase(text, lexicon) if lexicon else Parsed(clean_text(text)),
+        "occupation": lambda: snap_phrase(text, lexicon) if lexicon else Parsed(clean_text(text)),
+    }
+    return parsers.get(column.type, lambda: Parsed(clean_text(text)))()
+
+
+# --- rows and persons -----------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """The cells of one register row, by field key (first column wins if two map to one key)."""
+
+    row: int
+    cells: dict[str, Cell]
+    unmapped: list[Cell]
+
+    @property
+    def written(self) -> bool:
+        return any(not is_blank(cell) for cell in self.cells.values())
+
+    def value(self, key: str | None) -> object:
+        cell = self.cells.get(key) if key else None
+        return cell.value if cell is not None else None
+
+    def valid_value(self, key: str | None) -> object:
+        """The value, unless its own cell already failed validation (no rule on top of a misreading)."""
+        cell = self.cells.get(key) if key else None
+        return cell.value if cell is not None and not cell.reasons else None
+
+    def flag(self, key: str | None, reason: Reason) -> None:
+        if key and key in self.cells:
+            cell = self.cells[key]
+            self.cells[key] = cell.model_copy(update={"reasons": _merge(cell.reasons, [reason.value])})
+
+
+def _rows(cells: list[Cell]) -> dict[int, Row]:
+    rows: dict[int, Row] = {}
+    for cell in sorted(cells, key=lambda cell: (cell.row, cell.col)):
+        row = rows.setdefault(cell.row, Row(cell.row, {}, []))
+        if cell.field is None or cell.field in row.cells:
+            row.unmapped.append(cell)
+        else:
+            row.cells[cell.field] = cell
+    return rows
+
+
+def _person(row: Row) -> Person:
+    cells = list(row.cells.values())
+    return Person(
+        page_id=cells[0].page_id, row=row.row,
+        values={key: cell.value for key, cell in row.cells.items()},
+        cell_ids={key: cell.cell_id for key, cell in row.cells.items()},
+        row_bbox=_union([cell.bbox for cell in [*cells, *row.unmapped]]))
+
+
+def _union(boxes: list[BBox]) -> BBox:
+    return BBox(x0=min(box.x0 for box in boxes), y0=min(box.y0 for box in boxes),
+                x1=max(box.x1 for box in boxes), y1=max(box.y1 for box in boxes))
+
+
+# --- consistency rules ----------------------------------------------------------------------
+
+
+def _key_of_type(template: Template, field_type: str, prefer: str = "") -> str | None:
+    """Key of the template's column of this type (the one whose key contains `prefer` first)."""
+    keys = [column.key for column in template.columns if column.type == field_type]
+    preferred = [key for key in keys if prefer and prefer in key]
+    return (preferred or keys or [None])[0]
+
+
+def check_age_matches_birth_date(rows: dict[int, Row], template: Template) -> None:
+    """Age must equal register year − birth year, ±1 (birthday before or after the register day)."""
+    age_key, date_key = _key_of_type(template, "age"), _key_of_type(template, "date", prefer="birth")
+    if template.register_year is None or age_key is None or date_key is None:
+        return
+    for row in rows.values():
+        age, birth = row.valid_value(age_key), row.valid_value(date_key)
+        if not isinstance(age, int) or not isinstance(birth, str):
+            continue
+        expected = template.register_year - int(birth[:4])
+        if abs(age - expected) > AGE_TOLERANCE_YEARS:
+            row.flag(age_key, Reason.AGE_BIRTH_MISMATCH)
+            row.flag(date_key, Reason.AGE_BIRTH_MISMATCH)
+
+
+def households_on_page(rows: dict[int, Row], template: Template) -> list[list[Row]]:
+    """Rows grouped into households: a new one starts at each head of household, or where a
+    new address is written (not a ditto). Rows before the first head continue a household
+    from the previous page. Only used by the rules; pipeline.households assigns the ids."""
+    relation_key = _key_of_type(template, "relation")
+    address_key = _key_of_type(template, "address")
+    groups: list[list[Row]] = []
+    current_address: object = None
+    for row in (row for row in rows.values() if row.written):
+        address_cell = row.cells.get(address_key) if address_key else None
+        written_address = (row.value(address_key) if address_cell is not None
+                           and not is_ditto(address_cell.text) else None)
+        new_address = written_address is not None and written_address != current_address
+        if not groups or row.value(relation_key) == "head" or new_address:
+            groups.append([])
+        groups[-1].append(row)
+        current_address = written_address if written_address is not None else current_address
+    return groups
+
+
+def check_head_first(rows: dict[int, Row], template: Template) -> None:
+    """A household starting at a new address must start with its head."""
+    relation_key = _key_of_type(template, "relation")
+    for index, household in enumerate(households_on_page(rows, template)):
+        first_relation = household[0].valid_value(relation_key)
+        continues_previous_page = index == 0 and household[0].row == min(rows)
+        if first_relation not in (None, "head") and not continues_previous_page:
+            household[0].flag(relation_key, Reason.HEAD_NOT_FIRST)
+
+
+def check_child_younger(rows: dict[int, Row], template: Template) -> None:
+    """A son or daughter must be younger than the head and the head's spouse."""
+    relation_key, age_key = _key_of_type(template, "relation"), _key_of_type(template, "age")
+    for household in households_on_page(rows, template):
+        parent_ages = [age for row in household if row.valid_value(relation_key) in PARENTS
+                       and isinstance(age := row.valid_value(age_key), int)]
+        if not parent_ages:
+            continue
+        for row in household:
+            age = row.valid_value(age_key)
+            if row.valid_value(relation_key) in CHILDREN and isinstance(age, int) and age >= min(parent_ages):
+                row.flag(age_key, Reason.CHILD_OLDER_THAN_PARENT)
+
+
+RULES: dict[str, Callable[[dict[int, Row], Template], None]] = {
+    "age_matches_birth_date": check_age_matches_birth_date,
+    "head_first_in_household": check_head_first,
+    "child_younger_than_head": check_child_younger,
+}

@@ -1,0 +1,71 @@
+"""Routing stage: decide for each cell whether its value is accepted as read or goes to a
+reviewer (Label Studio), and record why.
+
+Rules, in order:
+- a cell a reviewer already corrected keeps status 'corrected';
+- a blank crop (provisional status 'empty', no text) stays 'empty';
+- otherwise it goes to 'needs_review' when any of these holds, each adding its reason:
+  the reading is illegible (empty text from a non-blank crop, or only marks like '???');
+  its confidence is under the threshold; the fields stage recorded a validation or
+  consistency reason. Else it is 'accepted'.
+
+Thresholds: confidences are calibrated probabilities that the text is exactly right, so
+`1 - threshold` is the error rate tolerated among accepted cells. Key fields (names,
+relation, age: `ColumnSpec.key_field`) tolerate half of it: with the templates' 0.9 a key
+field needs 0.95. Routing is idempotent: routing twice gives the same cells.
+"""
+
+from __future__ import annotations
+
+from pipeline.fieldtypes import Reason, is_illegible
+from pipeline.models import Cell
+from pipeline.templates import Template
+
+# Share of the template's tolerated error rate (1 - review_threshold) allowed on key fields.
+KEY_FIELD_ERROR_SHARE = 0.5
+
+# Every reason a cell can carry, with the explanation reviewers and reports show.
+REASONS: dict[str, str] = {
+    Reason.LOW_CONFIDENCE.value: "the recogniser's confidence is under the review threshold",
+    Reason.ILLEGIBLE.value: "ink in the cell but nothing readable was recognised",
+    Reason.UNKNOWN_VOCABULARY.value: "not one of the column's known values (relation, sex...)",
+    Reason.VOCABULARY_UNCERTAIN.value: "taken as the closest known value, but the reading is far from it",
+    Reason.INVALID_AGE.value: "not an age between 0 and 110 years (months and days give 0)",
+    Reason.INVALID_DATE.value: "not a valid date, or a date after the register or over 110 years before it",
+    Reason.DATE_CENTURY_GUESSED.value: "two-digit year and no register year: the 1900s were assumed",
+    Reason.INVALID_NUMBER.value: "not a whole number",
+    Reason.LEXICON_UNCERTAIN.value: "near, not clearly, a known place/occupation/street: likely misread",
+    Reason.DITTO_WITHOUT_VALUE.value: "ditto mark with no value above it (first row, blank above)",
+    Reason.DITTO_NOT_ALLOWED.value: "ditto mark in a column where the template does not allow one",
+    Reason.AGE_BIRTH_MISMATCH.value: "age differs by more than a year from register year minus birth year",
+    Reason.CHILD_OLDER_THAN_PARENT.value: "a son or daughter not younger than the head or the head's spouse",
+    Reason.HEAD_NOT_FIRST.value: "a new household (new address) whose first person is not its head",
+}
+REVIEW_REASONS = frozenset(REASONS)
+
+
+def threshold_for(template: Template, field: str | None) -> float:
+    """Minimum confidence to auto-accept a cell of this field (stricter on key fields)."""
+    key_fields = {column.key for column in template.columns if column.key_field}
+    if field in key_fields:
+        return 1.0 - (1.0 - template.review_threshold) * KEY_FIELD_ERROR_SHARE
+    return template.review_threshold
+
+
+def route(cells: list[Cell], template: Template) -> list[Cell]:
+    """Copies of the cells with final status and reasons ('accepted', 'needs_review', 'empty')."""
+    return [_route_cell(cell, template) for cell in cells]
+
+
+def _route_cell(cell: Cell, template: Template) -> Cell:
+    if cell.status == "corrected":
+        return cell
+    if cell.status == "empty" and not cell.text.strip():
+        return cell.model_copy(update={"value": None})
+    reasons = list(cell.reasons)
+    if is_illegible(cell.text):
+        reasons.append(Reason.ILLEGIBLE.value)
+    if cell.confidence < threshold_for(template, cell.field):
+        reasons.append(Reason.LOW_CONFIDENCE.value)
+    reasons = list(dict.fromkeys(reasons))
+    return cell.model_copy(update={"reasons": reasons, "status": "needs_review" if reasons else "accepted"})
