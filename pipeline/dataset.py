@@ -1,0 +1,248 @@
+"""The historians' view of a run: current (reviewed) persons, households and cells as Arrow
+tables, with the privacy embargo applied. Every reader (export, query, search, browse) goes
+through here, so corrections and masking are applied the same way everywhere.
+
+Current values: the persons table is the truth, overlaid with each cell's latest correction
+(typed by the template), so a correction counts even before it has been propagated into
+persons. Masking: see pipeline.embargo.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
+
+from pipeline import embargo, store
+from pipeline.errors import UsageError
+from pipeline.templates import ColumnSpec, Template
+
+INT_TYPES = {"age", "number"}
+PROVENANCE_COLUMNS = {
+    "person_id": "stable id '<page_id>:r<row>'",
+    "page_id": "page the row was read from ('<sha256 16 hex>-p<page index>')",
+    "row": "0-based data row on the page (header rows excluded)",
+    "register": "register template name",
+    "year": "register year (template)",
+    "household_id": "reconstructed household id ('<page_id>:h<n>')",
+    "birth_year": "year of birth: from the birth date, else register year minus age",
+    "confidence": "calibrated probability that the name cell was read exactly right (1.0 when corrected)",
+    "min_confidence": "lowest cell confidence of the row",
+    "cells_needs_review": "cells of the row still waiting for review",
+    "cells_corrected": "cells of the row corrected by a reviewer",
+    "restricted": "true when the embargo rule applies (names, dates and addresses are then NULL)",
+    "cell_ids": "JSON: field key -> cell id (provenance of each value)",
+    "x0": "row bounding box in original page pixels (left)", "y0": "top", "x1": "right", "y1": "bottom",
+}
+
+
+class Dataset(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    template: Template
+    persons: pa.Table
+    report: embargo.EmbargoReport
+
+
+def store_path(run_dir: Path) -> Path:
+    path = Path(run_dir) / store.STORE_NAME
+    if not path.is_file():
+        raise UsageError(f"no store at {path}: run `census run ... --out {run_dir}` first")
+    return path
+
+
+def typed_value(column: ColumnSpec, text: str | None, register_year: int | None) -> Any:
+    """A reviewer's corrected text as the typed value of `column`, parsed like the fields stage does."""
+    if text is None or not text.strip():
+        return None
+    from pipeline.fields import parse_value
+
+    return parse_value(text, column, register_year).value
+
+
+def latest_corrections(connection: sqlite3.Connection, template: Template) -> dict[str, dict[str, Any]]:
+    """person_id -> {field: typed latest corrected value}."""
+    rows = connection.execute(
+        """SELECT c.page_id, c.row, c.field, latest.new_value
+           FROM (SELECT cell_id, new_value, ROW_NUMBER() OVER (
+                     PARTITION BY cell_id ORDER BY corrected_at DESC, correction_id DESC) AS rank
+                 FROM corrections) AS latest
+           JOIN cells c ON c.cell_id = latest.cell_id
+           WHERE latest.rank = 1 AND c.field IS NOT NULL""").fetchall()
+    keys = {column.key: column for column in template.columns}
+    overlay: dict[str, dict[str, Any]] = {}
+    for page_id, row, field, new_value in rows:
+        if field not in keys:
+            continue
+        value = typed_value(keys[field], new_value, template.register_year)
+        if value is None and (new_value or "").strip():
+            continue  # a ditto mark or unparsable text: the persons table's value stands
+        overlay.setdefault(f"{page_id}:r{row}", {})[field] = value
+    return overlay
+
+
+CELL_STATS_SQL = """
+SELECT page_id, row,
+       MAX(CASE WHEN field = 'name' THEN CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END END)
+           AS confidence,
+       MIN(CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END) AS min_confidence,
+       SUM(status = 'needs_review') AS cells_needs_review, SUM(status = 'corrected') AS cells_corrected
+FROM cells WHERE status != 'empty' GROUP BY page_id, row"""
+STATS_TYPES = {"page_id": pa.string(), "row": pa.int32(), "confidence": pa.float32(),
+               "min_confidence": pa.float32(), "cells_needs_review": pa.int32(), "cells_corrected": pa.int32()}
+
+
+def read_arrow(path: Path, sql: str) -> pa.Table:
+    """Run a read-only query into Arrow: ADBC's SQLite driver (columnar, C) when it can type
+    the result, else the sqlite3 module row by row (mixed-type columns, driver missing)."""
+    try:
+        import adbc_driver_sqlite.dbapi as adbc
+
+        with adbc.connect(f"file:{path}?mode=ro") as connection, connection.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetch_arrow_table()
+    except Exception:  # noqa: BLE001 - any driver failure falls back to the always-correct path
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
+            cursor = connection.execute(sql)
+            names = [description[0] for description in cursor.description]
+            rows = cursor.fetchall()
+        columns = list(zip(*rows)) if rows else [()] * len(names)
+        return pa.table({name: _python_array(column) for name, column in zip(names, columns)})
+
+
+def _python_array(values: tuple) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types (SQLite affinity): keep them as text
+        return pa.array([None if value is None else str(value) for value in values], pa.string())
+
+
+def arrow_type(column: ColumnSpec) -> pa.DataType:
+    return pa.int32() if column.type in INT_TYPES else pa.string()
+
+
+def conform(array: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray:
+    """Cast a column read from SQLite to its schema type; values that do not fit become NULL."""
+    if array.type == kind:
+        return array
+    if pa.types.is_null(array.type):
+        return pa.chunked_array([pa.nulls(len(array), kind)])
+    try:
+        return pc.cast(array, kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.chunked_array([pa.array([_coerce(value, kind) for value in array.to_pylist()], kind)])
+
+
+def _coerce(value: Any, kind: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if pa.types.is_integer(kind):
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _apply_overlay(table: pa.Table, overlay: dict[str, dict[str, Any]]) -> pa.Table:
+    """Replace corrected values, field by field, at the positions of the corrected persons."""
+    ids = table["person_id"]
+    for field in sorted({field for updates in overlay.values() for field in updates}):
+        targets = [person_id for person_id, updates in overlay.items() if field in updates]
+        mask = pc.is_in(ids, value_set=pa.array(targets, pa.string()))
+        positions = ids.take(pc.indices_nonzero(mask)).to_pylist()
+        kind = table.schema.field(field).type
+        values = pa.array([_coerce(overlay[person_id][field], kind) for person_id in positions], kind)
+        index = table.schema.get_field_index(field)
+        table = table.set_column(index, field, pc.replace_with_mask(table[field], mask, values))
+    return table
+
+
+def _per_unique(values: pa.ChunkedArray, function: Any, kind: pa.DataType) -> pa.Array:
+    """Apply a Python function once per distinct value (birth dates repeat a lot); NULL stays NULL."""
+    encoded = pc.dictionary_encode(values).combine_chunks()
+    mapped = pa.array([function(value) for value in encoded.dictionary.to_pylist()], kind)
+    return mapped.take(encoded.indices) if len(mapped) else pa.nulls(len(encoded), kind)
+
+
+def _birth_columns(births: pa.ChunkedArray, ages: pa.ChunkedArray, year: int | None,
+                   rule: embargo.EmbargoRule) -> tuple[pa.Array, pa.Array]:
+    """birth_year (from the birth date, else register year - age) and the embargo flag."""
+    from_date = _per_unique(births, lambda birth: (embargo.parse_birth(birth) or (None,))[0], pa.int32())
+    restricted = _per_unique(births, lambda birth: embargo.is_restricted(birth, year, rule), pa.bool_())
+    # Null dates are not in the dictionary: they get the rule's verdict for "no birth date".
+    restricted = pc.fill_null(restricted, embargo.is_restricted(None, year, rule))
+    from_age = pc.subtract(pa.scalar(year, pa.int32()), ages.combine_chunks()) if year \
+        else pa.nulls(len(ages), pa.int32())
+    return pc.coalesce(from_date, from_age.cast(pa.int32())), restricted
+
+
+def _mask(table: pa.Table, restricted: pa.Array, fields: list[str]) -> tuple[pa.Table, int]:
+    """NULL the `fields` of restricted rows; return the table and how many values were masked."""
+    masked = 0
+    for field in fields:
+        column = table[field]
+        masked += pc.sum(pc.and_(restricted, pc.is_valid(column))).as_py() or 0
+        table = table.set_column(table.schema.get_field_index(field), field,
+                                 pc.if_else(restricted, pa.nulls(len(column), type=column.type), column))
+    return table, masked
+
+
+def persons_table(path: Path, template: Template, rule: embargo.EmbargoRule) -> pa.Table:
+    """Current persons, typed, with provenance columns and the embargo flag (nothing masked yet)."""
+    keys = [column.key for column in template.columns]
+    raw = read_arrow(path, f"SELECT person_id, page_id, row, household_id, {', '.join(keys)}, cell_ids, "
+                           "x0, y0, x1, y1 FROM persons")
+    kinds = {"person_id": pa.string(), "page_id": pa.string(), "row": pa.int32(), "household_id": pa.string(),
+             **{column.key: arrow_type(column) for column in template.columns}, "cell_ids": pa.string(),
+             "x0": pa.int32(), "y0": pa.int32(), "x1": pa.int32(), "y1": pa.int32()}
+    table = pa.table({name: conform(raw[name], kind) for name, kind in kinds.items()})
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
+        table = _apply_overlay(table, latest_corrections(connection, template))
+    stats = read_arrow(path, CELL_STATS_SQL)
+    stats = pa.table({name: conform(stats[name], kind) for name, kind in STATS_TYPES.items()})
+    year = template.register_year
+    birth_key = embargo.birth_date_field(template)
+    births = table[birth_key] if birth_key else pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
+    ages = table["age"] if "age" in table.column_names else pa.chunked_array([pa.nulls(table.num_rows, pa.int32())])
+    birth_year, restricted = _birth_columns(births, ages, year, rule)
+    n = table.num_rows
+    table = (table.append_column("register", pa.array([template.name] * n, pa.string()))
+             .append_column("year", pa.array([year] * n, pa.int32()))
+             .append_column("birth_year", birth_year).append_column("restricted", restricted)
+             .join(stats, ["page_id", "row"], join_type="left outer")
+             .sort_by([("page_id", "ascending"), ("row", "ascending")]))
+    for count in ("cells_needs_review", "cells_corrected"):
+        table = table.set_column(table.schema.get_field_index(count), count, pc.fill_null(table[count], 0))
+    order = ["person_id", "page_id", "row", "register", "year", "household_id", *keys, "birth_year",
+             *list(STATS_TYPES)[2:], "restricted", "cell_ids", "x0", "y0", "x1", "y1"]
+    return table.select(order)
+
+
+def load(run_dir: Path, include_restricted: bool = False, rule: embargo.EmbargoRule | None = None,
+         write_report: bool = True) -> Dataset:
+    """Current persons of the run as an Arrow table, masked by the embargo unless asked not to."""
+    rule = rule or embargo.load_rule(run_dir)
+    path = store_path(run_dir)
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
+        template = store.stored_template(connection)
+    table = persons_table(path, template, rule)
+    fields = embargo.masked_fields(template, rule)
+    restricted = table["restricted"]
+    n_restricted = pc.sum(restricted).as_py() or 0
+    masked_values = 0
+    if not include_restricted:
+        table, masked_values = _mask(table, restricted, [*fields, "birth_year"])
+    report = embargo.EmbargoReport(
+        rule=rule.describe(), include_restricted=include_restricted, persons=table.num_rows,
+        restricted=n_restricted, masked_fields=[] if include_restricted else fields,
+        masked_values=masked_values, masked_cells=0,
+        restricted_person_ids=table.filter(restricted)["person_id"].to_pylist()[:10000])
+    if write_report:
+        embargo.write_report(run_dir, report)
+    return Dataset(template=template, persons=table, report=report)

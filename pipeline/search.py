@@ -1,0 +1,309 @@
+"""Ranked fuzzy + phonetic person search, robust to Catalan/Spanish spelling variation.
+
+Index (RUN_DIR/index/, rebuilt when the store changes): `people.sqlite` holds one row per
+person with its phonetic name keys, birth year, place and the name cell's box; `keys.npy` /
+`pids.npy` are a sorted array of 64-bit hashes of each person's single keys and key pairs
+(given+surname, surname+surname, any order), so a query looks up its own key pairs with a
+binary search and only scores the few thousand candidates that share two name parts (or one,
+for a one-word query). Scoring matches query words to the candidate's words as a bag
+(swapped surnames score the same), exact phonetic/equivalent keys first, then edit distance.
+
+Restricted persons (pipeline.embargo) never appear in results unless include_restricted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
+
+from pipeline import dataset, embargo
+from pipeline.errors import UsageError
+from pipeline.names import fold, name_tokens, query_keys
+
+INDEX_DIR = "index"
+CROPS_DIR = "crops"
+MAX_CANDIDATES = 4_000
+MIN_SCORE = 0.5
+ABBREVIATION_SCORE = 0.85  # 'J.' vs 'Josep': consistent, not proof
+
+
+class SearchHit(BaseModel):
+    person_id: str
+    page_id: str
+    row: int
+    name: str
+    birth_year: int | None
+    birth_place: str | None
+    score: float
+    confidence: float | None
+    crop: str | None = None  # path of the name cell crop, made on demand
+
+
+class SearchQuery(BaseModel):
+    text: str
+    born: tuple[int, int] | None = None
+    place: str | None = None
+    limit: int = 10
+    include_restricted: bool = False
+
+
+def parse_born(text: str | None) -> tuple[int, int] | None:
+    """'1880-1890' or '1885' -> inclusive year range."""
+    if not text:
+        return None
+    match = re.fullmatch(r"\s*(\d{4})\s*(?:[-–:]\s*(\d{4}))?\s*", text)
+    if not match:
+        raise UsageError(f"--born expects YEAR or YEAR-YEAR, got {text!r}")
+    start = int(match.group(1))
+    return start, int(match.group(2) or start)
+
+
+def _hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+def person_keys(keys: list[str]) -> set[str]:
+    """Single keys and unordered key pairs of one person's name."""
+    pairs = {"|".join(sorted(pair)) for pair in itertools.combinations(keys, 2) if pair[0] != pair[1]}
+    return {*(f"{key}" for key in keys), *pairs}
+
+
+# --- index ------------------------------------------------------------------------------------
+
+def index_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / INDEX_DIR
+
+
+def store_fingerprint(run_dir: Path, rule: embargo.EmbargoRule) -> str:
+    """Changes whenever the store (or its WAL) is written, or the embargo cutoff moves."""
+    parts = [rule.cutoff().isoformat(), str(rule.years)]
+    for suffix in ("", "-wal"):
+        path = Path(str(dataset.store_path(run_dir)) + suffix)
+        if path.exists():
+            stat = path.stat()
+            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+    return "/".join(parts)
+
+
+def _name_cell_boxes(run_dir: Path) -> dict[str, tuple[int, int, int, int]]:
+    with sqlite3.connect(f"file:{dataset.store_path(run_dir)}?mode=ro", uri=True) as connection:
+        rows = connection.execute("SELECT cell_id, x0, y0, x1, y1 FROM cells WHERE field = 'name'").fetchall()
+    return {cell_id: box for cell_id, *box in rows}
+
+
+def build_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> int:
+    """(Re)build RUN_DIR/index from the current persons; returns the number indexed."""
+    rule = rule or embargo.load_rule(run_dir)
+    fingerprint = store_fingerprint(run_dir, rule)
+    persons = dataset.load(run_dir, include_restricted=True, rule=rule, write_report=False).persons
+    boxes = _name_cell_boxes(run_dir)
+    folder = index_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "people.sqlite.tmp"
+    tmp.unlink(missing_ok=True)
+    keys, pids = [], []
+    columns = persons.select(["person_id", "page_id", "row", "name", "birth_year", "birth_place", "confidence",
+                              "restricted", "cell_ids", "x0", "y0", "x1", "y1"]).to_pydict()
+    rows = []
+    for pid, values in enumerate(zip(*columns.values())):
+        person_id, page_id, row, name, birth_year, place, confidence, restricted, cell_ids, *row_box = values
+        tokens = name_tokens(name or "")
+        token_keys = [token.key for token in tokens]
+        for key in person_keys(token_keys):
+            keys.append(_hash(key))
+            pids.append(pid)
+        name_cell = json.loads(cell_ids or "{}").get("name")
+        box = boxes.get(name_cell) or tuple(row_box)
+        rows.append((pid, person_id, page_id, row, name, " ".join(token_keys),
+                     " ".join(token.folded for token in tokens), birth_year, place,
+                     fold(place) if place else None, confidence, int(bool(restricted)), *box))
+    with sqlite3.connect(tmp) as connection:
+        connection.execute(
+            "CREATE TABLE people (pid INTEGER PRIMARY KEY, person_id TEXT, page_id TEXT, row INTEGER, name TEXT, "
+            "keys TEXT, folded TEXT, birth_year INTEGER, birth_place TEXT, place_folded TEXT, confidence REAL, "
+            "restricted INTEGER, x0 INTEGER, y0 INTEGER, x1 INTEGER, y1 INTEGER)")
+        connection.executemany(f"INSERT INTO people VALUES ({','.join('?' * 16)})", rows)
+        connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        connection.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
+    key_array, pid_array = np.array(keys, dtype=np.int64), np.array(pids, dtype=np.int32)
+    order = np.argsort(key_array, kind="stable")
+    np.save(folder / "keys.npy", key_array[order])
+    np.save(folder / "pids.npy", pid_array[order])
+    tmp.replace(folder / "people.sqlite")
+    return len(rows)
+
+
+def _indexed_fingerprint(run_dir: Path) -> str | None:
+    path = index_dir(run_dir) / "people.sqlite"
+    if not path.is_file():
+        return None
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+    return row[0] if row else None
+
+
+def ensure_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> None:
+    rule = rule or embargo.load_rule(run_dir)
+    if _indexed_fingerprint(run_dir) != store_fingerprint(run_dir, rule):
+        build_index(run_dir, rule)
+
+
+# --- query ------------------------------------------------------------------------------------
+
+class Searcher:
+    """An opened index; reuse it for many queries (the CLI opens one per call)."""
+
+    def __init__(self, run_dir: Path, rule: embargo.EmbargoRule | None = None, refresh: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        if refresh:
+            ensure_index(self.run_dir, rule)
+        folder = index_dir(self.run_dir)
+        self.keys = np.load(folder / "keys.npy", mmap_mode="r")
+        self.pids = np.load(folder / "pids.npy", mmap_mode="r")
+        self.people = sqlite3.connect(f"file:{folder / 'people.sqlite'}?mode=ro", uri=True,
+                                      check_same_thread=False)
+
+    def close(self) -> None:
+        self.people.close()
+
+    def _lookup(self, key_strings: set[str]) -> np.ndarray:
+        found = []
+        for key in key_strings:
+            value = _hash(key)
+            start = np.searchsorted(self.keys, value, side="left")
+            end = np.searchsorted(self.keys, value, side="right")
+            if end > start:
+                found.append(np.asarray(self.pids[start:end]))
+        if not found:
+            return np.empty(0, dtype=np.int32)
+        # Persons matching more of the query's key pairs first, so the best survive the cap.
+        pids, counts = np.unique(np.concatenate(found), return_counts=True)
+        return pids[np.argsort(-counts, kind="stable")][:MAX_CANDIDATES]
+
+    def candidates(self, words: list[str]) -> np.ndarray:
+        """Persons sharing two name parts with the query (one for a one-word query)."""
+        word_keys = [query_keys(word) for word in words]
+        if len(word_keys) == 1:
+            return self._lookup(word_keys[0])
+        pairs = {"|".join(sorted((a, b))) for keys_a, keys_b in itertools.combinations(word_keys, 2)
+                 for a in keys_a for b in keys_b if a != b}
+        found = self._lookup(pairs)
+        # No two words agree (two misspellings): fall back to single words.
+        return found if found.size else self._lookup(set().union(*word_keys))
+
+    def search(self, query: SearchQuery, crops: bool = False) -> list[SearchHit]:
+        words = [token.folded for token in name_tokens(query.text)]
+        if not words:
+            raise UsageError("empty search: give at least one name")
+        pids = self.candidates(words)
+        hits = [hit for hit in (self._score(row, words, query) for row in self._fetch(pids, query)) if hit]
+        hits.sort(key=lambda hit: (-hit.score, -(hit.confidence or 0)))
+        hits = hits[:query.limit]
+        if crops:
+            for hit in hits:
+                hit.crop = str(name_crop(self.run_dir, hit.person_id, self.people))
+        return hits
+
+    def _fetch(self, pids: np.ndarray, query: SearchQuery) -> list[tuple]:
+        conditions = [] if query.include_restricted else ["restricted = 0"]
+        if query.born:  # a year's slack: birth years derived from ages are off by one
+            conditions.append(f"(birth_year IS NULL OR birth_year BETWEEN {query.born[0] - 1} AND {query.born[1] + 1})")
+        where = f" AND {' AND '.join(conditions)}" if conditions else ""
+        self.people.execute("DROP TABLE IF EXISTS temp.wanted")
+        self.people.execute("CREATE TEMP TABLE wanted (pid INTEGER PRIMARY KEY)")
+        self.people.executemany("INSERT INTO temp.wanted VALUES (?)", ((int(pid),) for pid in pids))
+        return self.people.execute(
+            "SELECT person_id, page_id, row, name, keys, folded, birth_year, birth_place, place_folded, confidence "
+            f"FROM people JOIN temp.wanted USING (pid) WHERE 1{where}").fetchall()
+
+    def _score(self, row: tuple, words: list[str], query: SearchQuery) -> SearchHit | None:
+        person_id, page_id, row_index, name, keys, folded, birth_year, place, place_folded, confidence = row
+        score = name_score(words, keys.split(), folded.split())
+        if query.born and birth_year is None:
+            score -= 0.05  # unknown birth year: possible, less likely
+        if query.place:
+            place_score = fuzz.token_set_ratio(fold(query.place), place_folded or "") / 100
+            if place_score < 0.8:
+                return None
+            score += 0.05 * place_score
+        if score < MIN_SCORE:
+            return None
+        return SearchHit(person_id=person_id, page_id=page_id, row=row_index, name=name, birth_year=birth_year,
+                         birth_place=place, score=round(score, 4), confidence=confidence)
+
+
+def _word_similarity(word: str, word_keys: set[str], key: str, folded: str) -> float:
+    if key in word_keys:
+        return 1.0
+    if len(word) <= 2 and folded.startswith(word):  # initial or clerk's abbreviation not in the table
+        return ABBREVIATION_SCORE
+    best_key = max(Levenshtein.normalized_similarity(candidate, key) for candidate in word_keys)
+    return max(best_key, Levenshtein.normalized_similarity(word, folded)) * 0.9
+
+
+def name_score(words: list[str], keys: list[str], folded: list[str]) -> float:
+    """Bag matching of query words to a candidate's name words, order-free; 1.0 = all match."""
+    if not keys:
+        return 0.0
+    free = list(range(len(keys)))
+    total = 0.0
+    for word in words:
+        word_keys = query_keys(word)
+        similarities = [(_word_similarity(word, word_keys, keys[i], folded[i]), i) for i in free]
+        best, index = max(similarities, default=(0.0, -1))
+        if best >= 0.7:
+            total += best
+            free.remove(index)
+    # Mostly "how much of the query matched", a little "how much of the name was asked for".
+    return 0.85 * total / len(words) + 0.15 * total / max(len(words), len(keys))
+
+
+def search(run_dir: Path, query: SearchQuery, crops: bool = True) -> list[SearchHit]:
+    searcher = Searcher(run_dir)
+    try:
+        return searcher.search(query, crops=crops)
+    finally:
+        searcher.close()
+
+
+# --- crops ------------------------------------------------------------------------------------
+
+def crop_image(run_dir: Path, page_id: str, box: tuple[int, int, int, int], name: str) -> Path | None:
+    """Cut `box` (original page pixels) out of RUN_DIR/images/<page_id>.jpg into RUN_DIR/crops/<name>.jpg."""
+    target = Path(run_dir) / CROPS_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.jpg"
+    if target.is_file():
+        return target
+    source = Path(run_dir) / "images" / f"{page_id}.jpg"
+    if not source.is_file() or None in box:
+        return None
+    from PIL import Image
+
+    with Image.open(source) as image:
+        x0, y0, x1, y1 = box
+        pad = 6
+        region = image.crop((max(0, x0 - pad), max(0, y0 - pad), min(image.width, x1 + pad),
+                             min(image.height, y1 + pad)))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        region.convert("L").save(target, quality=88)
+    return target
+
+
+def name_crop(run_dir: Path, person_id: str, people: sqlite3.Connection) -> Path | None:
+    row = people.execute("SELECT page_id, x0, y0, x1, y1 FROM people WHERE person_id = ?", (person_id,)).fetchone()
+    return crop_image(run_dir, row[0], tuple(row[1:]), f"{person_id}-name") if row else None
+
+
+def timed_search(searcher: Searcher, query: SearchQuery) -> tuple[list[SearchHit], float]:
+    start = time.perf_counter()
+    hits = searcher.search(query)
+    return hits, time.perf_counter() - start
