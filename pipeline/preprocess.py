@@ -1,0 +1,285 @@
+"""Preprocess: measure and correct skew, turn upside-down pages, crop to the table, normalise contrast.
+
+Skew is measured by projection profiles of the ink: at the right angle the long ruled
+lines (and text lines) of a register collapse into sharp peaks, for rows and for columns
+alike. The score is computed on sampled ink coordinates, so trying a hundred angles costs
+milliseconds. A page whose printed header band is at the bottom of the table is turned
+by 180°, recorded as `skew_deg` ≈ 180. Everything is recorded in `PreprocessResult`, whose
+`to_original` affine maps processed pixels back to the original page.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pipeline.models import BBox, PreprocessResult
+
+MAX_SKEW_DEG = 10.0
+COARSE_STEP_DEG = 0.25
+FINE_STEP_DEG = 0.02
+MAX_INK_POINTS = 400_000
+CROP_MARGIN = 24  # px kept around the table
+PAPER = 255
+
+
+def preprocess(image: np.ndarray) -> tuple[PreprocessResult, np.ndarray]:
+    """Deskew, turn, crop and normalise a grey page; returns the result and the processed image."""
+    page = whiten_scan_background(image)
+    skew = measure_skew(page)
+    rotation = rotation_matrix(page.shape, skew)
+    deskewed = warp(page, rotation)
+    if looks_upside_down(deskewed):
+        skew += 180.0
+        rotation = rotation_matrix(page.shape, skew)
+        deskewed = warp(page, rotation)
+    crop = table_bbox(deskewed)
+    processed = normalise_contrast(deskewed[crop.y0:crop.y1, crop.x0:crop.x1])
+    result = PreprocessResult(skew_deg=round(skew, 3), crop=crop,
+                              to_original=processed_to_original(rotation, crop),
+                              original_size=(image.shape[1], image.shape[0]))
+    return result, processed
+
+
+# --- ink, rules and the table area --------------------------------------------------------
+
+
+def whiten_scan_background(grey: np.ndarray) -> np.ndarray:
+    """Paint with paper colour the scanner's dark background around the sheet.
+
+    Background = dark areas, thicker than any stroke (a morphological opening removes rules and
+    ink touching them), that reach the image edge. Found on a 4x smaller copy: it is coarse.
+    """
+    import cv2
+
+    height, width = grey.shape
+    small = cv2.resize(grey, (max(1, width // 4), max(1, height // 4)), interpolation=cv2.INTER_AREA)
+    size = max(5, min(small.shape) // 100)
+    dark = cv2.morphologyEx((small < 60).astype(np.uint8), cv2.MORPH_OPEN, np.ones((size, size), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    small_height, small_width = small.shape
+    touching = ((stats[:, cv2.CC_STAT_LEFT] == 0) | (stats[:, cv2.CC_STAT_TOP] == 0)
+                | (stats[:, cv2.CC_STAT_LEFT] + stats[:, cv2.CC_STAT_WIDTH] == small_width)
+                | (stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT] == small_height))
+    large = stats[:, cv2.CC_STAT_AREA] > 0.002 * small.size
+    background = np.flatnonzero(touching & large)
+    background = background[background != 0]  # label 0 is everything not dark
+    if len(background) == 0:
+        return grey
+    rim = np.ones((size, size), np.uint8)  # the sheet's blurred, shadowed edge goes too
+    small_mask = cv2.dilate(np.isin(labels, background).astype(np.uint8), rim)
+    mask = cv2.resize(small_mask, (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    page = grey.copy()
+    # Paper colour, not white: a white fill would draw a sharp false edge along the sheet's border.
+    page[mask] = int(np.median(grey[~mask][::16])) if (~mask).any() else PAPER
+    return page
+
+
+def ink_mask(grey: np.ndarray, offset: int = 15) -> np.ndarray:
+    """Ink pixels (True) by local mean thresholding: robust to uneven paper; low offset keeps faint ink."""
+    import cv2
+
+    block = max(15, (min(grey.shape) // 60) | 1)
+    binary = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, offset)
+    return binary > 0
+
+
+def line_masks(grey: np.ndarray, offset: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(horizontal, vertical) masks of long thin straight strokes: ruled lines, small breaks bridged."""
+    import cv2
+
+    ink = ink_mask(grey, offset).astype(np.uint8)
+    height, width = grey.shape
+    gap = max(5, min(height, width) // 150)  # breaks in worn rules up to this long are bridged
+    horizontal = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8))
+    horizontal = cv2.morphologyEx(horizontal, cv2.MORPH_OPEN, np.ones((1, max(40, width // 12)), np.uint8))
+    vertical = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((gap, 1), np.uint8))
+    vertical = cv2.morphologyEx(vertical, cv2.MORPH_OPEN, np.ones((max(40, height // 15), 1), np.uint8))
+    max_thickness = max(10, min(height, width) // 100)  # double rules close up to ~2x a rule
+    return _thin_only(horizontal, 1, max_thickness), _thin_only(vertical, 0, max_thickness)
+
+
+def _thin_only(mask: np.ndarray, along: int, max_thickness: int) -> np.ndarray:
+    """Drop components thicker than a rule (page edges, shadows, dark borders): area / length."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    length = stats[:, cv2.CC_STAT_WIDTH] if along == 1 else stats[:, cv2.CC_STAT_HEIGHT]
+    thin = stats[:, cv2.CC_STAT_AREA] <= max_thickness * np.maximum(length, 1)
+    thin[0] = False  # the background label
+    return thin[labels]
+
+
+def rule_positions(profile: np.ndarray, min_count: float, merge_within: int) -> list[int]:
+    """Centres of runs where a line-mask projection reaches `min_count`; runs closer than `merge_within` merge."""
+    on = np.flatnonzero(profile >= min_count)
+    if len(on) == 0:
+        return []
+    groups = np.split(on, np.flatnonzero(np.diff(on) > merge_within) + 1)
+    return [int(round(np.average(group, weights=profile[group]))) for group in groups]
+
+
+def line_profile(mask: np.ndarray, axis: int, spread: int = 3) -> np.ndarray:
+    """Projection of a line mask (axis=1: per row); lines widened by `spread` px so residual skew
+    does not spread one rule over several weak bins."""
+    import cv2
+
+    kernel = np.ones((1, 2 * spread + 1) if axis == 0 else (2 * spread + 1, 1), np.uint8)
+    return (cv2.dilate(mask.astype(np.uint8), kernel) > 0).sum(axis=axis).astype(np.float64)
+
+
+def long_rules(mask: np.ndarray, axis: int, min_fraction: float = 0.5) -> list[int]:
+    """Positions of rules at least `min_fraction` as long as the longest one (axis=1: horizontal rules)."""
+    profile = line_profile(mask, axis)
+    if profile.max(initial=0) == 0:
+        return []
+    merge_within = max(6, mask.shape[1 - axis] // 150)
+    return rule_positions(profile, min_fraction * profile.max(), merge_within)
+
+
+def table_bbox(grey: np.ndarray) -> BBox:
+    """The table's ruled area plus a margin; the whole image when no table is found."""
+    from pipeline.errors import PageError
+    from pipeline.layout import find_rules
+
+    height, width = grey.shape
+    try:
+        table = find_rules(grey)
+    except PageError:
+        return BBox(x0=0, y0=0, x1=width, y1=height)
+    top = min([table.top, *table.row_rules])
+    bottom = max([table.bottom, *table.row_rules])
+    return BBox(x0=max(0, table.col_bounds[0] - CROP_MARGIN), y0=max(0, top - CROP_MARGIN),
+                x1=min(width, table.col_bounds[-1] + CROP_MARGIN + 1), y1=min(height, bottom + CROP_MARGIN + 1))
+
+
+def looks_upside_down(grey: np.ndarray) -> bool:
+    """True when the table's distinctive header band (the odd-sized ruled band) is at the bottom."""
+    from pipeline.errors import PageError
+    from pipeline.layout import find_rules
+
+    try:
+        table = find_rules(grey)
+    except PageError:
+        return False
+    rules = sorted(set(table.row_rules) | {table.bottom})
+    gaps = np.diff(rules)
+    gaps = gaps[gaps > 8]
+    if len(gaps) == 2:  # top border, header rule, bottom border: the header is the short band
+        return bool(gaps[1] < 0.6 * gaps[0])
+    if len(gaps) < 3:
+        return False
+    typical = float(np.median(gaps[1:-1]))
+    header_at_top = gaps[0] > 1.3 * typical and gaps[-1] <= 1.15 * typical
+    header_at_bottom = gaps[-1] > 1.3 * typical and gaps[0] <= 1.15 * typical
+    return bool(header_at_bottom and not header_at_top)
+
+
+def normalise_contrast(grey: np.ndarray) -> np.ndarray:
+    """Stretch so the darkest ink goes to 0 and the paper to 255 (1st and 99th percentiles)."""
+    import cv2
+
+    cumulative = np.cumsum(np.bincount(grey.ravel(), minlength=256)) / grey.size
+    low, high = int(np.searchsorted(cumulative, 0.01)), int(np.searchsorted(cumulative, 0.99))
+    if high - low < 30:  # a blank area: stretching would only amplify noise
+        return grey.copy()
+    table = np.clip((np.arange(256) - low) * (255.0 / (high - low)), 0, 255).astype(np.uint8)
+    return cv2.LUT(grey, table)
+
+
+# --- skew ----------------------------------------------------------------------------------
+
+
+def measure_skew(grey: np.ndarray) -> float:
+    """Counter-clockwise skew of the page content in degrees (|skew| ≤ MAX_SKEW_DEG)."""
+    ys, xs = np.nonzero(ink_mask(grey))
+    if len(xs) < 100:
+        return 0.0
+    order = np.random.default_rng(0).permutation(len(xs))[:MAX_INK_POINTS]
+    xs = xs[order].astype(np.float32) - grey.shape[1] / 2
+    ys = ys[order].astype(np.float32) - grey.shape[0] / 2
+    # Coarse search on a fifth of the points (enough to find the peak), fine search on all of them.
+    few = slice(0, max(100, len(xs) // 5))
+    coarse = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-9, COARSE_STEP_DEG)
+    best = coarse[int(np.argmax([_sharpness(xs[few], ys[few], angle) for angle in coarse]))]
+    fine = np.arange(best - COARSE_STEP_DEG, best + COARSE_STEP_DEG + 1e-9, FINE_STEP_DEG)
+    scores = np.array([_sharpness(xs, ys, angle) for angle in fine])
+    return float(_refine_peak(fine, scores))
+
+
+def _sharpness(xs: np.ndarray, ys: np.ndarray, angle_deg: float) -> float:
+    """Sum of squared row and column counts of the ink, projected at `angle_deg`."""
+    theta = math.radians(angle_deg)
+    cos, sin = math.cos(theta), math.sin(theta)
+    rows = np.rint(ys * cos + xs * sin).astype(np.int32)  # constant along a line tilted by theta
+    cols = np.rint(xs * cos - ys * sin).astype(np.int32)
+    row_counts = np.bincount(rows - rows.min()).astype(np.float64)
+    col_counts = np.bincount(cols - cols.min()).astype(np.float64)
+    return float(row_counts @ row_counts + col_counts @ col_counts)
+
+
+def _refine_peak(angles: np.ndarray, scores: np.ndarray) -> float:
+    """Sub-step peak position by fitting a parabola through the best score and its neighbours."""
+    index = int(np.argmax(scores))
+    if 0 < index < len(scores) - 1:
+        left, centre, right = scores[index - 1: index + 2]
+        curvature = left - 2 * centre + right
+        if curvature < 0:
+            return float(angles[index] + 0.5 * (left - right) / curvature * (angles[1] - angles[0]))
+    return float(angles[index])
+
+
+# --- geometry ------------------------------------------------------------------------------
+
+
+def rotation_matrix(shape: tuple[int, ...], skew_deg: float) -> np.ndarray:
+    """2x3 affine turning the page by -skew_deg about its centre, onto a canvas that holds it all."""
+    import cv2
+
+    height, width = shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), -skew_deg, 1.0)
+    new_width, new_height = _canvas_size(shape, matrix)
+    matrix[0, 2] += (new_width - width) / 2
+    matrix[1, 2] += (new_height - height) / 2
+    return matrix
+
+
+def _canvas_size(shape: tuple[int, ...], matrix: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the canvas that holds the whole page turned by `matrix`."""
+    height, width = shape[:2]
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    return int(round(width * cos + height * sin)), int(round(width * sin + height * cos))
+
+
+def warp(grey: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    import cv2
+
+    paper = int(np.median(grey[::4, ::4]))  # fill corners with paper colour: no false edges there
+    return cv2.warpAffine(grey, matrix, _canvas_size(grey.shape, matrix), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=paper)
+
+
+def processed_to_original(rotation: np.ndarray, crop: BBox) -> list[list[float]]:
+    """Affine from processed pixels (inside the crop of the rotated page) to original page pixels."""
+    import cv2
+
+    inverse = cv2.invertAffineTransform(rotation)  # rotated page -> original page
+    shift = np.array([[1.0, 0.0, crop.x0], [0.0, 1.0, crop.y0], [0.0, 0.0, 1.0]])  # processed -> rotated
+    combined = np.vstack([inverse, [0.0, 0.0, 1.0]]) @ shift
+    return combined[:2].round(6).tolist()
+
+
+def to_original(result: PreprocessResult, box: BBox) -> tuple[BBox, list[tuple[int, int]]]:
+    """A processed-image box as its 4-corner polygon in original page pixels, and that polygon's bbox."""
+    matrix = np.asarray(result.to_original, dtype=np.float64)
+    corners = np.array([[box.x0, box.y0, 1], [box.x1, box.y0, 1], [box.x1, box.y1, 1], [box.x0, box.y1, 1]],
+                       dtype=np.float64)
+    points = corners @ matrix.T
+    polygon = [(int(round(x)), int(round(y))) for x, y in points]
+    width, height = result.original_size or (math.inf, math.inf)
+    xs = np.clip(points[:, 0], 0, width)
+    ys = np.clip(points[:, 1], 0, height)
+    bbox = BBox(x0=int(math.floor(xs.min())), y0=int(math.floor(ys.min())),
+                x1=int(math.ceil(xs.max())), y1=int(math.ceil(ys.max())))
+    return bbox, polygon
