@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import re
+import struct
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,10 @@ INPUT_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".pdf"}
 DEFAULT_MAX_PIXELS = 120_000_000  # 120 megapixels: a 600 dpi A2 sheet; beyond that, a bomb
 MIN_SIDE = 200  # pixels; a page smaller than this cannot hold a readable table
 PDF_DPI = 200.0
+
+# What Pillow's decoders raise on corrupt data besides OSError (found by tests/test_fuzz.py).
+_CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, ZeroDivisionError,
+                        struct.error, MemoryError)
 
 # Leading bytes of the formats we accept.
 _MAGIC: dict[bytes, str] = {
@@ -136,7 +141,7 @@ def _open_image(path: Path, max_pixels: int):  # -> PIL.Image.Image
     except UnidentifiedImageError as error:
         # The magic bytes said image, but the header does not parse: the file was cut short.
         raise PageError("truncated", f"cannot parse the image header: {error}") from error
-    except (OSError, SyntaxError, ValueError) as error:
+    except _CORRUPT_DATA_ERRORS as error:
         raise PageError(_decode_reason(error), str(error)) from error
     _check_pixels(image.size, max_pixels)
     return image
@@ -159,7 +164,10 @@ def _image_page_count(path: Path, max_pixels: int) -> int:
     """Frame count; the first frame is fully decoded so a truncated file fails here."""
     image = _open_image(path, max_pixels)
     with image:
-        n_frames = getattr(image, "n_frames", 1)
+        try:
+            n_frames = getattr(image, "n_frames", 1)  # walks every frame header of a TIFF
+        except _CORRUPT_DATA_ERRORS as error:
+            raise PageError(_decode_reason(error), str(error)) from error
         _load_frame(image, 0, max_pixels)
     return n_frames
 
@@ -174,7 +182,7 @@ def _load_frame(image, index: int, max_pixels: int):  # -> PIL.Image.Image
         return ImageOps.exif_transpose(image)
     except EOFError as error:
         raise PageError("page-out-of-range", f"no page {index} in {image.filename}") from error
-    except (OSError, SyntaxError, ValueError) as error:
+    except _CORRUPT_DATA_ERRORS as error:
         raise PageError(_decode_reason(error), str(error)) from error
 
 
@@ -241,15 +249,20 @@ def _pdf_page_count(path: Path) -> int:
 
 
 def _render_pdf_page(path: Path, page_index: int, max_pixels: int) -> np.ndarray:
+    import pypdfium2 as pdfium
+
     document = _open_pdf(path)
     try:
         if not 0 <= page_index < len(document):
             raise PageError("page-out-of-range", f"no page {page_index} in {path} ({len(document)} pages)")
-        page = document[page_index]
         scale = PDF_DPI / 72.0
-        width_pt, height_pt = page.get_size()
-        _check_pixels((round(width_pt * scale), round(height_pt * scale)), max_pixels)
-        bitmap = page.render(scale=scale, grayscale=True, fill_color=(255, 255, 255, 255))
+        try:
+            page = document[page_index]
+            width_pt, height_pt = page.get_size()
+            _check_pixels((round(width_pt * scale), round(height_pt * scale)), max_pixels)
+            bitmap = page.render(scale=scale, grayscale=True, fill_color=(255, 255, 255, 255))
+        except pdfium.PdfiumError as error:  # a damaged page object in an otherwise readable file
+            raise PageError("unreadable", f"page {page_index} of {path}: {error}") from error
         return to_grey(bitmap.to_pil())
     finally:
         document.close()

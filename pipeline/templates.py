@@ -66,5 +66,7 @@ def load_template(name_or_path: str | Path) -> Template:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return Template.model_validate(data)
-    except (yaml.YAMLError, ValidationError, UnicodeDecodeError) as error:
+    # PyYAML's safe constructor raises ValueError for bad dates/numbers (e.g. 2020-13-45) and
+    # RecursionError for absurd nesting: both are invalid templates, not crashes.
+    except (yaml.YAMLError, ValidationError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise UsageError(f"invalid template {path}: {error}") from error
