@@ -64,7 +64,7 @@ def _interpret_cell(cell: Cell, column: ColumnSpec | None, above: Cell | None, t
         return Parsed(clean_text(cell.text))
     if is_ditto(cell.text):
         return _resolve_ditto(cell, column, above)
-    return parse_value(cell.text, column, template.register_year)
+    return parse_value(cell.text, column, template.register_year, template.language)
 
 
 def _resolve_ditto(cell: Cell, column: ColumnSpec, above: Cell | None) -> Parsed:
@@ -76,8 +76,8 @@ def _resolve_ditto(cell: Cell, column: ColumnSpec, above: Cell | None) -> Parsed
     return Parsed(above.value)
 
 
-def parse_value(text: str, column: ColumnSpec, register_year: int | None) -> Parsed:
-    """Typed value of one written cell, by its column's field type."""
+def parse_value(text: str, column: ColumnSpec, register_year: int | None, language: str = "") -> Parsed:
+    """Typed value of one written cell, by its column's field type (`language`: the register's)."""
     if column.type in VOCABULARY_TYPES:
         return parse_vocabulary(text, column.vocabulary) if column.vocabulary else Parsed(clean_text(text))
     lexicon = column.lexicon
@@ -86,7 +86,7 @@ def parse_value(text: str, column: ColumnSpec, register_year: int | None) -> Par
         "age": lambda: parse_age(text),
         "number": lambda: parse_number(text),
         "date": lambda: parse_date(text, register_year),
-        "address": lambda: parse_address(text, lexicon),
+        "address": lambda: parse_address(text, lexicon, language),
         "place": lambda: snap_phrase(text, lexicon) if lexicon else Parsed(clean_text(text)),
         "occupation": lambda: snap_phrase(text, lexicon) if lexicon else Parsed(clean_text(text)),
     }
@@ -174,32 +174,31 @@ def check_age_matches_birth_date(rows: dict[int, Row], template: Template) -> No
 
 
 def households_on_page(rows: dict[int, Row], template: Template) -> list[list[Row]]:
-    """Rows grouped into households: a new one starts at each head of household, or where a
-    new address is written (not a ditto). Rows before the first head continue a household
-    from the previous page. Only used by the rules; pipeline.households assigns the ids."""
+    """Rows grouped into households: a new one starts at each head of household, or at an
+    address (ditto marks resolved) other than the household's; a household whose head left
+    the address blank takes the first one written. Rows before the first head continue a
+    household from the previous page. Only used by the rules; pipeline.households assigns ids."""
     relation_key = _key_of_type(template, "relation")
     address_key = _key_of_type(template, "address")
     groups: list[list[Row]] = []
-    current_address: object = None
+    household_address: object = None
     for row in (row for row in rows.values() if row.written):
-        address_cell = row.cells.get(address_key) if address_key else None
-        written_address = (row.value(address_key) if address_cell is not None
-                           and not is_ditto(address_cell.text) else None)
-        new_address = written_address is not None and written_address != current_address
-        if not groups or row.value(relation_key) == "head" or new_address:
+        address = row.value(address_key)
+        moved = address is not None and household_address not in (None, address)
+        if not groups or row.value(relation_key) == "head" or moved:
             groups.append([])
+            household_address = None
         groups[-1].append(row)
-        current_address = written_address if written_address is not None else current_address
+        household_address = household_address if household_address is not None else address
     return groups
 
 
 def check_head_first(rows: dict[int, Row], template: Template) -> None:
-    """A household starting at a new address must start with its head."""
+    """A household starting at a new address must start with its head (the page's first
+    household may continue from the previous page)."""
     relation_key = _key_of_type(template, "relation")
-    for index, household in enumerate(households_on_page(rows, template)):
-        first_relation = household[0].valid_value(relation_key)
-        continues_previous_page = index == 0 and household[0].row == min(rows)
-        if first_relation not in (None, "head") and not continues_previous_page:
+    for household in households_on_page(rows, template)[1:]:
+        if household[0].valid_value(relation_key) not in (None, "head"):
             household[0].flag(relation_key, Reason.HEAD_NOT_FIRST)
 
 

@@ -384,6 +384,21 @@ def _snap_whole(text: str, lexicon: str) -> Parsed:
     return Parsed(None, [Reason.LEXICON_UNCERTAIN.value])
 
 
+@cache
+def name_words(lexicon: str) -> LexiconIndex:
+    """Single words of a name lexicon: 'Joan Baptista' makes 'Baptista' a known given name."""
+    from pipeline.lexicons import load_lexicon
+
+    entries: dict[str, str] = {}
+    spellings: dict[str, str] = {}
+    for entry in load_lexicon(lexicon):
+        for word in clean_text(entry).split():
+            if word.casefold() not in NAME_PARTICLES:
+                entries.setdefault(key_form(word), word)
+                spellings.setdefault(word.casefold(), word)
+    return LexiconIndex(entries=entries, spellings=spellings)
+
+
 def _name_token_limit(length: int) -> int:
     """Edits allowed to snap a name token: none under 5 letters ('Vila' / 'Vilà' / 'Vilar' are
     all real surnames), 1 up to 8, 2 from 9."""
@@ -395,7 +410,7 @@ def snap_name_token(token: str, lexicon: str) -> str | None:
     from rapidfuzz import process
     from rapidfuzz.distance import Levenshtein
 
-    index = lexicon_index(lexicon)
+    index = name_words(lexicon)
     if exact := index.exact(token):
         return exact
     form = key_form(token)
@@ -425,8 +440,7 @@ def parse_name(text: str, given_lexicon: str | None) -> Parsed:
 
 
 def _snap_tokens(tokens: list[str], given_lexicon: str, given_first: bool) -> str:
-    given = lexicon_index(given_lexicon)
-    surnames = lexicon_index(SURNAMES_LEXICON)
+    given, surnames = name_words(given_lexicon), name_words(SURNAMES_LEXICON)
     snapped = []
     in_given = given_first
     for position, token in enumerate(tokens):
@@ -435,9 +449,11 @@ def _snap_tokens(tokens: list[str], given_lexicon: str, given_first: bool) -> st
             continue
         # compound given names ('Maria Rosa') go on while tokens are known given names
         in_given = in_given and (position == 0 or given.exact(token) is not None)
-        # a token known in either lexicon is right as written (surnames like 'Martí' are given names too)
-        known = (given.exact(token) or surnames.exact(token)) if not in_given else given.exact(token)
-        match = known or snap_name_token(token, given_lexicon if in_given else SURNAMES_LEXICON)
+        if token.casefold() in given.spellings or token.casefold() in surnames.spellings:
+            snapped.append(token)  # spelt as some known name: right as written ('León', not 'Léon')
+            continue
+        own, other = (given_lexicon, SURNAMES_LEXICON) if in_given else (SURNAMES_LEXICON, given_lexicon)
+        match = snap_name_token(token, own) or name_words(other).exact(token)
         snapped.append(_keep_case_style(match, token) if match else token)
     return " ".join(snapped)
 
@@ -493,35 +509,53 @@ def street_entries(lexicon: str) -> tuple[StreetEntry, ...]:
     return tuple(StreetEntry(entry, *_street_parts(entry)) for entry in load_lexicon(lexicon))
 
 
-def parse_address(text: str, lexicon: str | None) -> Parsed:
-    """'C/ Major, 12' -> 'carrer Major, 12': the street snapped on its name and type, number kept."""
+def parse_address(text: str, lexicon: str | None, language: str = "") -> Parsed:
+    """'C/ Major, 12' -> 'carrer Major, 12': the street snapped on its name and type, number kept.
+
+    Where an abbreviation fits streets of several languages ('c. Hospital': carrer or calle),
+    the register's `language` decides."""
     literal = clean_text(text)
     if lexicon is None:
         return Parsed(literal)
     if leading := re.match(r"(\d+\s*(?:bis|ter)?),?\s+(\D.*)$", literal):  # French order: '12 rue ...'
-        snapped = _snap_street(leading.group(2), lexicon)
+        snapped = _snap_street(leading.group(2), lexicon, language)
         return Parsed(f"{leading.group(1)} {snapped.value}" if snapped.value else literal, snapped.reasons)
     number_match = _HOUSE_NUMBER.search(literal)
     street = literal[:number_match.start()] if number_match else literal
     house = number_match.group(1) if number_match else ""
-    snapped = _snap_street(street.replace("/", " "), lexicon)
+    snapped = _snap_street(street.replace("/", " "), lexicon, language)
     if snapped.value is None:
         return Parsed(literal, snapped.reasons)
     return Parsed(f"{snapped.value}, {house}" if house else snapped.value, snapped.reasons)
 
 
-def _snap_street(street: str, lexicon: str) -> Parsed:
-    from rapidfuzz import fuzz, process
+def _language_entries(lexicon: str, language: str) -> frozenset[str]:
+    """Entries of the register language's part of a lexicon ('streets_ca'), if there is one."""
+    from pipeline.lexicons import lexicon_names, load_lexicon
 
+    name = f"{lexicon}_{language}"
+    return frozenset(load_lexicon(name)) if language and name in lexicon_names() else frozenset()
+
+
+def _snap_street(street: str, lexicon: str, language: str) -> Parsed:
+    from rapidfuzz import fuzz
+
+    if exact := lexicon_index(lexicon).exact(street):
+        return Parsed(exact)
     kind, core = _street_parts(street)
     if len(core) < 3:
         return Parsed(None)
-    # a written street type must agree ('plaça Major' is not 'carrer Major'); none written: any
-    entries = [entry for entry in street_entries(lexicon) if kind is None or entry.kind == kind]
-    best = process.extractOne(core, [entry.core for entry in entries], scorer=fuzz.ratio,
-                              score_cutoff=LEXICON_POSSIBLE)
-    if best is None:
+    form = key_form(street)
+    # a written street type must agree ('plaça Major' is not 'carrer Major'); none written: any.
+    # Equal names ('calle del Hospital', "carrer de l'Hospital") go to the register's language,
+    # then to the closer full spelling.
+    own = _language_entries(lexicon, language)
+    scored = [(fuzz.ratio(core, entry.core), entry.spelling in own,
+               fuzz.ratio(form, key_form(entry.spelling)), entry.spelling)
+              for entry in street_entries(lexicon) if kind is None or entry.kind == kind]
+    best = max(scored, default=None, key=lambda item: item[:3])
+    if best is None or best[0] < LEXICON_POSSIBLE:
         return Parsed(None)
-    if best[1] >= LEXICON_SURE:
-        return Parsed(entries[best[2]].spelling)
+    if best[0] >= LEXICON_SURE:
+        return Parsed(best[3])
     return Parsed(None, [Reason.LEXICON_UNCERTAIN.value])

@@ -165,6 +165,9 @@ def test_name_tokens_snap_only_when_very_close() -> None:
     # accents as written are kept when that spelling is itself known
     assert parse_name("María del Carmen López", "given_names").value == "María del Carmen López"
     assert parse_name("Puig Ferrer, Josep", "given_names").value == "Puig Ferrer, Josep"
+    # words of compound given names, and surnames spelt like a foreign given name, stay as written
+    assert parse_name("Joan Baptista Castells", "given_names").value == "Joan Baptista Castells"
+    assert parse_name("Simón León Calvo", "given_names").value == "Simón León Calvo"
 
 
 def test_name_without_lexicon_is_only_normalised() -> None:
@@ -210,8 +213,14 @@ def test_lexicon_unknown_value_is_kept_without_reason() -> None:
     ("Masia Can Puig", "Masia Can Puig"),
 ])
 def test_address_snaps_street_and_keeps_number(text: str, value: str) -> None:
-    parsed = parse_address(text, "streets")
+    parsed = parse_address(text, "streets", "ca")
     assert (parsed.value, parsed.reasons) == (value, [])
+
+
+def test_address_abbreviation_follows_register_language() -> None:
+    assert parse_address("c. Hospital 7", "streets", "es").value == "calle del Hospital, 7"
+    assert parse_address("c. Hospital 7", "streets", "ca").value == "carrer de l'Hospital, 7"
+    assert parse_address("calle del Hospital 7", "streets", "ca").value == "calle del Hospital, 7"
 
 
 def test_address_street_type_must_agree() -> None:
@@ -446,3 +455,25 @@ def test_spanish_template_rows() -> None:
     assert persons[1].values["occupation"] == "sus labores"
     # the ditto'd birth date gives 1885, but she is 40: both cells go to review
     assert Reason.AGE_BIRTH_MISMATCH in by_field(cells, 1)["age"].reasons
+
+
+def test_synthetic_clerk_rows_parse_back_to_their_typed_values() -> None:
+    """Every literal the synthetic page generator writes (dittos, date styles, '3 m.', vocabulary
+    forms, addresses with floors) must parse back to the value it stands for, with no reason."""
+    synth = pytest.importorskip("pipeline.synth.households")
+    import numpy as np
+
+    for template in (CATALAN, SPANISH):
+        keys = [column.key for column in template.columns]
+        for seed in range(20):
+            rng = np.random.default_rng(seed)
+            setting = synth.make_setting(rng, template)
+            rows = synth.write_rows(rng, template, setting, synth.make_people(rng, setting, 25))
+            cells = [make_cell(index, key, row[key].text, col=keys.index(key))
+                     for index, row in enumerate(rows) for key in keys]
+            interpreted, _ = interpret(cells, template)
+            for cell in interpreted:
+                expected = rows[cell.row][cell.field].value
+                assert cell.reasons == [], (template.name, seed, cell)
+                if expected not in (None, ""):
+                    assert cell.value == expected, (template.name, seed, cell.text)
