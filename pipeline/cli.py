@@ -58,6 +58,66 @@ def run(
         raise typer.Exit(int(ExitCode.PAGES_FAILED))
 
 
+@app.command()
+def query(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    sql: Annotated[str, typer.Argument(help="SELECT over persons, households, cells, pages, corrections.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    include_restricted: Annotated[bool, typer.Option(help="Do not mask embargoed persons.")] = False,
+) -> None:
+    """Read-only SQL (DuckDB) over the run's current, reviewed data."""
+    from pipeline.query import format_result, run_query
+
+    typer.echo(format_result(run_query(run_dir, sql, include_restricted), fmt))
+
+
+@app.command()
+def search(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    name: Annotated[str, typer.Argument(help="A name as written, e.g. 'Josep Puig i Serra'.")],
+    born: Annotated[str | None, typer.Option(help="Birth year or range, e.g. 1880-1890.")] = None,
+    place: Annotated[str | None, typer.Option(help="Birth place.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Number of hits.")] = 10,
+    include_restricted: Annotated[bool, typer.Option(help="Also show embargoed persons.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
+) -> None:
+    """Fuzzy, phonetic person search robust to Catalan/Spanish spelling variants."""
+    from pipeline.search import SearchQuery, parse_born
+    from pipeline.search import search as run_search
+
+    hits = run_search(run_dir, SearchQuery(text=name, born=parse_born(born), place=place, limit=limit,
+                                           include_restricted=include_restricted))
+    for hit in hits:
+        typer.echo(hit.model_dump_json() if as_json else
+                   f"{hit.score:.3f}  {hit.name}  b.{hit.birth_year or '?'} {hit.birth_place or ''}  "
+                   f"page {hit.page_id} row {hit.row}  conf {hit.confidence or 0:.2f}  {hit.crop or ''}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet, jsonl, pagexml, alto, codebook, "
+                                                      "training or all.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    include_restricted: Annotated[bool, typer.Option(help="Do not mask embargoed persons.")] = False,
+) -> None:
+    """Export persons and households (masked by the embargo) for other tools."""
+    from pipeline.export import export as run_export
+
+    typer.echo(run_export(run_dir, fmt, out, include_restricted).model_dump_json())
+
+
+@app.command()
+def browse(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8001,
+) -> None:
+    """Browse the run in datasette (masked copy; facets, full-text search, row crops)."""
+    from pipeline.browse import serve
+
+    raise typer.Exit(serve(run_dir, port))
+
+
 @app.callback()
 def _census() -> None:
     """Digitise handwritten population registers into a reviewed dataset."""
