@@ -59,6 +59,25 @@ def run(
 
 
 @app.command()
+def synth(
+    pages: Annotated[int, typer.Option("--pages", "-n", min=1, help="Number of pages to render.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the images and their ground truth.")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same pages.")] = 0,
+    template: Annotated[str, typer.Option(help="Template name (`census templates`) or YAML path.")] = (
+        "padro-catala-1930"),
+    skew_max: Annotated[float, typer.Option("--skew-max", help="Skew uniform in ±DEG degrees.")] = 3.0,
+    fmt: Annotated[str, typer.Option("--format", help="png, jpg, tiff or pdf.")] = "png",
+    pages_per_file: Annotated[int, typer.Option(min=1, help="Pages per multi-page TIFF/PDF file.")] = 1,
+) -> None:
+    """Render synthetic handwritten register pages with PAGE XML + JSON ground truth."""
+    from pipeline.synth import generate_pages
+
+    for path in generate_pages(out, pages, seed, template=template, skew_max_deg=skew_max, fmt=fmt,
+                               pages_per_file=pages_per_file, progress=True):
+        typer.echo(str(path))
+
+
+@app.command()
 def query(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     sql: Annotated[str, typer.Argument(help="SELECT over persons, households, cells, pages, corrections.")],

@@ -1,0 +1,366 @@
+"""Render one synthetic register page (grey image) and its exact ground truth.
+
+The page is drawn upright first: paper, a printed title, the ruled table with the template's
+printed headers, and handwriting in each cell. Rules may be faint, broken, or (for data rows)
+missing; some text crosses a rule. The whole page is then turned by `skew_deg` about its
+centre (counter-clockwise for positive angles, OpenCV's convention) and scanner blur and noise
+are added. Every polygon of the ground truth goes through the same affine transform, so it
+matches the final pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pipeline.pagexml import (ColumnGT, DataCellGT, GridGT, HeaderCellGT, PageGroundTruth, Point,
+                              RowGT)
+from pipeline.synth.fonts import handwriting_fonts, print_fonts, render_text
+from pipeline.synth.households import Entry, Person, make_people, make_setting, write_rows
+from pipeline.templates import ColumnSpec, Template
+
+# Relative column widths by field type; a register gives names and addresses the most room.
+WIDTH_BY_TYPE = {"name": 3.3, "relation": 1.2, "sex": 0.55, "age": 0.6, "date": 1.6, "place": 1.8,
+                 "marital_status": 1.0, "occupation": 1.6, "literacy": 1.0, "address": 2.6,
+                 "number": 0.8, "text": 1.2}
+CENTRED_TYPES = {"sex", "age", "number"}
+TITLES = {"ca": ("PADRÓ MUNICIPAL D'HABITANTS", "Ajuntament de {town}", "Full de família núm. {n}"),
+          "es": ("PADRÓN MUNICIPAL DE HABITANTES", "Ayuntamiento de {town}", "Hoja de familia núm. {n}")}
+
+
+@dataclass
+class Style:
+    """Random look of one page; every choice is recorded in the ground truth's `render`."""
+
+    width: int
+    dpi: float
+    margins: tuple[int, int, int, int]  # left, top, right, bottom (top includes the title)
+    header_height: int
+    row_height: int
+    n_rows: int
+    n_people: int
+    col_widths: list[int]
+    hand_font: Path
+    print_font: Path
+    paper: float
+    ink: int
+    rule_grey: int
+    rule_width: int
+    faint_rules: bool
+    broken_rules: bool
+    missing_row_rules: bool
+    cross_rate: float
+    header_variant_random: bool
+    blur_sigma: float
+    noise_sigma: float
+    text_scale: float
+    slant: float  # the writer's slant (horizontal shear)
+    stroke: int  # the writer's pen: +1 thick, 0 normal, -1 thin
+    extras: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return self.margins[1] + self.header_height + self.n_rows * self.row_height + self.margins[3]
+
+
+def _col_widths(rng: np.random.Generator, template: Template, table_width: int) -> list[int]:
+    weights = np.array([WIDTH_BY_TYPE.get(c.type, 1.0) for c in template.columns]) * rng.uniform(
+        0.9, 1.1, len(template.columns))
+    widths = np.floor(weights / weights.sum() * table_width).astype(int)
+    widths[-1] += table_width - widths.sum()
+    return widths.tolist()
+
+
+def make_style(rng: np.random.Generator, template: Template) -> Style:
+    """Draw the page's look: size, margins, grid, fonts, rule and noise styles."""
+    width = int(rng.integers(1900, 2101))
+    margins = (int(rng.integers(50, 160)), int(rng.integers(150, 240)),
+               int(rng.integers(50, 160)), int(rng.integers(50, 140)))
+    n_rows = int(rng.integers(20, 31))
+    n_people = n_rows - (int(rng.integers(1, 5)) if rng.random() < 0.3 else 0)
+    hands = handwriting_fonts()
+    faint = rng.random() < 0.25
+    return Style(
+        width=width, dpi=float(round(width / 11.69)), margins=margins,
+        header_height=int(rng.integers(70, 115)), row_height=int(rng.integers(38, 52)),
+        n_rows=n_rows, n_people=n_people,
+        col_widths=_col_widths(rng, template, width - margins[0] - margins[2]),
+        hand_font=hands[int(rng.integers(len(hands)))],
+        print_font=print_fonts()[int(rng.integers(min(4, len(print_fonts()))))],
+        paper=float(rng.uniform(222, 250)), ink=int(rng.integers(15, 80)),
+        rule_grey=int(rng.integers(150, 195)) if faint else int(rng.integers(20, 110)),
+        rule_width=int(rng.choice([1, 2, 2, 3])), faint_rules=faint,
+        broken_rules=rng.random() < 0.25, missing_row_rules=rng.random() < 0.15,
+        cross_rate=float(rng.uniform(0.0, 0.06)) if rng.random() < 0.5 else 0.0,
+        header_variant_random=rng.random() < 0.3,
+        blur_sigma=float(rng.uniform(0.0, 1.1)), noise_sigma=float(rng.uniform(1.0, 4.5)),
+        text_scale=float(rng.uniform(0.62, 0.8)), slant=float(rng.uniform(-0.1, 0.2)),
+        stroke=int(rng.choice([1, 0, -1], p=[0.25, 0.6, 0.15])))
+
+
+def _paper(rng: np.random.Generator, style: Style) -> np.ndarray:
+    """Paper tone with low-frequency texture and an uneven illumination gradient."""
+    height, width = style.height, style.width
+    blotches = cv2.resize(rng.normal(0, 1, (height // 64 + 2, width // 64 + 2)).astype(np.float32),
+                          (width, height), interpolation=cv2.INTER_CUBIC)
+    grain = rng.normal(0, 1, (height, width)).astype(np.float32)
+    gradient = np.linspace(0, rng.uniform(-10, 10), width, dtype=np.float32)[None, :]
+    return style.paper + 4.0 * blotches + 1.0 * grain + gradient
+
+
+def _grid(style: Style) -> tuple[list[int], list[int]]:
+    left, top = style.margins[0], style.margins[1]
+    rows = [top, top + style.header_height]
+    rows += [rows[-1] + (k + 1) * style.row_height for k in range(style.n_rows)]
+    cols = [left]
+    for width in style.col_widths:
+        cols.append(cols[-1] + width)
+    return rows, cols
+
+
+def _rule_segments(rng: np.random.Generator, start: int, end: int, broken: bool) -> list[tuple[int, int]]:
+    """Pieces of one rule: whole, or with a few gaps (worn print, bad scan)."""
+    if not broken or rng.random() < 0.4:
+        return [(start, end)]
+    segments, position = [], start
+    while position < end:
+        length = int(rng.integers(60, 400))
+        segments.append((position, min(end, position + length)))
+        position += length + int(rng.integers(4, 30))
+    return segments
+
+
+def _draw_rules(rng: np.random.Generator, canvas: np.ndarray, style: Style, rows: list[int],
+                cols: list[int]) -> None:
+    ink = np.zeros_like(canvas)
+    darkness = 255 - style.rule_grey
+    outer = {rows[0], rows[1], rows[-1]}
+    for index, y in enumerate(rows):
+        if style.missing_row_rules and y not in outer:
+            continue
+        thickness = style.rule_width + (1 if y in outer and index != 1 else 0)
+        jitter = rng.normal(0, 0.6) if rng.random() < 0.3 else 0.0  # printing a bit uneven
+        for x0, x1 in _rule_segments(rng, cols[0], cols[-1], style.broken_rules):
+            cv2.line(ink, (x0, int(round(y + jitter))), (x1, int(round(y + jitter))), darkness, thickness)
+    for index, x in enumerate(cols):
+        thickness = style.rule_width + (1 if index in (0, len(cols) - 1) else 0)
+        for y0, y1 in _rule_segments(rng, rows[0], rows[-1], style.broken_rules):
+            cv2.line(ink, (x, y0), (x, y1), darkness, thickness)
+    canvas -= ink * rng.uniform(0.85, 1.0)
+
+
+def _header_variant(rng: np.random.Generator, column: ColumnSpec, randomise: bool) -> str:
+    return column.headers[int(rng.integers(len(column.headers)))] if randomise else column.headers[0]
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _fit_header(text: str, font_path: Path, width: int, height: int) -> tuple[ImageFont.FreeTypeFont, list[str]]:
+    """Largest print size (≤ 26 px) at which the wrapped header fits its cell."""
+    for size in range(26, 9, -1):
+        font = ImageFont.truetype(str(font_path), size)
+        lines = _wrap(text, font, width)
+        fits = all(font.getlength(line) <= width for line in lines)
+        if fits and len(lines) * size * 1.2 <= height:
+            return font, lines
+    return font, lines
+
+
+def _draw_print(canvas: np.ndarray, style: Style, texts: list[tuple[tuple[int, int], str, int, str]]) -> None:
+    """Draw printed text items ((x, y), text, size, anchor) onto the canvas."""
+    layer = Image.new("L", (style.width, style.height), 0)
+    draw = ImageDraw.Draw(layer)
+    for (x, y), text, size, anchor in texts:
+        draw.text((x, y), text, font=ImageFont.truetype(str(style.print_font), size), fill=255, anchor=anchor)
+    canvas -= np.asarray(layer, dtype=np.float32) / 255 * (style.paper - 35)
+
+
+def _draw_headers(rng: np.random.Generator, canvas: np.ndarray, style: Style, template: Template,
+                  rows: list[int], cols: list[int]) -> list[str]:
+    headers = [_header_variant(rng, column, style.header_variant_random) for column in template.columns]
+    layer = Image.new("L", (style.width, style.height), 0)
+    draw = ImageDraw.Draw(layer)
+    for index, text in enumerate(headers):
+        cell_width = cols[index + 1] - cols[index] - 10
+        font, lines = _fit_header(text, style.print_font, cell_width, style.header_height - 10)
+        line_height = font.size * 1.2
+        y = (rows[0] + rows[1]) / 2 - line_height * (len(lines) - 1) / 2
+        for line in lines:
+            draw.text(((cols[index] + cols[index + 1]) / 2, y), line, font=font, fill=255, anchor="mm")
+            y += line_height
+    canvas -= np.asarray(layer, dtype=np.float32) / 255 * (style.paper - 30)
+    return headers
+
+
+def _draw_title(rng: np.random.Generator, canvas: np.ndarray, style: Style, language: str,
+                municipality: str, year: int) -> None:
+    title, council, sheet = TITLES.get(language, TITLES["es"])
+    left, top = style.margins[0], style.margins[1]
+    y = max(40, top - 110)
+    _draw_print(canvas, style, [
+        ((style.width // 2, y), f"{title} — {year}", 34, "mm"),
+        ((left, y + 55), council.format(town=municipality), 24, "ls"),
+        ((style.width - style.margins[2], y + 55), sheet.format(n=int(rng.integers(1, 2400))), 24, "rs"),
+    ])
+
+
+@dataclass
+class Placed:
+    """Where a cell's handwriting landed, in unskewed page pixels."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+def _fit_ink(rng: np.random.Generator, ink: np.ndarray, max_width: int, overflow: bool) -> np.ndarray:
+    """Shrink text too wide for its cell (clerks wrote smaller), unless it is let overflow."""
+    limit = max_width * (1.15 if overflow else 1.0)
+    if ink.shape[1] <= limit:
+        return ink
+    scale = limit / ink.shape[1]
+    # shrink mostly horizontally (cramped writing), a little vertically
+    new_height = max(4, int(ink.shape[0] * max(scale, 0.75)))
+    return cv2.resize(ink, (int(limit), new_height), interpolation=cv2.INTER_AREA)
+
+
+def _place_ink(rng: np.random.Generator, canvas: np.ndarray, ink: np.ndarray, box: tuple[int, int, int, int],
+               centred: bool, cross: bool) -> Placed:
+    x0, y0, x1, y1 = box
+    height, width = ink.shape
+    pad = int(rng.integers(4, 14))
+    x = (x0 + x1 - width) // 2 + int(rng.integers(-4, 5)) if centred else x0 + pad
+    y = (y0 + y1 - height) // 2 + int(rng.normal(0, 0.06 * (y1 - y0)))
+    if cross:  # a sloppy line whose descenders run over the rule below
+        y += int((y1 - y0) * rng.uniform(0.25, 0.4))
+    x = int(np.clip(x, 0, canvas.shape[1] - width))
+    y = int(np.clip(y, 0, canvas.shape[0] - height))
+    region = canvas[y:y + height, x:x + width]
+    # ink darkens paper multiplicatively, so a crossed rule stays visible under the ink
+    region *= ink.astype(np.float32) / 255
+    return Placed(x, y, x + width, y + height)
+
+
+def _draw_cells(rng: np.random.Generator, canvas: np.ndarray, style: Style, template: Template,
+                rows: list[int], cols: list[int], entries: list[dict[str, Entry]]) -> dict[tuple[int, int], Placed]:
+    placed: dict[tuple[int, int], Placed] = {}
+    text_height = max(12, int(style.row_height * style.text_scale))
+    for r, row in enumerate(entries):
+        top, bottom = rows[r + 1], rows[r + 2]
+        for c, column in enumerate(template.columns):
+            entry = row[column.key]
+            if not entry.text:
+                continue
+            ink_level = int(np.clip(style.ink + rng.normal(0, 8), 5, 110))
+            ink = render_text(entry.text, style.hand_font, int(text_height * rng.uniform(0.92, 1.08)), rng,
+                              ink=ink_level, slant=style.slant + rng.normal(0, 0.03), stroke=style.stroke)
+            cross = rng.random() < style.cross_rate
+            ink = _fit_ink(rng, ink, cols[c + 1] - cols[c] - 8, overflow=cross)
+            placed[(r, c)] = _place_ink(rng, canvas, ink, (cols[c], top, cols[c + 1], bottom),
+                                        column.type in CENTRED_TYPES, cross)
+    return placed
+
+
+def _transform(matrix: np.ndarray, points: list[tuple[float, float]]) -> list[Point]:
+    array = np.hstack([np.asarray(points, dtype=np.float64), np.ones((len(points), 1))])
+    return [(int(round(x)), int(round(y))) for x, y in array @ matrix.T]
+
+
+def _rect(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def _scan(rng: np.random.Generator, canvas: np.ndarray, style: Style, skew_deg: float
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Turn the page by `skew_deg`, then blur and add sensor noise like a flatbed scan."""
+    matrix = cv2.getRotationMatrix2D((style.width / 2, style.height / 2), skew_deg, 1.0)
+    turned = cv2.warpAffine(canvas, matrix, (style.width, style.height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=float(style.paper))
+    if style.blur_sigma > 0.3:
+        turned = cv2.GaussianBlur(turned, (0, 0), style.blur_sigma)
+    turned += rng.normal(0, style.noise_sigma, turned.shape).astype(np.float32)
+    specks = rng.random(turned.shape) < 0.0003  # dust
+    turned[specks] = rng.uniform(40, 140, int(specks.sum()))
+    return np.clip(turned, 0, 255).round().astype(np.uint8), matrix
+
+
+def _row_households(people: list[Person], n_rows: int) -> list[str | None]:
+    return [people[r].household_id if r < len(people) else None for r in range(n_rows)]
+
+
+def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_name: str = "",
+                page_index: int = 0) -> tuple[np.ndarray, PageGroundTruth]:
+    """One page: grey uint8 image and its ground truth. Deterministic for (template, seed)."""
+    rng = np.random.default_rng(seed)
+    style = make_style(rng, template)
+    setting = make_setting(rng, template)
+    people = make_people(rng, setting, style.n_people)
+    entries = write_rows(rng, template, setting, people)
+    entries += [{c.key: Entry("", None) for c in template.columns}] * (style.n_rows - len(entries))
+    canvas = _paper(rng, style)
+    rows, cols = _grid(style)
+    _draw_title(rng, canvas, style, setting.language, setting.municipality, setting.reference_date.year)
+    _draw_rules(rng, canvas, style, rows, cols)
+    headers = _draw_headers(rng, canvas, style, template, rows, cols)
+    placed = _draw_cells(rng, canvas, style, template, rows, cols, entries)
+    skew_deg = float(rng.uniform(-skew_max_deg, skew_max_deg)) if skew_max_deg > 0 else 0.0
+    image, matrix = _scan(rng, canvas, style, skew_deg)
+    truth = _ground_truth(template, style, setting, people, entries, headers, placed, rows, cols, matrix,
+                          skew_deg, seed, image_name, page_index)
+    return image, truth
+
+
+def _ground_truth(template: Template, style: Style, setting, people: list[Person],
+                  entries: list[dict[str, Entry]], headers: list[str], placed: dict[tuple[int, int], Placed],
+                  rows: list[int], cols: list[int], matrix: np.ndarray, skew_deg: float, seed: int,
+                  image_name: str, page_index: int) -> PageGroundTruth:
+    households = _row_households(people, style.n_rows)
+    cells = []
+    for r, row in enumerate(entries):
+        for c, column in enumerate(template.columns):
+            entry = row[column.key]
+            ink = placed.get((r, c))
+            cells.append(DataCellGT(
+                row=r, col=c, field=column.key, text=entry.text, value=entry.value, ditto=entry.ditto,
+                polygon=_transform(matrix, _rect(cols[c], rows[r + 1], cols[c + 1], rows[r + 2])),
+                line_polygon=_transform(matrix, _rect(ink.x0, ink.y0, ink.x1, ink.y1)) if ink else None,
+                household_id=households[r]))
+    return PageGroundTruth(
+        image=image_name, page_index=page_index, width=style.width, height=style.height, dpi=style.dpi,
+        template=template.name, language=setting.language, register_year=setting.reference_date.year,
+        reference_date=setting.reference_date, municipality=setting.municipality, seed=seed,
+        skew_deg=skew_deg, skew_matrix=matrix.tolist(), header_rows=1, n_rows=style.n_rows,
+        n_cols=len(template.columns), grid=GridGT(row_bounds=rows, col_bounds=cols),
+        table_polygon=_transform(matrix, _rect(cols[0], rows[0], cols[-1], rows[-1])),
+        columns=[ColumnGT(col=c, field=column.key, header=headers[c]) for c, column in enumerate(template.columns)],
+        header_cells=[HeaderCellGT(row=0, col=c, text=headers[c],
+                                   polygon=_transform(matrix, _rect(cols[c], rows[0], cols[c + 1], rows[1])))
+                      for c in range(len(template.columns))],
+        cells=cells,
+        rows=[RowGT(row=r, household_id=households[r],
+                    polygon=_transform(matrix, _rect(cols[0], rows[r + 1], cols[-1], rows[r + 2])))
+              for r in range(style.n_rows)],
+        render=_render_record(style, setting))
+
+
+def _render_record(style: Style, setting) -> dict:
+    return {"hand_font": style.hand_font.name, "print_font": style.print_font.name,
+            "row_height": style.row_height, "header_height": style.header_height,
+            "faint_rules": style.faint_rules, "broken_rules": style.broken_rules,
+            "missing_row_rules": style.missing_row_rules, "cross_rate": round(style.cross_rate, 4),
+            "slant": round(style.slant, 3), "stroke": style.stroke, "rule_grey": style.rule_grey, "rule_width": style.rule_width,
+            "blur_sigma": round(style.blur_sigma, 3), "noise_sigma": round(style.noise_sigma, 3),
+            "ditto_marks": list(setting.ditto_marks), "filled_rows": style.n_people}
