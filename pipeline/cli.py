@@ -137,6 +137,26 @@ def browse(
     raise typer.Exit(serve(run_dir, port))
 
 
+@app.command()
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    page: Annotated[str, typer.Argument(help="Page id (or a unique prefix of it), or an input file name.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write (default RUN_DIR/overlays/).")] = None,
+) -> None:
+    """Draw a page with its detected grid and cells coloured by status; prints the PNG's path."""
+    from pipeline.report import write_overlay
+
+    typer.echo(str(write_overlay(run_dir, page, out)))
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """(Re)write RUN_DIR/report.html, e.g. after review; prints its path."""
+    from pipeline.report import write_report
+
+    typer.echo(str(write_report(run_dir)))
+
+
 @app.callback()
 def _census() -> None:
     """Digitise handwritten population registers into a reviewed dataset."""

@@ -43,8 +43,14 @@ FILL_ALPHA = 0.28
 
 # --- page overlay -------------------------------------------------------------------------
 
+def require_store(run_dir: Path) -> None:
+    if not (Path(run_dir) / store.STORE_NAME).is_file():
+        raise UsageError(f"{run_dir} is not a run directory (no {store.STORE_NAME}); run `census run` first")
+
+
 def resolve_page(run_dir: Path, page: str) -> str:
     """A page id from an id, a unique id prefix, or an input file name (its first page)."""
+    require_store(run_dir)
     with store.connect(run_dir, readonly=True) as connection:
         rows = connection.execute("SELECT page_id, source, page_index FROM pages ORDER BY source, page_index")
         pages = [(row["page_id"], row["source"], row["page_index"]) for row in rows]
@@ -57,20 +63,32 @@ def resolve_page(run_dir: Path, page: str) -> str:
     raise UsageError(f"no page {page!r} in {run_dir}; page ids are in the pages table and RUN_DIR/pages/")
 
 
-def render_overlay(run_dir: Path, page_id: str) -> np.ndarray:
-    """The ingested page (BGR) with the detected grid and every cell tinted by its current status."""
+def render_overlay(run_dir: Path, page_id: str, width: int | None = None) -> np.ndarray:
+    """The ingested page (BGR) with the detected grid and every cell tinted by its current status,
+    drawn at `width` pixels wide (default: the page's own size)."""
     from pipeline.runner import page_image_path, page_json_path
 
-    image = cv2.imread(str(page_image_path(run_dir, page_id)), cv2.IMREAD_COLOR)
+    image = _read_page_image(page_image_path(run_dir, page_id), width)
     if image is None:
         raise UsageError(f"no saved image for page {page_id} (the page could not be read)")
     result_path = page_json_path(run_dir, page_id)
     if not result_path.exists():
         return image
     result = PageResult.model_validate_json(result_path.read_bytes())
-    _tint_cells(image, result, _current_statuses(run_dir, page_id))
-    _draw_grid(image, result)
+    # Drawing happens at the output size: coordinates (original page pixels) are scaled to it.
+    scale = image.shape[1] / result.page.width if result.page.width else 1.0
+    _tint_cells(image, result, _current_statuses(run_dir, page_id), scale)
+    _draw_grid(image, result, scale)
     return image
+
+
+def _read_page_image(path: Path, width: int | None) -> np.ndarray | None:
+    """Decode the JPEG straight at a reduced size when a thumbnail is wanted (much faster)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None or width is None or width >= image.shape[1]:
+        return image
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _current_statuses(run_dir: Path, page_id: str) -> dict[str, str]:
@@ -79,13 +97,13 @@ def _current_statuses(run_dir: Path, page_id: str) -> dict[str, str]:
         return {row["cell_id"]: row["status"] for row in rows}
 
 
-def _tint_cells(image: np.ndarray, result: PageResult, statuses: dict[str, str]) -> None:
+def _tint_cells(image: np.ndarray, result: PageResult, statuses: dict[str, str], scale: float) -> None:
     overlay = image.copy()
     outlines = []
     for cell in result.cells:
-        polygon = np.array(cell.polygon or [(cell.bbox.x0, cell.bbox.y0), (cell.bbox.x1, cell.bbox.y0),
-                                            (cell.bbox.x1, cell.bbox.y1), (cell.bbox.x0, cell.bbox.y1)],
-                           dtype=np.int32)
+        corners = cell.polygon or [(cell.bbox.x0, cell.bbox.y0), (cell.bbox.x1, cell.bbox.y0),
+                                   (cell.bbox.x1, cell.bbox.y1), (cell.bbox.x0, cell.bbox.y1)]
+        polygon = np.round(np.array(corners, dtype=np.float64) * scale).astype(np.int32)
         colour = STATUS_COLOURS.get(statuses.get(cell.cell_id, cell.status), GRID_COLOUR)
         cv2.fillPoly(overlay, [polygon], colour)
         outlines.append((polygon, colour))
@@ -95,7 +113,7 @@ def _tint_cells(image: np.ndarray, result: PageResult, statuses: dict[str, str])
         cv2.polylines(image, [polygon], isClosed=True, color=colour, thickness=thickness)
 
 
-def _draw_grid(image: np.ndarray, result: PageResult) -> None:
+def _draw_grid(image: np.ndarray, result: PageResult, scale: float) -> None:
     """Grid boundaries are in processed pixels: map their ends back to the original page."""
     if result.grid is None or result.preprocess is None:
         return
@@ -104,7 +122,7 @@ def _draw_grid(image: np.ndarray, result: PageResult) -> None:
     segments = ([((cols[0], y), (cols[-1], y)) for y in rows] + [((x, rows[0]), (x, rows[-1])) for x in cols])
     thickness = max(1, image.shape[1] // 800)
     for start, end in segments:
-        ends = np.array([[*start, 1.0], [*end, 1.0]]) @ affine.T
+        ends = np.array([[*start, 1.0], [*end, 1.0]]) @ affine.T * scale
         cv2.line(image, tuple(int(v) for v in ends[0]), tuple(int(v) for v in ends[1]), GRID_COLOUR, thickness)
 
 
@@ -122,6 +140,7 @@ def write_overlay(run_dir: Path, page: str, out: Path | None = None) -> Path:
 
 def gather(run_dir: Path) -> dict[str, Any]:
     """Everything the report shows, as plain data (also handy for tests and `--json` callers)."""
+    require_store(run_dir)
     with store.connect(run_dir, readonly=True) as connection:
         counts = store.counts(connection)
         statuses = dict(connection.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall())
@@ -164,8 +183,7 @@ def throughput(run_dir: Path, pages: list[dict[str, Any]]) -> dict[str, Any]:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return {"stage_seconds": {k: round(v, 2) for k, v in stages.items()},
             "seconds": summary.get("seconds"), "pages_per_minute": summary.get("pages_per_minute"),
-            "pages_processed": summary.get("pages", 0) + summary.get("pages_failed", 0)
-            - summary.get("pages_skipped", 0) if summary else None}
+            "pages_skipped": summary.get("pages_skipped")}
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -242,8 +260,8 @@ def _throughput_html(figures: dict[str, Any]) -> str:
     rows = []
     if figures["seconds"] is not None:
         rows += [["wall-clock seconds (last run)", figures["seconds"]],
-                 ["pages processed (last run)", figures["pages_processed"]],
-                 ["pages per minute (last run)", figures["pages_per_minute"]]]
+                 ["pages per minute (last run)", figures["pages_per_minute"]],
+                 ["pages already done by an earlier run", figures["pages_skipped"]]]
     total = sum(figures["stage_seconds"].values()) or 1.0
     rows += [[f"stage: {stage}", f"{seconds} s ({100 * seconds / total:.0f} %)"]
              for stage, seconds in figures["stage_seconds"].items()]
@@ -255,19 +273,17 @@ def _histogram_svg(confidences: list[float]) -> str:
     if not confidences:
         return "<p>No written cells.</p>"
     import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 2.4))
+    figure = Figure(figsize=(6, 2.4))
+    axes = figure.subplots()
     axes.hist(confidences, bins=20, range=(0, 1), color="#3a7bd5")
     axes.set_xlabel("confidence")
     axes.set_ylabel("cells")
     figure.tight_layout()
     buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text: no embedded glyphs
         figure.savefig(buffer, format="svg")
-    plt.close(figure)
     svg = buffer.getvalue()
     return svg[svg.index("<svg"):]
 
@@ -290,10 +306,7 @@ def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails:
 
 
 def _thumbnail_uri(run_dir: Path, page_id: str) -> str:
-    overlay = render_overlay(run_dir, page_id)
-    scale = THUMBNAIL_WIDTH / overlay.shape[1]
-    small = cv2.resize(overlay, (THUMBNAIL_WIDTH, max(1, int(overlay.shape[0] * scale))),
-                       interpolation=cv2.INTER_AREA)
+    small = render_overlay(run_dir, page_id, width=THUMBNAIL_WIDTH)
     ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode() if ok else ""
 

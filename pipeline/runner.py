@@ -103,6 +103,10 @@ def plan(inputs: list[Path]) -> tuple[list[PageTask], list[Failure]]:
         except PageError as error:
             failures.append(Failure(source=str(path), reason=error.reason, detail=error.detail))
             continue
+        except Exception as error:  # a bug met by one odd file must not stop the batch
+            failures.append(Failure(source=str(path), reason="internal-error",
+                                    detail=f"{type(error).__name__}: {error}"))
+            continue
         tasks.extend(PageTask(source=path.resolve(), page_index=index, page_id=f"{info.sha256}-p{index}")
                      for index in range(info.n_pages))
     return tasks, failures
@@ -316,13 +320,17 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
         stage_seconds = stage_totals(run_dir, [task.page_id for task in todo])
     seconds = time.perf_counter() - started
     written = counts["cells"] - counts["cells_empty"]
-    return RunSummary(
+    summary = RunSummary(
         run_dir=str(run_dir), store=str(run_dir / store.STORE_NAME), pages_skipped=len(done_before),
         accepted_pct=round(100 * counts["cells_accepted"] / written, 1) if written else 0.0,
         failures=len(failures), failures_file=str(run_dir / "failures.jsonl"), seconds=round(seconds, 2),
         pages_per_minute=round(60 * len(todo) / seconds, 1) if todo else 0.0, stage_seconds=stage_seconds,
         **{key: counts[key] for key in ("pages", "pages_failed", "rows", "cells", "cells_accepted",
                                          "cells_empty", "review_queue")})
+    from pipeline.report import write_report
+
+    write_report(run_dir, summary)
+    return summary
 
 
 def execute(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
