@@ -220,11 +220,35 @@ def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
         return [bottom]
     on = profile > 0.15 * np.percentile(profile[profile > 0], 90)
     bands = _runs(on, min_length=max(6, image.shape[0] // 400), merge_within=max(3, image.shape[0] // 500))
+    uniform = _uniform_rows(bands, bottom - top)
+    if uniform is not None:
+        return [top + offset for offset in uniform]
     bounds = [top]
     for (_, end), (start, _) in zip(bands[:-1], bands[1:]):
         bounds.append(top + (end + start) // 2)
     bounds.append(bottom)
     return bounds
+
+
+def _uniform_rows(bands: list[tuple[int, int]], height: int) -> list[int] | None:
+    """Equal rows filling `height` when the text lines sit one per row at a regular pitch.
+
+    A printed register has rows of one height even where its row rules are missing, and
+    this also recovers the empty rows that hold no text line. None when lines are irregular
+    (free-form entries of several lines each), so that rows are cut between text lines.
+    """
+    if len(bands) < 3:
+        return None
+    centres = np.array([(start + end) / 2 for start, end in bands])
+    pitch = float(np.median(np.diff(centres)))
+    n_rows = int(round(height / pitch)) if pitch > 0 else 0
+    if n_rows < len(bands):
+        return None
+    row_height = height / n_rows
+    phase = (centres / row_height) % 1.0
+    if np.mean((phase > 0.15) & (phase < 0.85)) < 0.9:
+        return None
+    return [int(round(k * row_height)) for k in range(n_rows + 1)]
 
 
 def _runs(on: np.ndarray, min_length: int, merge_within: int) -> list[tuple[int, int]]:
