@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pipeline.fieldtypes import (
     Parsed, Reason, is_ditto, is_illegible, parse_address, parse_age, parse_date, parse_name,
-    parse_number, parse_vocabulary, snap_phrase, clean_text,
+    parse_number, parse_vocabulary, snap_phrase, clean_text, surnames_of, trailing_dittos,
 )
 from pipeline.models import BBox, Cell, Person
 from pipeline.templates import ColumnSpec, Template
@@ -62,8 +62,11 @@ def _interpret_cell(cell: Cell, column: ColumnSpec | None, above: Cell | None, t
         return Parsed(None)  # route decides between 'empty' and 'illegible'
     if column is None:
         return Parsed(clean_text(cell.text))
-    if is_ditto(cell.text):
+    written, dittos = trailing_dittos(cell.text)
+    if is_ditto(cell.text) or (dittos and not written):  # 'id.', '〃', 'id. id.'
         return _resolve_ditto(cell, column, above)
+    if column.type == "name" and dittos:
+        return _resolve_surname_ditto(written, column, above)
     return parse_value(cell.text, column, template.register_year, template.language)
 
 
@@ -74,6 +77,19 @@ def _resolve_ditto(cell: Cell, column: ColumnSpec, above: Cell | None) -> Parsed
     if cell.row == 0 or above is None or above.value is None:
         return Parsed(None, [Reason.DITTO_WITHOUT_VALUE.value])
     return Parsed(above.value)
+
+
+def _resolve_surname_ditto(written: str, column: ColumnSpec, above: Cell | None) -> Parsed:
+    """'Maria id. id.' or 'Maria 〃': the given name written, the surnames of the name above.
+
+    Allowed even where whole-cell dittos are not (`allow_ditto: false` on names): clerks
+    ditto the surnames of a household, never a whole name."""
+    parsed = parse_name(written, column.lexicon)
+    above_name = above.value if above is not None and isinstance(above.value, str) else ""
+    surnames = surnames_of(above_name, column.lexicon)
+    if not surnames:
+        return Parsed(parsed.value, [Reason.DITTO_WITHOUT_VALUE.value])
+    return Parsed(f"{parsed.value} {surnames}")
 
 
 def parse_value(text: str, column: ColumnSpec, register_year: int | None, language: str = "") -> Parsed:

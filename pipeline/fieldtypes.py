@@ -421,7 +421,11 @@ def snap_name_token(token: str, lexicon: str) -> str | None:
                               score_cutoff=limit, limit=2)
     if not matches or (len(matches) > 1 and matches[1][1] == matches[0][1]):
         return None
-    return index.entries[matches[0][0]]
+    best = matches[0][0]
+    # a name that only adds or drops an ending is another real name: Vila/Vilar, Fuente/Fuentes
+    if best.startswith(form) or form.startswith(best):
+        return None
+    return index.entries[best]
 
 
 def parse_name(text: str, given_lexicon: str | None) -> Parsed:
@@ -456,6 +460,36 @@ def _snap_tokens(tokens: list[str], given_lexicon: str, given_first: bool) -> st
         match = snap_name_token(token, own) or name_words(other).exact(token)
         snapped.append(_keep_case_style(match, token) if match else token)
     return " ".join(snapped)
+
+
+def trailing_dittos(text: str) -> tuple[str, int]:
+    """('Maria', 2) for 'Maria id. id.': the name written, and how many ditto marks follow it."""
+    tokens = clean_text(text).split()
+    count = 0
+    while count < len(tokens) and is_ditto(tokens[len(tokens) - 1 - count]):
+        count += 1
+    return " ".join(tokens[:len(tokens) - count]), count
+
+
+def surnames_of(name: str, given_lexicon: str | None) -> str:
+    """The surnames of a normalised name, with their particles: 'Puig i Serra' of 'Josep Puig i
+    Serra', 'de la Fuente García' of 'Juan de la Fuente García' (Iberian convention: the last two
+    names are surnames, unless the first of them is only known as a given name: 'Josep Maria Puig')."""
+    tokens = name.split()
+    names = [index for index, token in enumerate(tokens) if index == 0 or token not in NAME_PARTICLES]
+    if len(names) < 2:
+        return ""
+    start = names[-2] if len(names) >= 3 else names[-1]
+    if start == names[-2] and given_lexicon and _only_given_name(tokens[start], given_lexicon):
+        start = names[-1]
+    while start > 1 and tokens[start - 1] in NAME_PARTICLES - {"i", "y", "e"}:
+        start -= 1  # 'de la' belongs to the surname
+    return " ".join(tokens[start:])
+
+
+def _only_given_name(token: str, given_lexicon: str) -> bool:
+    known_given = name_words(given_lexicon).exact(token) is not None
+    return known_given and name_words(SURNAMES_LEXICON).exact(token) is None
 
 
 def _keep_case_style(match: str, token: str) -> str:

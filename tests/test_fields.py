@@ -4,8 +4,10 @@ and Person construction, on realistic Catalan / Spanish / French register readin
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.fields import households_on_page, interpret, _rows
+from pipeline.fields import _rows, households_on_page, interpret, parse_value
 from pipeline.fieldtypes import (
     Reason, is_ditto, is_illegible, normalise_name, parse_address, parse_age, parse_date, parse_name,
     parse_number, parse_vocabulary, snap_phrase,
@@ -157,11 +159,14 @@ def test_name_normalisation_keeps_particles(text: str, name: str) -> None:
 
 
 def test_name_tokens_snap_only_when_very_close() -> None:
-    assert parse_name("Francessc Solerr", "given_names").value == "Francesc Soler"
+    assert parse_name("Francessc Soler", "given_names").value == "Francesc Soler"
+    assert parse_name("Anna Martinex Rodrigez", "given_names").value == "Anna Martínez Rodríguez"
+    assert parse_name("Josep Solerr", "given_names").value == "Josep Solerr"  # an ending added: not snapped
     assert parse_name("Jossep Ferrrer i Roca", "given_names").value == "Josep Ferrer i Roca"
     # short tokens and real near-variants are left alone: Vilar is not Vila
     assert parse_name("Joan Vilar", "given_names").value == "Joan Vilar"
     assert parse_name("Pere Pvig", "given_names").value == "Pere Pvig"
+    assert parse_name("Pere Serrat", "given_names").value == "Pere Serrat"
     # accents as written are kept when that spelling is itself known
     assert parse_name("María del Carmen López", "given_names").value == "María del Carmen López"
     assert parse_name("Puig Ferrer, Josep", "given_names").value == "Puig Ferrer, Josep"
@@ -302,10 +307,30 @@ def test_ditto_above_an_invalid_value_has_no_value() -> None:
     assert by_field(cells, 1)["age"].reasons == [Reason.DITTO_WITHOUT_VALUE]
 
 
+def test_surnames_dittoed_after_a_given_name() -> None:
+    cells, persons = interpret(page([
+        {"name": "Josep Puig i Serra"}, {"name": "Maria id. id."}, {"name": "Joan 〃"},
+        {"name": "Juan de la Fuente García"}, {"name": 'Pedro " "'},
+    ]), CATALAN)
+    assert [person.values["name"] for person in persons] == [
+        "Josep Puig i Serra", "Maria Puig i Serra", "Joan Puig i Serra",
+        "Juan de la Fuente García", "Pedro de la Fuente García"]
+    assert all(cell.reasons == [] for cell in cells)
+    assert by_field(cells, 1)["name"].text == "Maria id. id."
+
+
+def test_surname_ditto_without_a_name_above() -> None:
+    cells, _ = interpret(page([{"name": "Maria id."}]), CATALAN)
+    assert (by_field(cells, 0)["name"].value, by_field(cells, 0)["name"].reasons) == (
+        "Maria", [Reason.DITTO_WITHOUT_VALUE])
+
+
 def test_ditto_in_a_name_column_is_not_allowed() -> None:
-    cells, _ = interpret(page([{"name": "Josep Puig"}, {"name": "id.", "age": "3"}]), CATALAN)
-    assert by_field(cells, 1)["name"].reasons == [Reason.DITTO_NOT_ALLOWED]
-    assert by_field(cells, 1)["name"].value is None
+    rows = [{"name": "Josep Puig"}, {"name": "id.", "age": "3"}, {"name": "id. id."}]
+    cells, _ = interpret(page(rows), CATALAN)
+    for row in (1, 2):
+        assert by_field(cells, row)["name"].reasons == [Reason.DITTO_NOT_ALLOWED]
+        assert by_field(cells, row)["name"].value is None
 
 
 # --- consistency rules ----------------------------------------------------------------------
@@ -477,3 +502,18 @@ def test_synthetic_clerk_rows_parse_back_to_their_typed_values() -> None:
                 assert cell.reasons == [], (template.name, seed, cell)
                 if expected not in (None, ""):
                     assert cell.value == expected, (template.name, seed, cell.text)
+
+
+VALUE_TYPES = {"age": int, "number": int}
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(KEYS), text=st.text(max_size=40))
+def test_any_reading_gives_a_typed_value_or_a_reason_never_an_error(key: str, text: str) -> None:
+    """A bad cell never fails a page: whatever the recogniser read, parsing returns."""
+    column = CATALAN.column(key)
+    parsed = parse_value(text, column, CATALAN.register_year, CATALAN.language)
+    assert parsed.value is not None or parsed.reasons
+    if parsed.value is not None:
+        assert isinstance(parsed.value, VALUE_TYPES.get(column.type, str))
+    assert set(parsed.reasons) <= {reason.value for reason in Reason}
