@@ -151,15 +151,19 @@ def _coerce(value: Any, kind: pa.DataType) -> Any:
 
 def _apply_overlay(table: pa.Table, overlay: dict[str, dict[str, Any]]) -> pa.Table:
     """Replace corrected values, field by field, at the positions of the corrected persons."""
+    if not overlay:
+        return table
+    table = table.combine_chunks()
     ids = table["person_id"]
     for field in sorted({field for updates in overlay.values() for field in updates}):
         targets = [person_id for person_id, updates in overlay.items() if field in updates]
-        mask = pc.is_in(ids, value_set=pa.array(targets, pa.string()))
+        mask = pc.is_in(ids, value_set=pa.array(targets, pa.string())).combine_chunks()
         positions = ids.take(pc.indices_nonzero(mask)).to_pylist()
         kind = table.schema.field(field).type
         values = pa.array([_coerce(overlay[person_id][field], kind) for person_id in positions], kind)
         index = table.schema.get_field_index(field)
-        table = table.set_column(index, field, pc.replace_with_mask(table[field], mask, values))
+        column = table[field].combine_chunks()
+        table = table.set_column(index, field, pc.replace_with_mask(column, mask, values))
     return table
 
 
