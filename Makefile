@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 CENSUS := $(BIN)/census
 RUN_DIR ?= runs/samples
+LS_PORT ?= 8090
 export OMP_THREAD_LIMIT := 1
 
 APT_PACKAGES := tesseract-ocr tesseract-ocr-cat tesseract-ocr-spa tesseract-ocr-fra tesseract-ocr-eng \
 	fonts-dancingscript fonts-kristi fonts-kaushanscript fonts-dkg-handwriting fonts-breip \
 	fonts-dejavu-core poppler-utils chromium chromium-driver
 
-.PHONY: help install system-packages venv run test test-all bench train review browse clean
+.PHONY: help install system-packages venv run test test-all bench train review review-install browse clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +49,13 @@ test-all: install ## run every test including slow ones
 
 bench: install ## benchmark: pages/min on 2 workers, per-stage breakdown
 	$(BIN)/python -m pipeline.bench
+
+review-install: venv ## install Label Studio 1.23.2 in its own virtualenv .venv-ls (once; takes minutes)
+	$(CENSUS) review install
+
+review: review-install ## start Label Studio (port LS_PORT) and push RUN_DIR's review queue
+	$(CENSUS) review serve --port $(LS_PORT) --document-root $(dir $(abspath $(RUN_DIR)))
+	$(CENSUS) review push $(RUN_DIR)
 
 clean: ## remove run outputs (not the virtualenv)
 	rm -rf runs test-artifacts

@@ -58,6 +58,11 @@ def run(
         raise typer.Exit(int(ExitCode.PAGES_FAILED))
 
 
+from review.cli import review_app  # noqa: E402 - light: its commands import lazily
+
+app.add_typer(review_app, name="review")
+
+
 @app.command()
 def synth(
     pages: Annotated[int, typer.Option("--pages", "-n", min=1, help="Number of pages to render.")],

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.models import PageResult
+from pipeline.models import Cell, PageResult, Person
 from pipeline.templates import Template
 
 STORE_NAME = "census.sqlite"
@@ -117,17 +117,32 @@ def write_page(connection: sqlite3.Connection, result: PageResult, template: Tem
               json.dumps(cell.reasons, ensure_ascii=False), cell.bbox.x0, cell.bbox.y0,
               cell.bbox.x1, cell.bbox.y1, cell.engine, cell.model, cell.text, cell.status)
              for cell in result.cells])
-        keys = [name for name, _ in persons_columns(template)]
-        placeholders = ",".join("?" * (len(keys) + 9))
-        connection.executemany(
-            f"INSERT INTO persons (person_id, page_id, row, household_id, {', '.join(keys)}, cell_ids, "
-            f"x0, y0, x1, y1) VALUES ({placeholders})",
-            [(f"{page_id}:r{person.row}", page_id, person.row, person.household_id,
-              *[person.values.get(key) for key in keys], json.dumps(person.cell_ids),
-              *((person.row_bbox.x0, person.row_bbox.y0, person.row_bbox.x1, person.row_bbox.y1)
-                if person.row_bbox else (None,) * 4))
-             for person in result.persons])
+        insert_persons(connection, page_id, result.persons, template)
         reapply_corrections(connection, page_id)
+
+
+def insert_persons(connection: sqlite3.Connection, page_id: str, persons: list[Person], template: Template) -> None:
+    """Insert a page's person rows (inside the caller's transaction)."""
+    keys = [name for name, _ in persons_columns(template)]
+    placeholders = ",".join("?" * (len(keys) + 9))
+    connection.executemany(
+        f"INSERT INTO persons (person_id, page_id, row, household_id, {', '.join(keys)}, cell_ids, "
+        f"x0, y0, x1, y1) VALUES ({placeholders})",
+        [(f"{page_id}:r{person.row}", page_id, person.row, person.household_id,
+          *[person.values.get(key) for key in keys], json.dumps(person.cell_ids),
+          *((person.row_bbox.x0, person.row_bbox.y0, person.row_bbox.x1, person.row_bbox.y1)
+            if person.row_bbox else (None,) * 4))
+         for person in persons])
+
+
+def replace_derived(connection: sqlite3.Connection, page_id: str, cells: list[Cell], persons: list[Person],
+                    template: Template) -> None:
+    """Store re-derived typed cell values and person rows of a page, e.g. after a correction
+    (inside the caller's transaction; texts, statuses and corrections are left as they are)."""
+    connection.executemany("UPDATE cells SET value = ? WHERE cell_id = ?",
+                           [(_json_value(cell.value), cell.cell_id) for cell in cells])
+    connection.execute("DELETE FROM persons WHERE page_id = ?", (page_id,))
+    insert_persons(connection, page_id, persons, template)
 
 
 def reapply_corrections(connection: sqlite3.Connection, page_id: str) -> None:

@@ -1,0 +1,96 @@
+"""Cell crops and row strips cut from the ingested page images, for reviewers and training data.
+
+Pages are saved by the runner as RUN_DIR/images/<page_id>.jpg in original page pixels (the
+cells table's x0..y1). Only small crops are written (RUN_DIR/review/crops, /rows) and served
+to Label Studio through local-files storage; full scans are never uploaded.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+CROPS_DIR = "review/crops"
+ROWS_DIR = "review/rows"
+MAX_STRIP_WIDTH = 1600  # wider row strips are scaled down: the cell crop carries the detail
+
+
+def safe_name(identifier: str) -> str:
+    """A filesystem- and URL-safe file stem for a cell or row id (ids contain ':')."""
+    return identifier.replace(":", "_").replace("/", "_")
+
+
+def page_image_path(run_dir: Path, page_id: str) -> Path:
+    from pipeline.runner import page_image_path as runner_path
+
+    return runner_path(Path(run_dir), page_id)
+
+
+def crop_path(run_dir: Path, cell_id: str) -> Path:
+    return Path(run_dir) / CROPS_DIR / f"{safe_name(cell_id)}.png"
+
+
+def row_strip_path(run_dir: Path, page_id: str, row: int) -> Path:
+    return Path(run_dir) / ROWS_DIR / f"{safe_name(page_id)}_r{row}.jpg"
+
+
+def padded(box: tuple[int, int, int, int], shape: tuple[int, ...], fraction: float, minimum: int
+           ) -> tuple[int, int, int, int]:
+    """`box` grown by `fraction` of its height (at least `minimum` px) and clipped to the image."""
+    x0, y0, x1, y1 = box
+    pad = max(minimum, int((y1 - y0) * fraction))
+    height, width = shape[:2]
+    return max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)
+
+
+def cut(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+
+
+def load_page(run_dir: Path, page_id: str) -> np.ndarray | None:
+    import cv2
+
+    path = page_image_path(run_dir, page_id)
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    if image is None:
+        print(f"review: page image {path} is missing; its cells are skipped", file=sys.stderr)
+    return image
+
+
+def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str, int], tuple[int, int, int, int]]
+                      ) -> set[str]:
+    """Write the crop of each cell and the strip of its row; return the ids of cells written.
+
+    `cells` are dicts with cell_id, page_id, row, x0, y0, x1, y1; `rows` maps (page_id, row)
+    to the row's bounding box. Each page image is decoded once.
+    """
+    import cv2
+
+    by_page: dict[str, list[dict]] = {}
+    for cell in cells:
+        by_page.setdefault(cell["page_id"], []).append(cell)
+    (Path(run_dir) / CROPS_DIR).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / ROWS_DIR).mkdir(parents=True, exist_ok=True)
+    written: set[str] = set()
+    for page_id, page_cells in by_page.items():
+        image = load_page(run_dir, page_id)
+        if image is None:
+            continue
+        for row in {cell["row"] for cell in page_cells}:
+            strip = cut(image, padded(rows[(page_id, row)], image.shape, 0.15, 4))
+            if strip.shape[1] > MAX_STRIP_WIDTH:
+                scale = MAX_STRIP_WIDTH / strip.shape[1]
+                strip = cv2.resize(strip, (MAX_STRIP_WIDTH, max(1, round(strip.shape[0] * scale))),
+                                   interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(row_strip_path(run_dir, page_id, row)), strip, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        for cell in page_cells:
+            box = padded((cell["x0"], cell["y0"], cell["x1"], cell["y1"]), image.shape, 0.2, 6)
+            cv2.imwrite(str(crop_path(run_dir, cell["cell_id"])), cut(image, box),
+                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            written.add(cell["cell_id"])
+    return written
+
