@@ -193,15 +193,16 @@ def parse_number(text: str) -> Parsed:
 # --- dates ----------------------------------------------------------------------------------
 
 _MONTH_WORDS: dict[int, tuple[str, ...]] = {
-    1: ("gener", "enero", "janvier", "gen", "ene", "janv", "jan"),
-    2: ("febrer", "febrero", "fevrier", "febr", "feb", "fevr", "fev"),
+    1: ("gener", "enero", "janvier", "gen", "ene", "janv", "jan", "jer"),
+    2: ("febrer", "febrero", "fevrier", "febr", "feb", "fevr", "fev", "fer"),
     3: ("marc", "marzo", "mars", "mzo", "mar"),
     4: ("abril", "avril", "abr", "avr"),
     5: ("maig", "mayo", "mai", "my"),
     6: ("juny", "junio", "juin", "jun"),
-    7: ("juliol", "julio", "juillet", "jul", "juil"),
+    7: ("juliol", "julio", "juillet", "jul", "juil", "jet", "jlet"),
     8: ("agost", "agosto", "aout", "ag", "ago"),
-    # '7bre', '8bre', '9bre', 'Xbre': the old numeric abbreviations of the last four months
+    # '7bre', '8bre', '9bre', 'Xbre': the old numeric abbreviations of the last four months;
+    # 'Jer', 'fer', 'Jet': French abbreviations whose superscript ending was read inline
     9: ("setembre", "septiembre", "setiembre", "septembre", "set", "sep", "sept", "setbre", "7bre"),
     10: ("octubre", "octobre", "oct", "obre", "8bre"),
     11: ("novembre", "noviembre", "nov", "nbre", "9bre"),

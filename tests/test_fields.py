@@ -3,6 +3,10 @@ and Person construction, on realistic Catalan / Spanish / French register readin
 
 from __future__ import annotations
 
+import html
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +23,7 @@ CATALAN = load_template("padro-catala-1930")
 SPANISH = load_template("padron-espanol-1930")
 KEYS = [column.key for column in CATALAN.columns]
 PAGE = "0123456789abcdef-p0"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def make_cell(row: int, key: str | None, text: str, confidence: float = 0.99, col: int | None = None) -> Cell:
@@ -69,7 +74,7 @@ def test_age_rejects_impossible_or_unreadable(text: str) -> None:
     ("12 de marzo de 1890", "1890-03-12"), ("28 de Febrero de 1876", "1876-02-28"),
     ("1er mars 1890", "1890-03-01"), ("14 juillet 1889", "1889-07-14"), ("15 août 1900", "1900-08-15"),
     ("12-III-1890", "1890-03-12"), ("2 7bre 1899", "1899-09-02"), ("20 Xbre 1870", "1870-12-20"),
-    ("12 setembr 1890", "1890-09-12"), ("4 set. 1910", "1910-09-04"),
+    ("12 setembr 1890", "1890-09-12"), ("4 set. 1910", "1910-09-04"), ("24 Jer 1848", "1848-01-24"),
     ("marzo 1890", "1890-03"), ("1890", "1890"), ("1890-03-12", "1890-03-12"),
 ])
 def test_date_formats_to_iso(text: str, iso: str) -> None:
@@ -87,6 +92,22 @@ def test_date_formats_to_iso(text: str, iso: str) -> None:
 def test_date_rejects_invalid_future_or_unreadable(text: str) -> None:
     parsed = parse_date(text, register_year=1930)
     assert parsed.value is None and parsed.reasons == [Reason.INVALID_DATE]
+
+
+def test_real_french_register_dates_parse() -> None:
+    """Dates as Paris notaries wrote them in their 1830-1851 registers (LECTAUREP ground truth):
+    '28 Xbre 1848', '1er Mars 1850', '29 8bre 1845', '24 Jer 1848'."""
+    pages = sorted((DATA / "lectaurep").glob("*/*.xml"))
+    if not pages:
+        pytest.skip(f"LECTAUREP data not found under {DATA}")
+    date_pattern = re.compile(r"\b(\d{1,2}(?:er)?\s+[A-Za-zÀ-ÿ0-9]{3,9}\.?\s+18[0-5]\d)\b")
+    dates = [match for page in pages
+             for line in re.findall(r'CONTENT="([^"]*)"', page.read_text(encoding="utf-8"))
+             for match in date_pattern.findall(html.unescape(line))]
+    parsed = [parse_date(date, register_year=1851) for date in dates]
+    assert len(dates) >= 50
+    assert sum(result.value is not None for result in parsed) / len(dates) >= 0.97
+    assert parse_date("28 Xbre 1848", 1851).value == "1848-12-28"
 
 
 def test_two_digit_year_resolves_against_register_year() -> None:
