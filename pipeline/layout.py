@@ -150,9 +150,17 @@ def _is_sheet_edge(image: np.ndarray, position: int, axis: int, span: tuple[int,
 
 
 def _strongest(positions: list[int], profile: np.ndarray, keep: int) -> list[int]:
-    """The `keep` longest rules, in order (extra ones are page edges or header subdivisions)."""
-    ranked = sorted(positions, key=lambda x: -profile[max(0, x - 3): x + 4].max())
-    return sorted(ranked[:keep])
+    """Drop the weakest rules while there are more than `keep` and they are clearly shorter than
+    the typical rule (page edges, header subdivisions); rules as long as the others all stay,
+    so a register with one column more than its template keeps every column."""
+    strength = {x: float(profile[max(0, x - 3): x + 4].max()) for x in positions}
+    typical = float(np.median(list(strength.values())))
+    kept = list(positions)
+    for x in sorted(positions, key=strength.get):
+        if len(kept) <= keep or strength[x] >= 0.8 * typical:
+            break
+        kept.remove(x)
+    return kept
 
 
 def _table_extent(vertical: np.ndarray, col_bounds: list[int]) -> tuple[int, int]:

@@ -196,9 +196,13 @@ def measure_skew(grey: np.ndarray) -> float:
     ys, xs = np.nonzero(ink_mask(grey))
     if len(xs) < 100:
         return 0.0
-    order = np.random.default_rng(0).permutation(len(xs))[:MAX_INK_POINTS]
-    xs = xs[order].astype(np.float32) - grey.shape[1] / 2
-    ys = ys[order].astype(np.float32) - grey.shape[0] / 2
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(xs))[:MAX_INK_POINTS]
+    # Jitter each point within its pixel: on the bare pixel grid every angle but 0° smears ink
+    # over two bins, so noise and text alone would make 0° look sharpest.
+    xs = xs[order] + rng.uniform(-0.5, 0.5, len(order)) - grey.shape[1] / 2
+    ys = ys[order] + rng.uniform(-0.5, 0.5, len(order)) - grey.shape[0] / 2
+    xs, ys = xs.astype(np.float32), ys.astype(np.float32)
     # Coarse: a fifth of the points in 4-px bins, which widens each rule's peak to about ±0.4°
     # so a 0.25° step cannot step over it; then fine: all points, 1-px bins, around the best.
     few = slice(0, max(100, len(xs) // 5))
