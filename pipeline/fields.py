@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.fieldtypes import (
-    Parsed, Reason, is_ditto, is_illegible, parse_address, parse_age, parse_date, parse_name,
-    parse_number, parse_vocabulary, snap_phrase, clean_text, surnames_of, trailing_dittos,
+    Parsed, Reason, clean_text, is_ditto, is_illegible, parse_address, parse_age, parse_date, parse_name,
+    parse_number, parse_vocabulary, snap_phrase, surnames_of, trailing_dittos,
 )
 from pipeline.models import BBox, Cell, Person
 from pipeline.templates import ColumnSpec, Template
@@ -121,6 +121,10 @@ class Row:
     unmapped: list[Cell]
 
     @property
+    def page_id(self) -> str:
+        return next(iter([*self.cells.values(), *self.unmapped])).page_id
+
+    @property
     def written(self) -> bool:
         return any(not is_blank(cell) for cell in self.cells.values())
 
@@ -153,7 +157,7 @@ def _rows(cells: list[Cell]) -> dict[int, Row]:
 def _person(row: Row) -> Person:
     cells = list(row.cells.values())
     return Person(
-        page_id=cells[0].page_id, row=row.row,
+        page_id=row.page_id, row=row.row,
         values={key: cell.value for key, cell in row.cells.items()},
         cell_ids={key: cell.cell_id for key, cell in row.cells.items()},
         row_bbox=_union([cell.bbox for cell in [*cells, *row.unmapped]]))
@@ -190,23 +194,20 @@ def check_age_matches_birth_date(rows: dict[int, Row], template: Template) -> No
 
 
 def households_on_page(rows: dict[int, Row], template: Template) -> list[list[Row]]:
-    """Rows grouped into households: a new one starts at each head of household, or at an
-    address (ditto marks resolved) other than the household's; a household whose head left
-    the address blank takes the first one written. Rows before the first head continue a
-    household from the previous page. Only used by the rules; pipeline.households assigns ids."""
-    relation_key = _key_of_type(template, "relation")
-    address_key = _key_of_type(template, "address")
-    groups: list[list[Row]] = []
-    household_address: object = None
-    for row in (row for row in rows.values() if row.written):
-        address = row.value(address_key)
-        moved = address is not None and household_address not in (None, address)
-        if not groups or row.value(relation_key) == "head" or moved:
-            groups.append([])
-            household_address = None
-        groups[-1].append(row)
-        household_address = household_address if household_address is not None else address
-    return groups
+    """The page's written rows grouped into households exactly as pipeline.households assigns
+    them (a head opens one; so does a clearly different address that persists), so that the
+    household rules and the household ids stored agree."""
+    from pipeline.households import assign_households
+
+    written = [row for row in rows.values() if row.written]
+    if not written:
+        return []
+    persons = assign_households([_person(row) for row in written], template, written[0].page_id)
+    household_of = {person.row: person.household_id for person in persons}
+    groups: dict[str | None, list[Row]] = {}
+    for row in written:
+        groups.setdefault(household_of[row.row], []).append(row)
+    return list(groups.values())
 
 
 def check_head_first(rows: dict[int, Row], template: Template) -> None:

@@ -414,7 +414,7 @@ def test_new_household_must_start_with_its_head() -> None:
     rows = [
         # continues a household from the previous page
         {"name": "Anna Roca", "relation": "filla", "age": "9", "address": "carrer Nou, 3"},
-        *household("carrer Major, 12", ("Maria Vila", "muller", "38"), ("Josep Puig", "cap", "40")),
+        *household("plaça del Mercat, 7", ("Maria Vila", "muller", "38"), ("Josep Puig", "cap", "40")),
         *household("carrer del Mar, 5", ("Pere Soler", "cap", "60")),
     ]
     cells, _ = interpret(page(rows), CATALAN)
@@ -428,7 +428,7 @@ def test_households_split_at_heads_and_new_addresses() -> None:
     rows = [
         *household("carrer Major, 12", ("Josep Puig", "cap", "40"), ("Maria Vila", "muller", "38")),
         {"name": "Pere Soler", "relation": "cap", "age": "60", "address": "id."},  # same building
-        {"name": "Rosa Pla", "relation": "hostatger", "age": "30", "address": "carrer Nou, 3"},
+        {"name": "Rosa Pla", "relation": "hostatger", "age": "30", "address": "passeig de Gràcia, 50"},
     ]
     cells, _ = interpret(page(rows), CATALAN)
     groups = households_on_page(_rows(cells), CATALAN)
