@@ -73,12 +73,16 @@ def synth(
     skew_max: Annotated[float, typer.Option("--skew-max", help="Skew uniform in ±DEG degrees.")] = 3.0,
     fmt: Annotated[str, typer.Option("--format", help="png, jpg, tiff or pdf.")] = "png",
     pages_per_file: Annotated[int, typer.Option(min=1, help="Pages per multi-page TIFF/PDF file.")] = 1,
+    stem: Annotated[str, typer.Option(help="File names: STEM-<first page:04d>.<ext>.")] = "synth",
+    jpeg_quality: Annotated[int | None, typer.Option(min=10, max=100, help=(
+        "JPEG quality for jpg; for tiff, JPEG-in-TIFF instead of lossless deflate."))] = None,
 ) -> None:
     """Render synthetic handwritten register pages with PAGE XML + JSON ground truth."""
     from pipeline.synth import generate_pages
 
     for path in generate_pages(out, pages, seed, template=template, skew_max_deg=skew_max, fmt=fmt,
-                               pages_per_file=pages_per_file, progress=True):
+                               pages_per_file=pages_per_file, stem=stem, jpeg_quality=jpeg_quality,
+                               progress=True):
         typer.echo(str(path))
 
 

@@ -308,8 +308,8 @@ def read_json_groundtruth(path: Path) -> PageGroundTruth:
 
 
 def groundtruth_paths(image: Path, page_index: int | None = None) -> tuple[Path, Path]:
-    """(PAGE XML, JSON) paths beside `image`: `<stem>.xml` for a single page,
-    `<stem>.p<k>.xml` for page k of a multi-page TIFF/PDF."""
+    """(PAGE XML, JSON) paths beside `image`: `<stem>.xml` for a single-page file (page_index
+    None), `<stem>.p<k>.xml` for page k of a TIFF/PDF holding several pages."""
     image = Path(image)
     suffix = "" if page_index is None else f".p{page_index}"
     return image.with_name(f"{image.stem}{suffix}.xml"), image.with_name(f"{image.stem}{suffix}.json")

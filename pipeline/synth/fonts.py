@@ -149,7 +149,10 @@ def _vary_stroke(coverage: np.ndarray, height_px: int, stroke: int) -> np.ndarra
     if stroke > 0 and height_px >= 24:
         return cv2.dilate(coverage, np.ones((2, 2), np.uint8))
     if stroke < 0 and height_px >= 36:
-        return cv2.erode(coverage, np.ones((2, 2), np.uint8))
+        thinned = cv2.erode(coverage, np.ones((2, 2), np.uint8))
+        # a font already drawn with hairlines would break up: keep it as it is
+        if (thinned > 128).sum() >= 0.6 * (coverage > 128).sum():
+            return thinned
     return coverage
 
 

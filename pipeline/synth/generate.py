@@ -1,8 +1,9 @@
 """Write synthetic register pages to disk (PNG, JPEG, multi-page TIFF or PDF) with their PAGE
 XML and JSON ground truth beside them.
 
-Naming: a single-page image `<stem>.png` gets `<stem>.xml` + `<stem>.json`; page k (0-based) of
-a multi-page `<stem>.tif` / `<stem>.pdf` gets `<stem>.p<k>.xml` + `<stem>.p<k>.json`. Page i of
+Naming: a single-page image `<stem>.png` (or one-page TIFF/PDF) gets `<stem>.xml` + `<stem>.json`;
+page k (0-based) of a multi-page `<stem>.tif` / `<stem>.pdf` gets `<stem>.p<k>.xml` +
+`<stem>.p<k>.json`. Page i of
 a batch is rendered from a seed derived from (seed, i) only, so the same seed gives the same
 pages whatever the format or grouping.
 """
@@ -47,6 +48,16 @@ def _save(images: list[np.ndarray], path: Path, fmt: str, dpi: float, jpeg_quali
     tmp.replace(path)
 
 
+def _file_dpi(fmt: str, page_dpi: float) -> float:
+    """One resolution per file (a PDF sizes every page with it). For PDF it is the resolution
+    ingest renders PDFs at, so a rendered page has exactly the ground truth's pixel size."""
+    if fmt != "pdf":
+        return page_dpi
+    from pipeline.ingest import PDF_DPI
+
+    return float(PDF_DPI)
+
+
 def _write_groundtruth(image_path: Path, truth: PageGroundTruth, page_index: int | None) -> None:
     xml_path, json_path = groundtruth_paths(image_path, page_index)
     write_json_groundtruth(json_path, truth)
@@ -85,9 +96,9 @@ def generate_pages(out_dir: Path, n_pages: int, seed: int, template: str = "padr
         path = out_dir / f"{stem}-{first:04d}{FORMATS[fmt]}"
         pages = [render_page(spec, page_seed(seed, i), skew_max_deg, path.name, i - first)
                  for i in range(first, min(n_pages, first + pages_per_file))]
-        dpi = pages[0][1].dpi  # a file has one resolution (a PDF sizes every page with it)
+        dpi = _file_dpi(fmt, pages[0][1].dpi)
         _save([image for image, _ in pages], path, fmt, dpi, jpeg_quality)
-        multi = fmt in MULTI_PAGE_FORMATS
+        multi = len(pages) > 1  # a one-page TIFF/PDF is named like a single image
         for image_index, (_, truth) in enumerate(pages):
             truth.dpi = dpi
             _write_groundtruth(path, truth, image_index if multi else None)

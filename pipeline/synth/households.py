@@ -230,8 +230,8 @@ def _extras(rng: np.random.Generator, setting: Setting, head: Person, head_age: 
         parent_sex = "F" if rng.random() < 0.7 else "M"
         extras.append(_make(rng, setting, sex=parent_sex, age=head_age + int(rng.integers(22, 36)),
                             relation="mother" if parent_sex == "F" else "father",
-                            surnames=(head.surname2, _surname(rng, True)) if parent_sex == "F"
-                            else (head.surname1, head.surname2), catalan=True,
+                            surnames=(head.surname2 if parent_sex == "F" else head.surname1,
+                                      _surname(rng, True)), catalan=True,
                             place=head.birth_place, marital="widowed"))
     if rng.random() < 0.12:
         extras.append(_make(rng, setting, sex="F", age=int(rng.integers(14, 32)), relation="servant",

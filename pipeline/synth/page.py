@@ -77,16 +77,20 @@ def _col_widths(rng: np.random.Generator, template: Template, table_width: int) 
 
 def make_style(rng: np.random.Generator, template: Template) -> Style:
     """Draw the page's look: size, margins, grid, fonts, rule and noise styles."""
-    width = int(rng.integers(1900, 2101))
-    margins = (int(rng.integers(50, 160)), int(rng.integers(150, 240)),
-               int(rng.integers(50, 160)), int(rng.integers(50, 140)))
+    # sizes are multiples of 25 px, so that a PDF page (sized in 1/72 in) renders back at
+    # 200 dpi to exactly the same pixels
+    width = 25 * int(rng.integers(76, 85))
     n_rows = int(rng.integers(20, 31))
+    header_height, row_height = int(rng.integers(70, 115)), int(rng.integers(38, 52))
+    top, bottom = int(rng.integers(150, 240)), int(rng.integers(50, 140))
+    bottom += -(top + header_height + n_rows * row_height + bottom) % 25
+    margins = (int(rng.integers(50, 160)), top, int(rng.integers(50, 160)), bottom)
     n_people = n_rows - (int(rng.integers(1, 5)) if rng.random() < 0.3 else 0)
     hands = handwriting_fonts()
     faint = rng.random() < 0.25
     return Style(
         width=width, dpi=float(round(width / 11.69)), margins=margins,
-        header_height=int(rng.integers(70, 115)), row_height=int(rng.integers(38, 52)),
+        header_height=header_height, row_height=row_height,
         n_rows=n_rows, n_people=n_people,
         col_widths=_col_widths(rng, template, width - margins[0] - margins[2]),
         hand_font=hands[int(rng.integers(len(hands)))],
