@@ -176,10 +176,12 @@ def _load_frame(image, index: int, max_pixels: int):  # -> PIL.Image.Image
     from PIL import ImageOps
 
     try:
-        image.seek(index)
-        _check_pixels(image.size, max_pixels)
-        image.load()
-        return ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # corrupt EXIF: decoding goes on without it
+            image.seek(index)
+            _check_pixels(image.size, max_pixels)
+            image.load()
+            return ImageOps.exif_transpose(image)
     except EOFError as error:
         raise PageError("page-out-of-range", f"no page {index} in {image.filename}") from error
     except _CORRUPT_DATA_ERRORS as error:
