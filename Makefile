@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 CENSUS := $(BIN)/census
 RUN_DIR ?= runs/samples
 LS_PORT ?= 8090
+BROWSE_PORT ?= 8001
 export OMP_THREAD_LIMIT := 1
 
 APT_PACKAGES := tesseract-ocr tesseract-ocr-cat tesseract-ocr-spa tesseract-ocr-fra tesseract-ocr-eng \
@@ -56,6 +57,9 @@ review-install: venv ## install Label Studio 1.23.2 in its own virtualenv .venv-
 review: review-install ## start Label Studio (port LS_PORT) and push RUN_DIR's review queue
 	$(CENSUS) review serve --port $(LS_PORT) --document-root $(dir $(abspath $(RUN_DIR)))
 	$(CENSUS) review push $(RUN_DIR)
+
+browse: install ## web view of RUN_DIR on 127.0.0.1:BROWSE_PORT (datasette, embargo-masked copy)
+	$(CENSUS) browse $(RUN_DIR) --port $(BROWSE_PORT)
 
 clean: ## remove run outputs (not the virtualenv)
 	rm -rf runs test-artifacts
