@@ -76,13 +76,17 @@ def synth(
     stem: Annotated[str, typer.Option(help="File names: STEM-<first page:04d>.<ext>.")] = "synth",
     jpeg_quality: Annotated[int | None, typer.Option(min=10, max=100, help=(
         "JPEG quality for jpg; for tiff, JPEG-in-TIFF instead of lossless deflate."))] = None,
+    style: Annotated[list[str] | None, typer.Option(help=(
+        "Force a page style, KEY=VALUE, repeatable: missing_row_rules, faint_rules, broken_rules (true/false), "
+        "cross_rate, noise_sigma, blur_sigma, skew_deg (numbers), hand_font (font file name)."))] = None,
 ) -> None:
     """Render synthetic handwritten register pages with PAGE XML + JSON ground truth."""
     from pipeline.synth import generate_pages
+    from pipeline.synth.generate import parse_overrides
 
     for path in generate_pages(out, pages, seed, template=template, skew_max_deg=skew_max, fmt=fmt,
                                pages_per_file=pages_per_file, stem=stem, jpeg_quality=jpeg_quality,
-                               progress=True):
+                               overrides=parse_overrides(style or []), progress=True):
         typer.echo(str(path))
 
 

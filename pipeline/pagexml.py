@@ -83,10 +83,13 @@ class TableGroundTruth(BaseModel):
 
 
 class GridGT(BaseModel):
-    """Rule positions in *unskewed* page pixels (apply `skew_matrix` to reach the image)."""
+    """Rule positions: `*_bounds` in *unskewed* page pixels (apply `skew_matrix` to reach the
+    image); `*_lines` the same rules as 2-point segments in image pixels, after skew."""
 
     row_bounds: list[float]  # n_rows + header_rows + 1 values, top of the table first
     col_bounds: list[float]
+    row_lines: list[list[Point]] = Field(default_factory=list)
+    col_lines: list[list[Point]] = Field(default_factory=list)
 
 
 class ColumnGT(BaseModel):

@@ -162,6 +162,35 @@ def test_households_are_coherent(pages) -> None:
                     assert _surnames(child["name"]) == (_surnames(head["name"])[0], _surnames(spouse["name"])[0])
 
 
+def test_style_overrides_force_missing_rules_font_and_skew() -> None:
+    flat = {"skew_deg": 0.0, "cross_rate": 0.0, "broken_rules": False, "faint_rules": False}
+
+    def darkness_on_inner_row_rules(missing: bool) -> float:
+        image, truth = render_page(TEMPLATE, 5, overrides={**flat, "missing_row_rules": missing})
+        rows, cols = truth.grid.row_bounds, truth.grid.col_bounds
+        lines = [image[int(y) - 1:int(y) + 2, int(cols[0]) + 5:int(cols[-1]) - 5].min(axis=0).mean()
+                 for y in rows[2:-1]]
+        return float(np.median(lines))
+
+    ruled, bare = darkness_on_inner_row_rules(False), darkness_on_inner_row_rules(True)
+    assert ruled < 150 < bare, (ruled, bare)
+    _, truth = render_page(TEMPLATE, 5, overrides={"hand_font": "Kristi.ttf", "skew_deg": -4.5})
+    assert truth.render["hand_font"] == "Kristi.ttf" and truth.skew_deg == -4.5
+    with pytest.raises(UsageError):
+        render_page(TEMPLATE, 5, overrides={"no_such_style": 1})
+    with pytest.raises(UsageError):
+        render_page(TEMPLATE, 5, overrides={"hand_font": "Comic Sans"})
+
+
+def test_grid_lines_follow_the_skew(pages) -> None:
+    for _, truth in pages:
+        matrix = np.asarray(truth.skew_matrix)
+        for y, line in zip(truth.grid.row_bounds, truth.grid.row_lines):
+            start = matrix @ np.array([truth.grid.col_bounds[0], y, 1.0])
+            assert np.abs(start - np.asarray(line[0])).max() <= 1
+        assert len(truth.grid.col_lines) == truth.n_cols + 1
+
+
 def test_skew_range_and_zero_skew() -> None:
     skews = [render_page(TEMPLATE, seed, skew_max_deg=5.0)[1].skew_deg for seed in range(6)]
     assert all(abs(skew) <= 5.0 for skew in skews) and max(map(abs, skews)) > 1.0
@@ -211,6 +240,12 @@ def test_cli_synth(tmp_path: Path) -> None:
     image = Path(done.stdout.strip())
     assert image.suffix == ".jpg" and image.with_suffix(".xml").exists()
     assert abs(read_json_groundtruth(image.with_suffix(".json")).skew_deg) <= 1
+    styled = subprocess.run([*census, "synth", "--pages", "1", "--out", str(tmp_path / "s"), "--style",
+                             "missing_row_rules=true", "--style", "skew_deg=2.5"],
+                            capture_output=True, text=True, timeout=120)
+    assert styled.returncode == 0, styled.stderr
+    truth = read_json_groundtruth(Path(styled.stdout.strip()).with_suffix(".json"))
+    assert truth.render["missing_row_rules"] is True and truth.skew_deg == 2.5
     bad = subprocess.run([*census, "synth", "--pages", "1", "--out", str(tmp_path), "--format", "bmp"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "format" in bad.stderr

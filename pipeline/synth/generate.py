@@ -11,6 +11,7 @@ pages whatever the format or grouping.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -77,14 +78,16 @@ def _check_arguments(n_pages: int, fmt: str, pages_per_file: int, skew_max_deg: 
 
 def generate_pages(out_dir: Path, n_pages: int, seed: int, template: str = "padro-catala-1930",
                    skew_max_deg: float = 3.0, fmt: str = "png", pages_per_file: int = 1,
-                   stem: str = "synth", jpeg_quality: int | None = None, progress: bool = False) -> list[Path]:
+                   stem: str = "synth", jpeg_quality: int | None = None, overrides: dict[str, Any] | None = None,
+                   progress: bool = False) -> list[Path]:
     """Render `n_pages` register pages into `out_dir`; return the image files written.
 
     Each page's skew is uniform in ±`skew_max_deg` and recorded exactly in its ground truth.
     `fmt` is png, jpg, tiff or pdf; with tiff/pdf, `pages_per_file` pages share one file.
     Files are named `<stem>-<first page index:04d>.<ext>`. Deterministic for a given seed.
     `jpeg_quality` sets the JPEG quality of jpg files (default 88) and, for tiff, switches
-    from lossless deflate to JPEG-in-TIFF (smaller, as many archive scans are).
+    from lossless deflate to JPEG-in-TIFF (smaller, as many archive scans are). `overrides`
+    forces style choices on every page (see `pipeline.synth.page.OVERRIDABLE`).
     """
     _check_arguments(n_pages, fmt, pages_per_file, skew_max_deg)
     spec = load_template(template)
@@ -94,7 +97,7 @@ def generate_pages(out_dir: Path, n_pages: int, seed: int, template: str = "padr
     indices = range(0, n_pages, pages_per_file)
     for first in _progress(indices, progress, fmt):
         path = out_dir / f"{stem}-{first:04d}{FORMATS[fmt]}"
-        pages = [render_page(spec, page_seed(seed, i), skew_max_deg, path.name, i - first)
+        pages = [render_page(spec, page_seed(seed, i), skew_max_deg, path.name, i - first, overrides)
                  for i in range(first, min(n_pages, first + pages_per_file))]
         dpi = _file_dpi(fmt, pages[0][1].dpi)
         _save([image for image, _ in pages], path, fmt, dpi, jpeg_quality)
@@ -104,6 +107,18 @@ def generate_pages(out_dir: Path, n_pages: int, seed: int, template: str = "padr
             _write_groundtruth(path, truth, image_index if multi else None)
         written.append(path)
     return written
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (command line) -> overrides; true/false become booleans."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise UsageError(f"--style expects KEY=VALUE, got {item!r}")
+        lowered = value.strip().lower()
+        overrides[key.strip()] = {"true": True, "false": False}.get(lowered, value.strip())
+    return overrides
 
 
 def _progress(items: range, enabled: bool, fmt: str):

@@ -10,8 +10,9 @@ matches the final pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.pagexml import (ColumnGT, DataCellGT, GridGT, HeaderCellGT, PageGroundTruth, Point,
                               RowGT)
+from pipeline.errors import UsageError
 from pipeline.synth.fonts import handwriting_fonts, print_fonts, render_text
 from pipeline.synth.households import Entry, Person, make_people, make_setting, write_rows
 from pipeline.templates import ColumnSpec, Template
@@ -305,11 +307,44 @@ def _row_households(people: list[Person], n_rows: int) -> list[str | None]:
     return [people[r].household_id if r < len(people) else None for r in range(n_rows)]
 
 
+# Style choices a caller may force (a test of "missing rules", a held-out font...), and skew_deg.
+OVERRIDABLE = {"faint_rules": bool, "broken_rules": bool, "missing_row_rules": bool, "cross_rate": float,
+               "noise_sigma": float, "blur_sigma": float, "hand_font": str, "skew_deg": float}
+
+
+def _font_named(name: str) -> Path:
+    fonts = {font.name: font for font in handwriting_fonts()} | {font.stem: font for font in handwriting_fonts()}
+    if name in fonts:
+        return fonts[name]
+    if Path(name).is_file():
+        return Path(name)
+    raise UsageError(f"unknown handwriting font {name!r}; installed: {', '.join(sorted(fonts))}")
+
+
+def apply_overrides(style: Style, overrides: dict[str, Any]) -> Style:
+    """The page style with the caller's forced choices (see OVERRIDABLE); UsageError if unknown."""
+    unknown = set(overrides) - set(OVERRIDABLE)
+    if unknown:
+        raise UsageError(f"unknown style override(s) {sorted(unknown)}; known: {sorted(OVERRIDABLE)}")
+    try:
+        changes = {key: OVERRIDABLE[key](value) for key, value in overrides.items() if key != "skew_deg"}
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"bad style override value: {error}") from error
+    if "hand_font" in changes:
+        changes["hand_font"] = _font_named(changes["hand_font"])
+    if "faint_rules" in changes and changes["faint_rules"] != style.faint_rules:
+        changes["rule_grey"] = 175 if changes["faint_rules"] else 60
+    return replace(style, **changes)
+
+
 def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_name: str = "",
-                page_index: int = 0) -> tuple[np.ndarray, PageGroundTruth]:
-    """One page: grey uint8 image and its ground truth. Deterministic for (template, seed)."""
+                page_index: int = 0, overrides: dict[str, Any] | None = None) -> tuple[np.ndarray, PageGroundTruth]:
+    """One page: grey uint8 image and its ground truth. Deterministic for (template, seed,
+    overrides). `overrides` forces style choices, e.g. {"missing_row_rules": True,
+    "hand_font": "Kristi.ttf", "skew_deg": -4.5}; everything else stays as the seed draws it."""
+    overrides = overrides or {}
     rng = np.random.default_rng(seed)
-    style = make_style(rng, template)
+    style = apply_overrides(make_style(rng, template), overrides)
     setting = make_setting(rng, template)
     people = make_people(rng, setting, style.n_people)
     entries = write_rows(rng, template, setting, people)
@@ -321,6 +356,10 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     headers = _draw_headers(rng, canvas, style, template, rows, cols)
     placed = _draw_cells(rng, canvas, style, template, rows, cols, entries)
     skew_deg = float(rng.uniform(-skew_max_deg, skew_max_deg)) if skew_max_deg > 0 else 0.0
+    try:
+        skew_deg = float(overrides.get("skew_deg", skew_deg))
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"bad skew_deg override: {error}") from error
     image, matrix = _scan(rng, canvas, style, skew_deg)
     truth = _ground_truth(template, style, setting, people, entries, headers, placed, rows, cols, matrix,
                           skew_deg, seed, image_name, page_index)
@@ -347,7 +386,10 @@ def _ground_truth(template: Template, style: Style, setting, people: list[Person
         template=template.name, language=setting.language, register_year=setting.reference_date.year,
         reference_date=setting.reference_date, municipality=setting.municipality, seed=seed,
         skew_deg=skew_deg, skew_matrix=matrix.tolist(), header_rows=1, n_rows=style.n_rows,
-        n_cols=len(template.columns), grid=GridGT(row_bounds=rows, col_bounds=cols),
+        n_cols=len(template.columns),
+        grid=GridGT(row_bounds=rows, col_bounds=cols,
+                    row_lines=[_transform(matrix, [(cols[0], y), (cols[-1], y)]) for y in rows],
+                    col_lines=[_transform(matrix, [(x, rows[0]), (x, rows[-1])]) for x in cols]),
         table_polygon=_transform(matrix, _rect(cols[0], rows[0], cols[-1], rows[-1])),
         columns=[ColumnGT(col=c, field=column.key, header=headers[c]) for c, column in enumerate(template.columns)],
         header_cells=[HeaderCellGT(row=0, col=c, text=headers[c],
