@@ -15,13 +15,17 @@ import re
 import struct
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel
 
 from pipeline.errors import PageError, UsageError
 from pipeline.models import PageInfo
+
+if TYPE_CHECKING:  # imported lazily at run time
+    import pypdfium2
+    from PIL import Image
 
 INPUT_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".pdf"}
 DEFAULT_MAX_PIXELS = 120_000_000  # 120 megapixels: a 600 dpi A2 sheet; beyond that, a bomb
@@ -127,7 +131,7 @@ def load_page(path: Path, page_index: int, max_pixels: int = DEFAULT_MAX_PIXELS)
 # --- raster images -------------------------------------------------------------------------
 
 
-def _open_image(path: Path, max_pixels: int):  # -> PIL.Image.Image
+def _open_image(path: Path, max_pixels: int) -> Image.Image:
     """Open lazily (header only) and refuse declared sizes over `max_pixels` before decoding."""
     from PIL import Image, UnidentifiedImageError
 
@@ -172,7 +176,7 @@ def _image_page_count(path: Path, max_pixels: int) -> int:
     return n_frames
 
 
-def _load_frame(image, index: int, max_pixels: int):  # -> PIL.Image.Image
+def _load_frame(image: Image.Image, index: int, max_pixels: int) -> Image.Image:
     from PIL import ImageOps
 
     try:
@@ -196,7 +200,7 @@ def _decode_image_page(path: Path, page_index: int, max_pixels: int) -> tuple[np
         return to_grey(frame), (float(dpi[0]) if dpi and dpi[0] else None)
 
 
-def to_grey(image) -> np.ndarray:
+def to_grey(image: Image.Image) -> np.ndarray:
     """Any PIL mode -> grey uint8: alpha composited on white, 16-bit scaled, palette/CMYK converted."""
     from PIL import Image
 
@@ -218,7 +222,7 @@ def to_grey(image) -> np.ndarray:
 # --- PDF -----------------------------------------------------------------------------------
 
 
-def _open_pdf(path: Path):  # -> pypdfium2.PdfDocument
+def _open_pdf(path: Path) -> pypdfium2.PdfDocument:
     import pypdfium2 as pdfium
 
     try:

@@ -11,14 +11,18 @@ by 180°, recorded as `skew_deg` ≈ 180. Everything is recorded in `PreprocessR
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.models import BBox, PreprocessResult
 
+if TYPE_CHECKING:  # layout imports this module's primitives; at run time it is imported lazily
+    from pipeline.layout import TableRules
+
 MAX_SKEW_DEG = 10.0
 COARSE_STEP_DEG = 0.25
-FINE_STEP_DEG = 0.02
+FINE_STEP_DEG = 0.01
 MAX_INK_POINTS = 400_000
 CROP_MARGIN = 24  # px kept around the table
 PAPER = 255
@@ -30,11 +34,13 @@ def preprocess(image: np.ndarray) -> tuple[PreprocessResult, np.ndarray]:
     skew = measure_skew(page)
     rotation = rotation_matrix(page.shape, skew)
     deskewed = warp(page, rotation)
-    if looks_upside_down(deskewed):
+    table = find_table(deskewed)
+    if table is not None and header_at_bottom(table):
         skew += 180.0
         rotation = rotation_matrix(page.shape, skew)
         deskewed = warp(page, rotation)
-    crop = table_bbox(deskewed)
+        table = find_table(deskewed)
+    crop = table_bbox(table, deskewed.shape)
     processed = normalise_contrast(deskewed[crop.y0:crop.y1, crop.x0:crop.x1])
     result = PreprocessResult(skew_deg=round(skew, 3), crop=crop,
                               to_original=processed_to_original(rotation, crop),
@@ -138,15 +144,21 @@ def long_rules(mask: np.ndarray, axis: int, min_fraction: float = 0.5) -> list[i
     return rule_positions(profile, min_fraction * profile.max(), merge_within)
 
 
-def table_bbox(grey: np.ndarray) -> BBox:
-    """The table's ruled area plus a margin; the whole image when no table is found."""
+def find_table(grey: np.ndarray) -> TableRules | None:
+    """The table's rules on a deskewed page, or None when it has none."""
     from pipeline.errors import PageError
     from pipeline.layout import find_rules
 
-    height, width = grey.shape
     try:
-        table = find_rules(grey)
+        return find_rules(grey)
     except PageError:
+        return None
+
+
+def table_bbox(table: TableRules | None, shape: tuple[int, ...]) -> BBox:
+    """The table's ruled area plus a margin; the whole image when no table was found."""
+    height, width = shape[:2]
+    if table is None:
         return BBox(x0=0, y0=0, x1=width, y1=height)
     top = min([table.top, *table.row_rules])
     bottom = max([table.bottom, *table.row_rules])
@@ -154,15 +166,8 @@ def table_bbox(grey: np.ndarray) -> BBox:
                 x1=min(width, table.col_bounds[-1] + CROP_MARGIN + 1), y1=min(height, bottom + CROP_MARGIN + 1))
 
 
-def looks_upside_down(grey: np.ndarray) -> bool:
+def header_at_bottom(table: TableRules) -> bool:
     """True when the table's distinctive header band (the odd-sized ruled band) is at the bottom."""
-    from pipeline.errors import PageError
-    from pipeline.layout import find_rules
-
-    try:
-        table = find_rules(grey)
-    except PageError:
-        return False
     rules = sorted(set(table.row_rules) | {table.bottom})
     gaps = np.diff(rules)
     gaps = gaps[gaps > 8]
@@ -172,8 +177,8 @@ def looks_upside_down(grey: np.ndarray) -> bool:
         return False
     typical = float(np.median(gaps[1:-1]))
     header_at_top = gaps[0] > 1.3 * typical and gaps[-1] <= 1.15 * typical
-    header_at_bottom = gaps[-1] > 1.3 * typical and gaps[0] <= 1.15 * typical
-    return bool(header_at_bottom and not header_at_top)
+    header_below = gaps[-1] > 1.3 * typical and gaps[0] <= 1.15 * typical
+    return bool(header_below and not header_at_top)
 
 
 def normalise_contrast(grey: np.ndarray) -> np.ndarray:
@@ -204,13 +209,16 @@ def measure_skew(grey: np.ndarray) -> float:
     ys = ys[order] + rng.uniform(-0.5, 0.5, len(order)) - grey.shape[0] / 2
     xs, ys = xs.astype(np.float32), ys.astype(np.float32)
     # Coarse: a fifth of the points in 4-px bins, which widens each rule's peak to about ±0.4°
-    # so a 0.25° step cannot step over it; then fine: all points, 1-px bins, around the best.
+    # so a 0.25° step cannot step over it; then finer bins and steps around the best angle.
     few = slice(0, max(100, len(xs) // 5))
-    coarse = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-9, COARSE_STEP_DEG)
-    best = coarse[int(np.argmax([_sharpness(xs[few], ys[few], angle, 4.0) for angle in coarse]))]
-    fine = np.arange(best - 2 * COARSE_STEP_DEG, best + 2 * COARSE_STEP_DEG + 1e-9, FINE_STEP_DEG)
-    scores = np.array([_sharpness(xs, ys, angle) for angle in fine])
-    return float(_refine_peak(fine, scores))
+    best = _best_angle(xs[few], ys[few], np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 1e-9, COARSE_STEP_DEG), 4.0)
+    best = _best_angle(xs, ys, best + np.arange(-0.4, 0.4 + 1e-9, 0.05), 2.0)
+    fine = best + np.arange(-0.08, 0.08 + 1e-9, FINE_STEP_DEG)
+    return float(_refine_peak(fine, np.array([_sharpness(xs, ys, angle) for angle in fine])))
+
+
+def _best_angle(xs: np.ndarray, ys: np.ndarray, angles: np.ndarray, bin_px: float) -> float:
+    return float(angles[int(np.argmax([_sharpness(xs, ys, angle, bin_px) for angle in angles]))])
 
 
 def _sharpness(xs: np.ndarray, ys: np.ndarray, angle_deg: float, bin_px: float = 1.0) -> float:
