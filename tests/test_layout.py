@@ -136,12 +136,16 @@ def test_header_row_is_the_printed_one(hard_pages) -> None:
     assert iou(header, true_header) > 0.8
 
 
-def test_page_without_a_table_is_a_page_error() -> None:
+@pytest.mark.parametrize("content", ["letter", "blank", "one-rule"])
+def test_page_without_a_table_is_a_page_error(content: str) -> None:
     page = Image.new("L", (1600, 1200), 235)
     draw = ImageDraw.Draw(page)
     font = ImageFont.truetype("/usr/share/fonts/truetype/kristi/Kristi.ttf", 48)
-    for line in range(12):
-        draw.text((120, 100 + 80 * line), "Joan Puig i Vidal, jornaler, Carrer Major", font=font, fill=30)
+    if content == "letter":
+        for line in range(12):
+            draw.text((120, 100 + 80 * line), "Joan Puig i Vidal, jornaler, Carrer Major", font=font, fill=30)
+    if content == "one-rule":
+        draw.line([(800, 100), (800, 1100)], fill=20, width=3)
     _, processed = preprocess(np.asarray(page))
     with pytest.raises(PageError) as caught:
         detect_grid(processed)
