@@ -2,6 +2,7 @@
 output formats and the `census synth` command."""
 
 import math
+from collections import Counter
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from pipeline.errors import UsageError
 from pipeline.pagexml import read_json_groundtruth, read_table_groundtruth
 from pipeline.synth import DITTO_MARKS, generate_pages, handwriting_fonts, print_fonts, render_page, render_text
 from pipeline.synth.fonts import REQUIRED_CHARS, font_draws
-from pipeline.synth.households import age_at
+from pipeline.synth.households import age_at, make_household, make_setting
 from pipeline.templates import load_template
 
 TEMPLATE = load_template("padro-catala-1930")
@@ -162,6 +163,7 @@ def test_households_are_coherent(pages) -> None:
                     assert _surnames(child["name"]) == (_surnames(head["name"])[0], _surnames(spouse["name"])[0])
 
 
+
 def test_style_overrides_force_missing_rules_font_and_skew() -> None:
     flat = {"skew_deg": 0.0, "cross_rate": 0.0, "broken_rules": False, "faint_rules": False}
 
@@ -189,6 +191,30 @@ def test_grid_lines_follow_the_skew(pages) -> None:
             start = matrix @ np.array([truth.grid.col_bounds[0], y, 1.0])
             assert np.abs(start - np.asarray(line[0])).max() <= 1
         assert len(truth.grid.col_lines) == truth.n_cols + 1
+
+
+def test_kin_take_the_right_surnames_and_ages() -> None:
+    rng = np.random.default_rng(7)
+    setting = make_setting(rng, TEMPLATE)
+    seen = Counter()
+    for _ in range(400):
+        head, *others = make_household(rng, setting)
+        head_age = age_at(head.birth_date, setting.reference_date)
+        assert head.relation == "head" and all(p.household_id == head.household_id for p in others)
+        for person in others:
+            seen[person.relation] += 1
+            age = age_at(person.birth_date, setting.reference_date)
+            if person.relation in ("brother", "sister"):
+                assert (person.surname1, person.surname2) == (head.surname1, head.surname2)
+            elif person.relation in ("father", "mother"):
+                assert age >= head_age + 22 and person.marital_status == "widowed"
+                assert person.surname1 == (head.surname1 if person.relation == "father" else head.surname2)
+            elif person.relation in ("grandson", "granddaughter"):
+                assert person.surname1 == head.surname1 and age < head_age - 30
+            elif person.relation in ("son", "daughter"):
+                assert age < head_age and 0 <= age
+    assert {"spouse", "son", "daughter", "father", "mother", "brother", "sister", "servant", "lodger",
+            "grandson", "granddaughter", "nephew", "niece"} <= set(seen)
 
 
 def test_skew_range_and_zero_skew() -> None:

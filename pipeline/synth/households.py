@@ -224,15 +224,41 @@ def _children(rng: np.random.Generator, setting: Setting, father: Person, mother
     return kids
 
 
-def _extras(rng: np.random.Generator, setting: Setting, head: Person, head_age: int) -> list[Person]:
-    extras: list[Person] = []
-    if head_age < 45 and rng.random() < 0.15:
-        parent_sex = "F" if rng.random() < 0.7 else "M"
-        extras.append(_make(rng, setting, sex=parent_sex, age=head_age + int(rng.integers(22, 36)),
-                            relation="mother" if parent_sex == "F" else "father",
-                            surnames=(head.surname2 if parent_sex == "F" else head.surname1,
-                                      _surname(rng, True)), catalan=True,
-                            place=head.birth_place, marital="widowed"))
+def _gendered(rng: np.random.Generator, male: str, female: str) -> tuple[str, str]:
+    """(sex, relation) for a relative of either sex."""
+    return ("M", male) if rng.random() < 0.5 else ("F", female)
+
+
+def _kin(rng: np.random.Generator, setting: Setting, head: Person, head_age: int, catalan: bool) -> list[Person]:
+    """Relatives beyond the couple and their children, in the order clerks listed them."""
+    kin: list[Person] = []
+    if head_age >= 50 and rng.random() < 0.08:  # a grandchild raised by the grandparents
+        sex, relation = _gendered(rng, "grandson", "granddaughter")
+        kin.append(_make(rng, setting, sex=sex, age=int(rng.integers(0, 13)), relation=relation,
+                         surnames=(head.surname1, _surname(rng, catalan)), catalan=catalan,
+                         place=setting.municipality if rng.random() < 0.7 else None))
+    if head_age < 45 and rng.random() < 0.15:  # a widowed parent of the head
+        sex, relation = _gendered(rng, "father", "mother")
+        kin.append(_make(rng, setting, sex=sex, age=head_age + int(rng.integers(22, 36)), relation=relation,
+                         surnames=(head.surname2 if sex == "F" else head.surname1, _surname(rng, catalan)),
+                         catalan=catalan, place=head.birth_place, marital="widowed"))
+    if rng.random() < 0.07:  # an unmarried or widowed brother or sister of the head
+        sex, relation = _gendered(rng, "brother", "sister")
+        kin.append(_make(rng, setting, sex=sex, age=max(14, head_age + int(rng.integers(-12, 13))),
+                         relation=relation, surnames=(head.surname1, head.surname2), catalan=catalan,
+                         place=head.birth_place, marital="single" if rng.random() < 0.7 else "widowed"))
+    if rng.random() < 0.05:  # a nephew or niece: the child of the head's brother or sister
+        sex, relation = _gendered(rng, "nephew", "niece")
+        other = _surname(rng, catalan)
+        kin.append(_make(rng, setting, sex=sex, age=int(rng.integers(4, 26)), relation=relation,
+                         surnames=(head.surname1, other) if rng.random() < 0.5 else (other, head.surname1),
+                         catalan=catalan))
+    return kin
+
+
+def _extras(rng: np.random.Generator, setting: Setting, head: Person, head_age: int, catalan: bool) -> list[Person]:
+    """Kin, then a live-in servant and a lodger now and then."""
+    extras = _kin(rng, setting, head, head_age, catalan)
     if rng.random() < 0.12:
         extras.append(_make(rng, setting, sex="F", age=int(rng.integers(14, 32)), relation="servant",
                             surnames=None, catalan=rng.random() < 0.5, marital="single"))
@@ -268,7 +294,7 @@ def make_household(rng: np.random.Generator, setting: Setting) -> list[Person]:
         father = Person("", _surname(rng, catalan), _surname(rng, catalan), "M", head.birth_date,
                         head.birth_place, "spouse", "widowed")
         members += _children(rng, setting, father, head, head_age, catalan)
-    members += _extras(rng, setting, head, head_age)
+    members += _extras(rng, setting, head, head_age, catalan)
     household_id = f"h{setting.next_household}"
     setting.next_household += 1
     address = _address(rng, setting)

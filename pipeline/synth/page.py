@@ -261,16 +261,19 @@ def _place_ink(rng: np.random.Generator, canvas: np.ndarray, ink: np.ndarray, bo
 
 
 def _draw_cells(rng: np.random.Generator, canvas: np.ndarray, style: Style, template: Template,
-                rows: list[int], cols: list[int], entries: list[dict[str, Entry]]) -> dict[tuple[int, int], Placed]:
+                rows: list[int], cols: list[int], entries: list[dict[str, Entry]],
+                households: list[str | None]) -> dict[tuple[int, int], Placed]:
     placed: dict[tuple[int, int], Placed] = {}
     text_height = max(12, int(style.row_height * style.text_scale))
     for r, row in enumerate(entries):
         top, bottom = rows[r + 1], rows[r + 2]
+        if r == 0 or households[r] != households[r - 1]:  # a household was often written in one sitting
+            household_ink = style.ink + rng.normal(0, 12)
         for c, column in enumerate(template.columns):
             entry = row[column.key]
             if not entry.text:
                 continue
-            ink_level = int(np.clip(style.ink + rng.normal(0, 8), 5, 110))
+            ink_level = int(np.clip(household_ink + rng.normal(0, 6), 5, 110))
             ink = render_text(entry.text, style.hand_font, int(text_height * rng.uniform(0.92, 1.08)), rng,
                               ink=ink_level, slant=style.slant + rng.normal(0, 0.03), stroke=style.stroke)
             cross = rng.random() < style.cross_rate
@@ -337,6 +340,14 @@ def apply_overrides(style: Style, overrides: dict[str, Any]) -> Style:
     return replace(style, **changes)
 
 
+def _skew(rng: np.random.Generator, skew_max_deg: float, overrides: dict[str, Any]) -> float:
+    drawn = float(rng.uniform(-skew_max_deg, skew_max_deg))
+    try:
+        return float(overrides.get("skew_deg", drawn))
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"bad skew_deg override: {error}") from error
+
+
 def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_name: str = "",
                 page_index: int = 0, overrides: dict[str, Any] | None = None) -> tuple[np.ndarray, PageGroundTruth]:
     """One page: grey uint8 image and its ground truth. Deterministic for (template, seed,
@@ -345,6 +356,8 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     overrides = overrides or {}
     rng = np.random.default_rng(seed)
     style = apply_overrides(make_style(rng, template), overrides)
+    # drawn before the content, so that the page's look and skew do not depend on its households
+    skew_deg = _skew(rng, skew_max_deg, overrides)
     setting = make_setting(rng, template)
     people = make_people(rng, setting, style.n_people)
     entries = write_rows(rng, template, setting, people)
@@ -354,12 +367,7 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     _draw_title(rng, canvas, style, setting.language, setting.municipality, setting.reference_date.year)
     _draw_rules(rng, canvas, style, rows, cols)
     headers = _draw_headers(rng, canvas, style, template, rows, cols)
-    placed = _draw_cells(rng, canvas, style, template, rows, cols, entries)
-    skew_deg = float(rng.uniform(-skew_max_deg, skew_max_deg)) if skew_max_deg > 0 else 0.0
-    try:
-        skew_deg = float(overrides.get("skew_deg", skew_deg))
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"bad skew_deg override: {error}") from error
+    placed = _draw_cells(rng, canvas, style, template, rows, cols, entries, _row_households(people, style.n_rows))
     image, matrix = _scan(rng, canvas, style, skew_deg)
     truth = _ground_truth(template, style, setting, people, entries, headers, placed, rows, cols, matrix,
                           skew_deg, seed, image_name, page_index)
