@@ -1,0 +1,88 @@
+"""End to end: `census run` on synthetic register pages — store contents, resume, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENGINE = "null"  # routing and storage only; recognition quality is tested with the real engines
+
+
+def census(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pipeline.synth import generate_pages
+
+    folder = tmp_path_factory.mktemp("scans")
+    generate_pages(folder, n_pages=2, seed=11)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished_run(scans: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("run")
+    done = census("run", str(scans), "--out", str(run_dir), "--engine", ENGINE, "--workers", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    return run_dir, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_run_fills_the_store_with_pages_cells_and_persons(finished_run):
+    run_dir, summary = finished_run
+    assert summary["pages"] == 2 and summary["failures"] == 0
+    db = sqlite3.connect(run_dir / "census.sqlite")
+    pages = db.execute("SELECT page_id, width, height, status FROM pages").fetchall()
+    assert len(pages) == 2 and all(status == "done" for *_, status in pages)
+    n_rows = db.execute("SELECT COUNT(*) FROM persons").fetchone()[0]
+    assert n_rows == summary["rows"] > 20
+    # every cell lies inside its page, in original page pixels
+    outside = db.execute("""SELECT COUNT(*) FROM cells c JOIN pages p USING (page_id)
+                            WHERE x0 < 0 OR y0 < 0 OR x1 > p.width OR y1 > p.height OR x1 <= x0""").fetchone()[0]
+    assert outside == 0
+    fields = {row[0] for row in db.execute("SELECT DISTINCT field FROM cells")}
+    assert {"name", "age", "relation"} <= fields
+    # the null engine reads nothing: every written cell needs review, blank ones are empty
+    statuses = dict(db.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall())
+    assert set(statuses) <= {"needs_review", "empty"} and statuses["needs_review"] == summary["review_queue"]
+    assert (run_dir / "images").is_dir() and len(list((run_dir / "images").glob("*.jpg"))) == 2
+
+
+def test_rerun_resumes_without_redoing_or_duplicating(finished_run, scans):
+    run_dir, first = finished_run
+    again = census("run", str(scans), "--out", str(run_dir), "--engine", ENGINE, "--json")
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    assert second["pages_skipped"] == 2 and second["pages"] == 2
+    assert (second["rows"], second["cells"]) == (first["rows"], first["cells"])
+
+
+def test_bad_files_are_recorded_and_the_batch_goes_on(scans, tmp_path):
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    good = sorted(scans.glob("*.png"))[0]
+    (batch / good.name).write_bytes(good.read_bytes())
+    (batch / "empty.jpg").write_bytes(b"")
+    (batch / "notes.png").write_text("not an image at all")
+    (batch / "cut.png").write_bytes(good.read_bytes()[:5000])
+    run_dir = tmp_path / "run"
+    done = census("run", str(batch), "--out", str(run_dir), "--engine", ENGINE, "--json")
+    assert done.returncode == 3, done.stderr
+    failures = [json.loads(line) for line in (run_dir / "failures.jsonl").read_text().splitlines()]
+    reasons = {Path(f["source"]).name: f["reason"] for f in failures}
+    assert reasons == {"empty.jpg": "empty-file", "notes.png": "not-an-image", "cut.png": "truncated"}
+    assert json.loads(done.stdout.strip().splitlines()[-1])["pages"] == 1
+
+
+def test_usage_errors_exit_2(tmp_path):
+    out = str(tmp_path / "r")
+    assert census("run", str(tmp_path / "missing"), "--out", out, "--engine", ENGINE).returncode == 2
+    assert census("run", str(tmp_path), "--out", out, "--engine", ENGINE, "--template", "nope").returncode == 2
+    assert census("run", str(tmp_path), "--out", out, "--engine", "no-such-engine").returncode == 2
