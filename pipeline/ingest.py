@@ -113,7 +113,8 @@ def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceInfo:
                       kind="pdf" if kind == "pdf" else "image")
 
 
-def load_page(path: Path, page_index: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[PageInfo, np.ndarray]:
+def load_page(path: Path, page_index: int,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[PageInfo, np.ndarray]:
     """Page `page_index` of `path` as a grey uint8 image plus its PageInfo."""
     kind = sniff_format(path)
     if kind == "pdf":

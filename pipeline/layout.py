@@ -1,9 +1,10 @@
 """Layout: find the ruled table's grid (row and column boundaries) on a preprocessed page.
 
-Column rules are the long vertical strokes (morphological line extraction, small breaks
-bridged, thick page edges dropped); the table spans their common vertical extent.
-Horizontal rules are kept when they cross most of the table's width, so handwriting
-that crosses a rule or underlines a word does not count. Near-duplicate rules (double
+Column rules are the long thin vertical strokes (morphological line extraction, small
+breaks bridged; sheet edges and folds, with darker paper on one side, dropped); the table
+spans their common vertical extent. Horizontal rules are kept when they run through most
+of the columns, so handwriting that crosses a rule or underlines a word does not count.
+Rules are found on a copy at most WORKING_SIZE px tall, and mapped back. Near-duplicate rules (double
 rules) merge. A gap as tall as several rows where rules are missing or too faint is split
 evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules). The first row is the printed
@@ -38,7 +39,7 @@ def find_rules(image: np.ndarray, expected_columns: int | None = None) -> TableR
     """Column rules, the horizontal rules across them, and the table's vertical extent."""
     scale = working_scale(image.shape)
     small = _resize(image, scale)
-    table = _find_rules_at_scale(small, expected_columns)
+    table = _find_rules_at_scale(small, *line_masks(small), expected_columns)
     return TableRules(col_bounds=_rescale(table.col_bounds, scale, image.shape[1]),
                       row_rules=_rescale(table.row_rules, scale, image.shape[0]),
                       top=_rescale([table.top], scale, image.shape[0])[0],
@@ -49,7 +50,8 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
     """Grid of a ruled table on a processed page; PageError('no-table') when none is found."""
     scale = working_scale(image.shape)
     small = _resize(image, scale)
-    table = _find_rules_at_scale(small, expected_columns)
+    horizontal, vertical = line_masks(small)
+    table = _find_rules_at_scale(small, horizontal, vertical, expected_columns)
     rules = table.row_rules
     if len(rules) < 2 or rules[1] - rules[0] < 4:
         raise PageError("no-table", f"{len(table.col_bounds)} column rules but no header rule across them")
@@ -57,7 +59,6 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
     if body_rules[-1] < table.bottom - _merge_distance(small.shape[0]) * 3:
         body_rules.append(table.bottom)  # the verticals run on below the last horizontal rule
     if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
-        horizontal, vertical = line_masks(small)
         row_bounds = [rules[0]] + _rows_from_text(small, horizontal | vertical, table.col_bounds, rules[1],
                                                   body_rules[-1])
         rows_from_text = True
@@ -88,8 +89,8 @@ def _rescale(positions: list[int], scale: float, limit: int) -> list[int]:
     return [min(limit, max(0, int(round(position / scale)))) for position in positions]
 
 
-def _find_rules_at_scale(image: np.ndarray, expected_columns: int | None) -> TableRules:
-    horizontal, vertical = line_masks(image)
+def _find_rules_at_scale(image: np.ndarray, horizontal: np.ndarray, vertical: np.ndarray,
+                         expected_columns: int | None) -> TableRules:
     col_bounds = _column_rules(image, vertical, expected_columns)
     top, bottom = _table_extent(vertical, col_bounds)
     return TableRules(col_bounds=col_bounds, row_rules=_row_rules(image, horizontal, col_bounds, top, bottom),
@@ -176,7 +177,8 @@ def _table_extent(vertical: np.ndarray, col_bounds: list[int]) -> tuple[int, int
 # --- rows ----------------------------------------------------------------------------------
 
 
-def _row_rules(image: np.ndarray, horizontal: np.ndarray, col_bounds: list[int], top: int, bottom: int) -> list[int]:
+def _row_rules(image: np.ndarray, horizontal: np.ndarray, col_bounds: list[int], top: int,
+               bottom: int) -> list[int]:
     """Horizontal rules running through most columns, within the table's extent (page edges excluded).
 
     Through most columns, not merely across much of the width: handwriting underlines and
@@ -197,7 +199,8 @@ def _row_rules(image: np.ndarray, horizontal: np.ndarray, col_bounds: list[int],
 
 def _crosses_columns(horizontal: np.ndarray, y: int, col_bounds: list[int], spread: int = 3) -> bool:
     strip = horizontal[max(0, y - spread): y + spread + 1].any(axis=0)
-    covered = [strip[start:end].mean() >= 0.6 for start, end in zip(col_bounds[:-1], col_bounds[1:]) if end > start]
+    covered = [strip[start:end].mean() >= 0.6
+               for start, end in zip(col_bounds[:-1], col_bounds[1:]) if end > start]
     return sum(covered) >= MIN_COLUMNS_CROSSED * len(covered)
 
 
@@ -221,8 +224,8 @@ def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
     import cv2
 
     left, right = col_bounds[0], col_bounds[-1]
-    ink = ink_mask(image[top:bottom, left:right]) & ~(cv2.dilate(lines[top:bottom, left:right].astype(np.uint8),
-                                                               np.ones((5, 5), np.uint8)) > 0)
+    rules = cv2.dilate(lines[top:bottom, left:right].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    ink = ink_mask(image[top:bottom, left:right]) & ~rules
     profile = np.convolve(ink.sum(axis=1).astype(np.float64), np.ones(5) / 5, mode="same")
     if profile.max(initial=0) == 0:
         return [bottom]

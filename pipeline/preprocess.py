@@ -87,7 +87,8 @@ def ink_mask(grey: np.ndarray, offset: int = 15) -> np.ndarray:
     import cv2
 
     block = max(15, (min(grey.shape) // 60) | 1)
-    binary = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, offset)
+    binary = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV,
+                                   block, offset)
     return binary > 0
 
 
@@ -118,7 +119,8 @@ def _thin_only(mask: np.ndarray, along: int, max_thickness: int) -> np.ndarray:
 
 
 def rule_positions(profile: np.ndarray, min_count: float, merge_within: int) -> list[int]:
-    """Centres of runs where a line-mask projection reaches `min_count`; runs closer than `merge_within` merge."""
+    """Centres of runs where a line-mask projection reaches `min_count`; runs closer than
+    `merge_within` merge (double rules)."""
     on = np.flatnonzero(profile >= min_count)
     if len(on) == 0:
         return []
@@ -163,7 +165,8 @@ def table_bbox(table: TableRules | None, shape: tuple[int, ...]) -> BBox:
     top = min([table.top, *table.row_rules])
     bottom = max([table.bottom, *table.row_rules])
     return BBox(x0=max(0, table.col_bounds[0] - CROP_MARGIN), y0=max(0, top - CROP_MARGIN),
-                x1=min(width, table.col_bounds[-1] + CROP_MARGIN + 1), y1=min(height, bottom + CROP_MARGIN + 1))
+                x1=min(width, table.col_bounds[-1] + CROP_MARGIN + 1),
+                y1=min(height, bottom + CROP_MARGIN + 1))
 
 
 def header_at_bottom(table: TableRules) -> bool:

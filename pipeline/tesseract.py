@@ -40,7 +40,8 @@ def ocr_words(image: np.ndarray, lang: str = DEFAULT_LANG, psm: int = 6,
         data = pytesseract.image_to_data(image, lang=lang, config=f"--psm {psm}",
                                          output_type=pytesseract.Output.DICT, timeout=timeout_s)
     except pytesseract.TesseractNotFoundError as error:
-        raise ServiceError("tesseract is not installed or not on PATH (apt-get install tesseract-ocr)") from error
+        raise ServiceError(
+            "tesseract is not installed or not on PATH (apt-get install tesseract-ocr)") from error
     except RuntimeError as error:  # pytesseract signals its timeout this way
         raise ServiceError(f"tesseract did not answer within {timeout_s:.0f} s: {error}") from error
     except pytesseract.TesseractError as error:

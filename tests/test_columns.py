@@ -49,7 +49,8 @@ def test_unreadable_headers_fall_back_to_position(variant_page) -> None:
 
 def test_column_missing_from_the_template_is_left_unmapped(variant_page) -> None:
     processed, grid, fields, _ = variant_page
-    shorter = Template.model_validate({**TEMPLATE.model_dump(), "columns": TEMPLATE.model_dump()["columns"][1:]})
+    data = TEMPLATE.model_dump()
+    shorter = Template.model_validate({**data, "columns": data["columns"][1:]})
     mapping = map_columns(processed, grid, shorter)
     assert mapping.fields[0] is None  # the name column has no template column any more
     assert [mapping.fields[col] for col in range(1, len(fields))] == fields[1:]

@@ -55,7 +55,8 @@ def score_page(image: np.ndarray, truth: dict, with_columns: bool = False) -> di
     true_rows = [_polygon_bbox(row["polygon"]) for row in truth["rows"]]
     scores = {"cells_predicted": len(predicted), "cells_true": len(true_cells),
               "cells_matched": len(match_boxes(predicted, true_cells)),
-              "rows_true": len(true_rows), "rows_matched": len(match_boxes([_union(r) for r in rows], true_rows)),
+              "rows_true": len(true_rows),
+              "rows_matched": len(match_boxes([_union(boxes) for boxes in rows], true_rows)),
               "skew_error": abs(result.skew_deg - truth["skew_deg"]), "rows_from_text": grid.rows_from_text}
     if with_columns:
         scores.update(_column_scores(processed, grid, result, truth))
@@ -77,7 +78,8 @@ def _column_scores(processed: np.ndarray, grid: Grid, result, truth: dict) -> di
 
 
 def summarise(pages: list[dict]) -> dict:
-    total = {key: sum(page[key] for page in pages) for key in pages[0] if key not in ("skew_error", "rows_from_text")}
+    counts = [key for key in pages[0] if key not in ("skew_error", "rows_from_text")]
+    total = {key: sum(page[key] for page in pages) for key in counts}
     precision = total["cells_matched"] / max(1, total["cells_predicted"])
     recall = total["cells_matched"] / max(1, total["cells_true"])
     summary = {"pages": len(pages), "cell_precision": round(precision, 4), "cell_recall": round(recall, 4),
@@ -180,18 +182,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9031)
     parser.add_argument("--skew-max", type=float, default=5.0)
     parser.add_argument("--no-columns", action="store_true")
+    parser.add_argument("--overrides", type=json.loads, default=None,
+                        help='forced page styles, e.g. \'{"missing_row_rules": true}\'')
     args = parser.parse_args()
     from pipeline.synth import generate_pages
 
     pages = []
     with tempfile.TemporaryDirectory() as folder:
-        for path in generate_pages(Path(folder), args.pages, args.seed, TEMPLATE, skew_max_deg=args.skew_max):
+        for path in generate_pages(Path(folder), args.pages, args.seed, TEMPLATE, skew_max_deg=args.skew_max,
+                                   overrides=args.overrides):
             truth = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
             image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
             scores = score_page(image, truth, with_columns=not args.no_columns)
             print(path.name, json.dumps(scores), file=sys.stderr, flush=True)
             pages.append(scores)
-    print(json.dumps({"seed": args.seed, "skew_max_deg": args.skew_max, **summarise(pages)}))
+    print(json.dumps({"seed": args.seed, "skew_max_deg": args.skew_max, "overrides": args.overrides,
+                      **summarise(pages)}))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ class TesseractEngine:
         for batch in _batches(inked, crops):
             for index, words in zip(batch, self._read_stack([crops[i] for i in batch])):
                 text, confidence = join_words(words)
-                readings[index] = Reading(text=text, confidence=confidence, engine=self.name, model=self.model)
+                readings[index] = Reading(text=text, confidence=confidence, engine=self.name,
+                                          model=self.model)
         return readings
 
     def _read_stack(self, crops: list[np.ndarray]) -> list[list[OcrWord]]:
