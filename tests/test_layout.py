@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=20)
     parser.add_argument("--seed", type=int, default=9031)
     parser.add_argument("--skew-max", type=float, default=5.0)
+    parser.add_argument("--template", default=TEMPLATE)
     parser.add_argument("--no-columns", action="store_true")
     parser.add_argument("--overrides", type=json.loads, default=None,
                         help='forced page styles, e.g. \'{"missing_row_rules": true}\'')
@@ -189,14 +190,15 @@ def main() -> None:
 
     pages = []
     with tempfile.TemporaryDirectory() as folder:
-        for path in generate_pages(Path(folder), args.pages, args.seed, TEMPLATE, skew_max_deg=args.skew_max,
+        for path in generate_pages(Path(folder), args.pages, args.seed, args.template, skew_max_deg=args.skew_max,
                                    overrides=args.overrides):
             truth = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
             image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
             scores = score_page(image, truth, with_columns=not args.no_columns)
             print(path.name, json.dumps(scores), file=sys.stderr, flush=True)
             pages.append(scores)
-    print(json.dumps({"seed": args.seed, "skew_max_deg": args.skew_max, "overrides": args.overrides,
+    print(json.dumps({"seed": args.seed, "template": args.template, "skew_max_deg": args.skew_max,
+                      "overrides": args.overrides,
                       **summarise(pages)}))
 
 
