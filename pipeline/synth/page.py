@@ -10,7 +10,7 @@ matches the final pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,9 @@ class Style:
     text_scale: float
     slant: float  # the writer's slant (horizontal shear)
     stroke: int  # the writer's pen: +1 thick, 0 normal, -1 thin
-    extras: dict[str, float] = field(default_factory=dict)
+    stains: int = 0  # soft blotches on the paper (damp, foxing)
+    edge_shadow: float = 0.0  # darkening at one scanner edge, in grey levels (0: none)
+    shadow_side: int = 0  # 0 left, 1 right, 2 top, 3 bottom
 
     @property
     def height(self) -> int:
@@ -292,6 +294,41 @@ def _rect(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
+def _with_defects(rng: np.random.Generator, style: Style) -> Style:
+    """Paper stains (1 page in 6) and a scanner-lid shadow along one edge (1 in 7)."""
+    stains = int(rng.integers(1, 4)) if rng.random() < 0.17 else 0
+    shadow = float(rng.uniform(25, 70)) if rng.random() < 0.14 else 0.0
+    return replace(style, stains=stains, edge_shadow=shadow, shadow_side=int(rng.integers(0, 4)))
+
+
+def _stain(rng: np.random.Generator, canvas: np.ndarray, style: Style) -> None:
+    """Soft irregular blotches a few tens of grey levels darker than the paper."""
+    height, width = canvas.shape
+    for _ in range(style.stains):
+        rx = float(rng.uniform(40, 160))
+        ry = rx * float(rng.uniform(0.6, 1.4))
+        cx, cy = float(rng.uniform(0, width)), float(rng.uniform(0, height))
+        x0, x1 = int(max(0, cx - 1.5 * rx)), int(min(width, cx + 1.5 * rx))
+        y0, y1 = int(max(0, cy - 1.5 * ry)), int(min(height, cy + 1.5 * ry))
+        ys, xs = np.ogrid[y0:y1, x0:x1]
+        distance = np.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
+        wobble = cv2.resize(rng.normal(0, 0.25, (8, 8)).astype(np.float32), (x1 - x0, y1 - y0))
+        depth = float(rng.uniform(8, 28))
+        canvas[y0:y1, x0:x1] -= depth * np.clip(1.0 - distance + wobble, 0, 1) ** 0.7
+
+
+def _edge_shadow(image: np.ndarray, style: Style) -> None:
+    """The dark band a scanner lid leaves along one edge of the glass."""
+    if style.edge_shadow <= 0:
+        return
+    vertical = style.shadow_side < 2
+    size = image.shape[1] if vertical else image.shape[0]
+    ramp = np.exp(-np.arange(size, dtype=np.float32) / 25.0) * style.edge_shadow
+    if style.shadow_side in (1, 3):
+        ramp = ramp[::-1]
+    image -= ramp[None, :] if vertical else ramp[:, None]
+
+
 def _scan(rng: np.random.Generator, canvas: np.ndarray, style: Style, skew_deg: float
           ) -> tuple[np.ndarray, np.ndarray]:
     """Turn the page by `skew_deg`, then blur and add sensor noise like a flatbed scan."""
@@ -303,6 +340,7 @@ def _scan(rng: np.random.Generator, canvas: np.ndarray, style: Style, skew_deg: 
     turned += rng.normal(0, style.noise_sigma, turned.shape).astype(np.float32)
     specks = rng.random(turned.shape) < 0.0003  # dust
     turned[specks] = rng.uniform(40, 140, int(specks.sum()))
+    _edge_shadow(turned, style)
     return np.clip(turned, 0, 255).round().astype(np.uint8), matrix
 
 
@@ -356,6 +394,7 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     overrides = overrides or {}
     rng = np.random.default_rng(seed)
     style = apply_overrides(make_style(rng, template), overrides)
+    style = _with_defects(np.random.default_rng([seed, 7]), style)
     # drawn before the content, so that the page's look and skew do not depend on its households
     skew_deg = _skew(rng, skew_max_deg, overrides)
     setting = make_setting(rng, template)
@@ -363,6 +402,7 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     entries = write_rows(rng, template, setting, people)
     entries += [{c.key: Entry("", None) for c in template.columns}] * (style.n_rows - len(entries))
     canvas = _paper(rng, style)
+    _stain(np.random.default_rng([seed, 8]), canvas, style)
     rows, cols = _grid(style)
     _draw_title(rng, canvas, style, setting.language, setting.municipality, setting.reference_date.year)
     _draw_rules(rng, canvas, style, rows, cols)
@@ -417,4 +457,6 @@ def _render_record(style: Style, setting) -> dict:
             "missing_row_rules": style.missing_row_rules, "cross_rate": round(style.cross_rate, 4),
             "slant": round(style.slant, 3), "stroke": style.stroke, "rule_grey": style.rule_grey, "rule_width": style.rule_width,
             "blur_sigma": round(style.blur_sigma, 3), "noise_sigma": round(style.noise_sigma, 3),
-            "ditto_marks": list(setting.ditto_marks), "filled_rows": style.n_people}
+            "ditto_marks": list(setting.ditto_marks), "filled_rows": style.n_people,
+            "stains": style.stains, "edge_shadow": round(style.edge_shadow, 1),
+            "shadow_side": ["left", "right", "top", "bottom"][style.shadow_side] if style.edge_shadow else None}
