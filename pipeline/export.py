@@ -127,12 +127,12 @@ def _visible_text(cell: sqlite3.Row, restricted: set[tuple[str, int]], fields: s
 # --- tabular formats --------------------------------------------------------------------------
 
 def _partitions(table: pa.Table) -> list[tuple[str, int | None, pa.Table]]:
-    keys = table.select(["register", "year"]).to_pylist()
+    keys = table.group_by(["register", "year"]).aggregate([]).to_pylist()
     parts = []
-    for key in sorted({(k["register"], k["year"]) for k in keys}, key=str):
-        mask = pc.and_(pc.equal(table["register"], key[0]),
-                       pc.is_null(table["year"]) if key[1] is None else pc.equal(table["year"], key[1]))
-        parts.append((key[0], key[1], table.filter(mask)))
+    for key in sorted(keys, key=lambda k: (k["register"], k["year"] is None, k["year"] or 0)):
+        mask = pc.and_(pc.equal(table["register"], key["register"]),
+                       pc.is_null(table["year"]) if key["year"] is None else pc.equal(table["year"], key["year"]))
+        parts.append((key["register"], key["year"], table.filter(mask) if len(keys) > 1 else table))
     return parts
 
 

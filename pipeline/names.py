@@ -102,7 +102,9 @@ def _canonical_given() -> dict[str, str]:
     canonical: dict[str, str] = {}
     for group in EQUIVALENT_GIVEN_NAMES:
         names = [fold(name) for name in group.split()]
-        for name in names:
+        # 'ç' is often written without its cedilla: Vicenc, Esperanca
+        variants = [fold(name.replace("ç", "c")) for name in group.split() if "ç" in name]
+        for name in names + variants:
             canonical.setdefault(name, names[0])
     return canonical
 

@@ -23,17 +23,20 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
 from pipeline import dataset, embargo
 from pipeline.errors import UsageError
-from pipeline.names import fold, name_tokens, query_keys
+from pipeline.names import fold, name_tokens, phonetic, query_keys
 
 INDEX_DIR = "index"
 CROPS_DIR = "crops"
-MAX_CANDIDATES = 4_000
+MAX_CANDIDATES = 20_000
+NEAR_KEYS = 3  # known keys tried for a word that matches none
+NEAR_KEY_SIMILARITY = 0.7
 MIN_SCORE = 0.5
+PARTIAL_MATCH = 0.5  # weaker word similarities are chance
 ABBREVIATION_SCORE = 0.85  # 'J.' vs 'Josep': consistent, not proof
 
 
@@ -111,7 +114,7 @@ def build_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "people.sqlite.tmp"
     tmp.unlink(missing_ok=True)
-    keys, pids = [], []
+    keys, pids, vocabulary = [], [], set()
     columns = persons.select(["person_id", "page_id", "row", "name", "birth_year", "birth_place", "confidence",
                               "restricted", "cell_ids", "x0", "y0", "x1", "y1"]).to_pydict()
     rows = []
@@ -119,6 +122,7 @@ def build_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> int:
         person_id, page_id, row, name, birth_year, place, confidence, restricted, cell_ids, *row_box = values
         tokens = name_tokens(name or "")
         token_keys = [token.key for token in tokens]
+        vocabulary.update(token_keys)
         for key in person_keys(token_keys):
             keys.append(_hash(key))
             pids.append(pid)
@@ -139,6 +143,7 @@ def build_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> int:
     order = np.argsort(key_array, kind="stable")
     np.save(folder / "keys.npy", key_array[order])
     np.save(folder / "pids.npy", pid_array[order])
+    (folder / "vocabulary.json").write_text(json.dumps(sorted(vocabulary), ensure_ascii=False), encoding="utf-8")
     tmp.replace(folder / "people.sqlite")
     return len(rows)
 
@@ -172,6 +177,8 @@ class Searcher:
         self.pids = np.load(folder / "pids.npy", mmap_mode="r")
         self.people = sqlite3.connect(f"file:{folder / 'people.sqlite'}?mode=ro", uri=True,
                                       check_same_thread=False)
+        self.vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+        self.known = set(self.vocabulary)
 
     def close(self) -> None:
         self.people.close()
@@ -190,9 +197,18 @@ class Searcher:
         pids, counts = np.unique(np.concatenate(found), return_counts=True)
         return pids[np.argsort(-counts, kind="stable")][:MAX_CANDIDATES]
 
+    def word_keys(self, word: str) -> set[str]:
+        """The word's keys; for a word no indexed name has (a misreading), the nearest known keys."""
+        keys = query_keys(word)
+        if keys & self.known:
+            return keys
+        near = process.extract(phonetic(word), self.vocabulary, scorer=Levenshtein.normalized_similarity,
+                               limit=NEAR_KEYS, score_cutoff=NEAR_KEY_SIMILARITY)
+        return keys | {key for key, _, _ in near}
+
     def candidates(self, words: list[str]) -> np.ndarray:
         """Persons sharing two name parts with the query (one for a one-word query)."""
-        word_keys = [query_keys(word) for word in words]
+        word_keys = [self.word_keys(word) for word in words]
         if len(word_keys) == 1:
             return self._lookup(word_keys[0])
         pairs = {"|".join(sorted((a, b))) for keys_a, keys_b in itertools.combinations(word_keys, 2)
@@ -205,10 +221,14 @@ class Searcher:
         words = [token.folded for token in name_tokens(query.text)]
         if not words:
             raise UsageError("empty search: give at least one name")
-        pids = self.candidates(words)
-        hits = [hit for hit in (self._score(row, words, query) for row in self._fetch(pids, query)) if hit]
-        hits.sort(key=lambda hit: (-hit.score, -(hit.confidence or 0)))
-        hits = hits[:query.limit]
+        scorer = NameScorer(words)
+        place = fold(query.place) if query.place else None
+        scored = [(score, row) for row in self._fetch(self.candidates(words), query)
+                  if (score := self._score(scorer, row, query, place)) >= MIN_SCORE]
+        scored.sort(key=lambda item: (-item[0], -(item[1][9] or 0)))  # ties: the surer reading first
+        hits = [SearchHit(person_id=row[0], page_id=row[1], row=row[2], name=row[3], birth_year=row[6],
+                          birth_place=row[7], score=round(score, 4), confidence=row[9])
+                for score, row in scored[:query.limit]]
         if crops:
             for hit in hits:
                 hit.crop = str(name_crop(self.run_dir, hit.person_id, self.people))
@@ -222,24 +242,54 @@ class Searcher:
         self.people.execute("DROP TABLE IF EXISTS temp.wanted")
         self.people.execute("CREATE TEMP TABLE wanted (pid INTEGER PRIMARY KEY)")
         self.people.executemany("INSERT INTO temp.wanted VALUES (?)", ((int(pid),) for pid in pids))
+        # CROSS JOIN makes SQLite loop over the few wanted ids, not over every person.
         return self.people.execute(
             "SELECT person_id, page_id, row, name, keys, folded, birth_year, birth_place, place_folded, confidence "
-            f"FROM people JOIN temp.wanted USING (pid) WHERE 1{where}").fetchall()
+            f"FROM temp.wanted AS w CROSS JOIN people AS p ON p.pid = w.pid WHERE 1{where}").fetchall()
 
-    def _score(self, row: tuple, words: list[str], query: SearchQuery) -> SearchHit | None:
-        person_id, page_id, row_index, name, keys, folded, birth_year, place, place_folded, confidence = row
-        score = name_score(words, keys.split(), folded.split())
+    @staticmethod
+    def _score(scorer: NameScorer, row: tuple, query: SearchQuery, place: str | None) -> float:
+        keys, folded, birth_year, place_folded = row[4], row[5], row[6], row[8]
+        score = scorer.score(keys.split(), folded.split())
         if query.born and birth_year is None:
             score -= 0.05  # unknown birth year: possible, less likely
-        if query.place:
-            place_score = fuzz.token_set_ratio(fold(query.place), place_folded or "") / 100
+        if place is not None:
+            place_score = fuzz.token_set_ratio(place, place_folded or "") / 100
             if place_score < 0.8:
-                return None
+                return 0.0
             score += 0.05 * place_score
-        if score < MIN_SCORE:
-            return None
-        return SearchHit(person_id=person_id, page_id=page_id, row=row_index, name=name, birth_year=birth_year,
-                         birth_place=place, score=round(score, 4), confidence=confidence)
+        return score
+
+
+class NameScorer:
+    """Bag matching of a query's words to a candidate's name words, order-free (swapped surnames
+    score the same); 1.0 = every word matched exactly. Word similarities are memoised, since
+    candidates share their name words."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = words
+        self.word_keys = [query_keys(word) for word in words]
+        self.memo: dict[tuple[int, str, str], float] = {}
+
+    def similarity(self, index: int, key: str, folded: str) -> float:
+        cached = self.memo.get((index, key, folded))
+        if cached is None:
+            cached = self.memo[(index, key, folded)] = _word_similarity(
+                self.words[index], self.word_keys[index], key, folded)
+        return cached
+
+    def score(self, keys: list[str], folded: list[str]) -> float:
+        if not keys:
+            return 0.0
+        free = list(range(len(keys)))
+        total = 0.0
+        for index in range(len(self.words)):
+            best, position = max(((self.similarity(index, keys[i], folded[i]), i) for i in free), default=(0.0, -1))
+            if best >= PARTIAL_MATCH:  # a misread letter still counts, for what it is worth
+                total += best
+                free.remove(position)
+        # Mostly "how much of the query matched", a little "how much of the name was asked for".
+        return 0.85 * total / len(self.words) + 0.15 * total / max(len(self.words), len(keys))
 
 
 def _word_similarity(word: str, word_keys: set[str], key: str, folded: str) -> float:
@@ -249,23 +299,6 @@ def _word_similarity(word: str, word_keys: set[str], key: str, folded: str) -> f
         return ABBREVIATION_SCORE
     best_key = max(Levenshtein.normalized_similarity(candidate, key) for candidate in word_keys)
     return max(best_key, Levenshtein.normalized_similarity(word, folded)) * 0.9
-
-
-def name_score(words: list[str], keys: list[str], folded: list[str]) -> float:
-    """Bag matching of query words to a candidate's name words, order-free; 1.0 = all match."""
-    if not keys:
-        return 0.0
-    free = list(range(len(keys)))
-    total = 0.0
-    for word in words:
-        word_keys = query_keys(word)
-        similarities = [(_word_similarity(word, word_keys, keys[i], folded[i]), i) for i in free]
-        best, index = max(similarities, default=(0.0, -1))
-        if best >= 0.7:
-            total += best
-            free.remove(index)
-    # Mostly "how much of the query matched", a little "how much of the name was asked for".
-    return 0.85 * total / len(words) + 0.15 * total / max(len(words), len(keys))
 
 
 def search(run_dir: Path, query: SearchQuery, crops: bool = True) -> list[SearchHit]:
