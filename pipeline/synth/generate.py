@@ -10,6 +10,7 @@ pages whatever the format or grouping.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def _progress(items: range, enabled: bool, fmt: str):
+def _progress(items: range, enabled: bool, fmt: str) -> Iterable[int]:
     if not enabled:
         return items
     from tqdm import tqdm

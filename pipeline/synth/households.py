@@ -11,7 +11,7 @@ template column and the typed value a parser should produce from it, writing dit
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -114,8 +114,8 @@ class Setting:
     empty_rate: float
     catalan_conjunction: bool  # "Puig i Serra"
     date_style: int
+    abbreviate_marital: bool = False  # "S", "C", "V" instead of solter/casat/vidu
     next_household: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _pick(rng: np.random.Generator, items: list[str] | tuple[str, ...]) -> str:
@@ -360,7 +360,7 @@ def _entry(rng: np.random.Generator, column: ColumnSpec, setting: Setting, perso
         return Entry(person.birth_place, person.birth_place)
     if kind == "marital_status":
         forms = MARITAL_FORMS[language][(person.marital_status, person.sex)]
-        if setting.extra.get("abbreviate_marital"):
+        if setting.abbreviate_marital:
             forms = [MARITAL_ABBREVIATIONS[person.marital_status]]
         return Entry(_pick(rng, _vocab_forms(column, person.marital_status, forms)), person.marital_status)
     if kind == "occupation":
@@ -419,7 +419,7 @@ def make_setting(rng: np.random.Generator, template: Template) -> Setting:
                    empty_rate=float(rng.uniform(0.0, 0.05)),
                    catalan_conjunction=language == "ca" and rng.random() < 0.35,
                    date_style=int(rng.integers(0, 5)),
-                   extra={"abbreviate_marital": rng.random() < 0.15})
+                   abbreviate_marital=rng.random() < 0.15)
 
 
 def make_people(rng: np.random.Generator, setting: Setting, count: int) -> list[Person]:

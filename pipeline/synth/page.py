@@ -22,7 +22,7 @@ from pipeline.pagexml import (ColumnGT, DataCellGT, GridGT, HeaderCellGT, PageGr
                               RowGT)
 from pipeline.errors import UsageError
 from pipeline.synth.fonts import handwriting_fonts, print_fonts, render_text
-from pipeline.synth.households import Entry, Person, make_people, make_setting, write_rows
+from pipeline.synth.households import Entry, Person, Setting, make_people, make_setting, write_rows
 from pipeline.templates import ColumnSpec, Template
 
 # Relative column widths by field type; a register gives names and addresses the most room.
@@ -414,7 +414,7 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     return image, truth
 
 
-def _ground_truth(template: Template, style: Style, setting, people: list[Person],
+def _ground_truth(template: Template, style: Style, setting: Setting, people: list[Person],
                   entries: list[dict[str, Entry]], headers: list[str], placed: dict[tuple[int, int], Placed],
                   rows: list[int], cols: list[int], matrix: np.ndarray, skew_deg: float, seed: int,
                   image_name: str, page_index: int) -> PageGroundTruth:
@@ -450,7 +450,7 @@ def _ground_truth(template: Template, style: Style, setting, people: list[Person
         render=_render_record(style, setting))
 
 
-def _render_record(style: Style, setting) -> dict:
+def _render_record(style: Style, setting: Setting) -> dict[str, Any]:
     return {"hand_font": style.hand_font.name, "print_font": style.print_font.name,
             "row_height": style.row_height, "header_height": style.header_height,
             "faint_rules": style.faint_rules, "broken_rules": style.broken_rules,
