@@ -138,6 +138,12 @@ class ReviewClient:
             id=task, result=result), idempotent=False)
         return int(created.id)
 
+    def accept_predictions(self, project: int) -> None:
+        """The Data Manager's bulk action a reviewer uses to accept every machine reading as an annotation."""
+        self.call("accept predictions", lambda: self.sdk.actions.create(
+            id="predictions_to_annotations", project=project, selected_items={"all": True, "excluded": []}),
+            idempotent=False, project=project)
+
     def update_annotation(self, annotation: int, result: list[dict[str, Any]]) -> None:
         self.call("update an annotation", lambda: self.sdk.annotations.update(id=annotation, result=result))
 

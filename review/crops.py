@@ -61,6 +61,24 @@ def load_page(run_dir: Path, page_id: str) -> np.ndarray | None:
     return image
 
 
+def save(path: Path, image: np.ndarray, extension: str, parameters: list[int]) -> None:
+    """Encode in memory then write: much faster than cv2.imwrite for thousands of small files."""
+    import cv2
+
+    ok, encoded = cv2.imencode(extension, image, parameters)
+    if ok:
+        path.write_bytes(encoded.tobytes())
+
+
+def page_images_present(run_dir: Path, page_ids: Iterable[str]) -> set[str]:
+    """The pages whose ingested image exists (cells of the others cannot be shown)."""
+    present = {page_id for page_id in page_ids if page_image_path(run_dir, page_id).is_file()}
+    for page_id in sorted(set(page_ids) - present):
+        print(f"review: page image {page_image_path(run_dir, page_id)} is missing; its cells are skipped",
+              file=sys.stderr)
+    return present
+
+
 def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str, int], tuple[int, int, int, int]]
                       ) -> set[str]:
     """Write the crop of each cell and the strip of its row; return the ids of cells written.
@@ -86,11 +104,10 @@ def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str
                 scale = MAX_STRIP_WIDTH / strip.shape[1]
                 strip = cv2.resize(strip, (MAX_STRIP_WIDTH, max(1, round(strip.shape[0] * scale))),
                                    interpolation=cv2.INTER_AREA)
-            cv2.imwrite(str(row_strip_path(run_dir, page_id, row)), strip, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            save(row_strip_path(run_dir, page_id, row), strip, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 85])
         for cell in page_cells:
             box = padded((cell["x0"], cell["y0"], cell["x1"], cell["y1"]), image.shape, 0.2, 6)
-            cv2.imwrite(str(crop_path(run_dir, cell["cell_id"])), cut(image, box),
-                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            save(crop_path(run_dir, cell["cell_id"]), cut(image, box), ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
             written.add(cell["cell_id"])
     return written
 

@@ -68,7 +68,7 @@ def parse_result(result: list[dict]) -> tuple[str, str]:
 
 
 def corrections_of(tasks: list[dict], project: int, reviewers: dict[int, str]) -> list[Correction]:
-    """Every submitted (not skipped) annotation of the exported tasks, oldest first."""
+    """Every submitted (not skipped) annotation of the exported tasks."""
     found = []
     for task in tasks:
         cell_id = task.get("data", {}).get("cell_id")
@@ -83,7 +83,8 @@ def corrections_of(tasks: list[dict], project: int, reviewers: dict[int, str]) -
                 reviewer=reviewers.get(author_id, str(author_id)),
                 corrected_at=annotation.get("updated_at") or annotation["created_at"],
                 annotation_id=annotation_key(project, annotation["id"])))
-    return sorted(found, key=lambda correction: correction.corrected_at)
+    # Grouped by cell (hence by page: batches recompute few pages), each cell's history oldest first.
+    return sorted(found, key=lambda correction: (correction.cell_id, correction.corrected_at))
 
 
 def page_cells(connection: Any, page_id: str) -> list[Cell]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -179,24 +180,28 @@ def push(run_dir: Path, client: ReviewClient, document_root: Path, project: int 
         (run_dir / "review").mkdir(exist_ok=True)
         client.ensure_local_storage(chosen, str(run_dir / "review"))
         existing = existing_tasks(client, chosen)
-        stale = [cell for cell in queue if cell["cell_id"] in existing
+        shown = crops.page_images_present(run_dir, {cell["page_id"] for cell in queue})
+        fresh = [cell for cell in queue if cell["cell_id"] not in existing and cell["page_id"] in shown]
+        stale = [cell for cell in queue if cell["cell_id"] in existing and cell["page_id"] in shown
                  and reading_changed(existing[cell["cell_id"]][1], cell)]
-        fresh = [cell for cell in queue if cell["cell_id"] not in existing]
-        written = crops.write_cell_images(run_dir, fresh + stale,
-                                          row_boxes(connection, {cell["page_id"] for cell in fresh + stale}))
+        rows = row_boxes(connection, {cell["page_id"] for cell in fresh + stale})
     ranks = {cell["cell_id"]: rank for rank, cell in enumerate(queue)}
 
     def data(cell: dict) -> dict:
         return task_data(cell, template, run_dir, document_root, ranks[cell["cell_id"]])
 
-    created = import_new(client, chosen, [{"data": data(cell), "predictions": [prediction(cell)]}
-                                          for cell in fresh if cell["cell_id"] in written])
-    updated = [cell for cell in stale if cell["cell_id"] in written]
-    for cell in updated:
-        client.replace_prediction(existing[cell["cell_id"]][0], data(cell), prediction(cell))
-    return PushSummary(url=client.url, project=chosen, queue=len(queue), created=created, updated=len(updated),
-                       unchanged=len(queue) - len(fresh) - len(stale),
-                       skipped=len(fresh) + len(stale) - len(written), seconds=round(time.monotonic() - began, 2))
+    # Task URLs are known in advance: cut the crops while Label Studio imports the tasks.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        writing = background.submit(crops.write_cell_images, run_dir, fresh + stale, rows)
+        created = import_new(client, chosen, [{"data": data(cell), "predictions": [prediction(cell)]}
+                                              for cell in fresh])
+        for cell in stale:
+            client.replace_prediction(existing[cell["cell_id"]][0], data(cell), prediction(cell))
+        writing.result()
+    unchanged = sum(1 for cell in queue if cell["cell_id"] in existing) - len(stale)
+    return PushSummary(url=client.url, project=chosen, queue=len(queue), created=created, updated=len(stale),
+                       unchanged=unchanged, skipped=len(queue) - len(fresh) - len(stale) - unchanged,
+                       seconds=round(time.monotonic() - began, 2))
 
 
 def document_root_for(url: str | None, data_dir: Path | None, explicit: Path | None) -> Path:

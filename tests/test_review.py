@@ -168,9 +168,9 @@ def test_pull_appends_corrections_once_and_recomputes(live: Live) -> None:
     summary = pull.pull(run_dir, live.client)
     assert (summary.annotations, summary.inserted, summary.pages_recomputed) == (3, 3, 2)
     rows = store_rows(run_dir, "SELECT cell_id, old_value, new_value, new_status, reviewer, source "
-                               "FROM corrections ORDER BY correction_id")
-    assert rows == [(age, "38", "57", "corrected", server.USERNAME, "label-studio"),
-                    (name, "Josep Puig Serra", "", "illegible", server.USERNAME, "label-studio"),
+                               "FROM corrections ORDER BY cell_id")
+    assert rows == [(name, "Josep Puig Serra", "", "illegible", server.USERNAME, "label-studio"),
+                    (age, "38", "57", "corrected", server.USERNAME, "label-studio"),
                     (place, "Vic", "", "empty", server.USERNAME, "label-studio")]
     assert store_rows(run_dir, "SELECT text, value, status FROM cells WHERE cell_id = ?", age) == [
         ("57", "57", "corrected")]
