@@ -90,7 +90,11 @@ def make_style(rng: np.random.Generator, template: Template) -> Style:
     bottom += -(top + header_height + n_rows * row_height + bottom) % 25
     margins = (int(rng.integers(50, 160)), top, int(rng.integers(50, 160)), bottom)
     n_people = n_rows - (int(rng.integers(1, 5)) if rng.random() < 0.3 else 0)
-    hands = handwriting_fonts()
+    hands, prints = handwriting_fonts(), print_fonts()
+    if not hands or not prints:
+        raise UsageError("no usable handwriting or DejaVu fonts installed; run `make system-packages` "
+                         "(fonts-dancingscript fonts-kristi fonts-kaushanscript fonts-dkg-handwriting "
+                         "fonts-breip fonts-dejavu-core)")
     faint = rng.random() < 0.25
     return Style(
         width=width, dpi=float(round(width / 11.69)), margins=margins,
@@ -98,7 +102,7 @@ def make_style(rng: np.random.Generator, template: Template) -> Style:
         n_rows=n_rows, n_people=n_people,
         col_widths=_col_widths(rng, template, width - margins[0] - margins[2]),
         hand_font=hands[int(rng.integers(len(hands)))],
-        print_font=print_fonts()[int(rng.integers(min(4, len(print_fonts()))))],
+        print_font=prints[int(rng.integers(min(4, len(prints))))],
         paper=float(rng.uniform(222, 250)), ink=int(rng.integers(15, 80)),
         rule_grey=int(rng.integers(150, 195)) if faint else int(rng.integers(20, 110)),
         rule_width=int(rng.choice([1, 2, 2, 3])), faint_rules=faint,
