@@ -170,14 +170,18 @@ def table_bbox(table: TableRules | None, shape: tuple[int, ...]) -> BBox:
 
 
 def header_at_bottom(table: TableRules) -> bool:
-    """True when the table's distinctive header band (the odd-sized ruled band) is at the bottom."""
-    rules = sorted(set(table.row_rules) | {table.bottom})
+    """True when the table's distinctive header band is at the bottom: the page is upside down.
+
+    With row rules, the header is the band whose height differs from the regular rows; with
+    only a few rules (header rule, borders), it is the short band at one end of the table.
+    """
+    rules = np.array(sorted(set(table.row_rules) | {table.bottom}), dtype=np.float64)
     gaps = np.diff(rules)
-    gaps = gaps[gaps > 8]
-    if len(gaps) == 2:  # top border, header rule, bottom border: the header is the short band
-        return bool(gaps[1] < 0.6 * gaps[0])
-    if len(gaps) < 3:
+    gaps = gaps[gaps > 0.02 * (rules[-1] - rules[0])]  # a border doubled by the verticals' end
+    if len(gaps) < 2:
         return False
+    if len(gaps) <= 3:
+        return bool(gaps[-1] < 0.6 * gaps[0] and gaps[-1] < 0.25 * gaps.sum())
     typical = float(np.median(gaps[1:-1]))
     header_at_top = gaps[0] > 1.3 * typical and gaps[-1] <= 1.15 * typical
     header_below = gaps[-1] > 1.3 * typical and gaps[0] <= 1.15 * typical
