@@ -275,3 +275,11 @@ def test_cli_synth(tmp_path: Path) -> None:
     bad = subprocess.run([*census, "synth", "--pages", "1", "--out", str(tmp_path), "--format", "bmp"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "format" in bad.stderr
+
+
+def test_missing_fonts_is_a_usage_error(monkeypatch) -> None:
+    import pipeline.synth.page as page
+
+    monkeypatch.setattr(page, "handwriting_fonts", lambda: [])  # a machine without the font packages
+    with pytest.raises(UsageError, match="fonts"):
+        render_page(TEMPLATE, 0)

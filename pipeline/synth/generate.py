@@ -38,7 +38,7 @@ def _save(images: list[np.ndarray], path: Path, fmt: str, dpi: float, jpeg_quali
     first, rest = pictures[0], pictures[1:]
     tmp = path.with_name(path.name + ".tmp")
     if fmt == "png":
-        first.save(tmp, format="PNG", dpi=(dpi, dpi), optimize=True)
+        first.save(tmp, format="PNG", dpi=(dpi, dpi), compress_level=6)
     elif fmt == "jpg":
         first.save(tmp, format="JPEG", dpi=(dpi, dpi), quality=jpeg_quality or JPEG_QUALITY)
     elif fmt == "tiff":
