@@ -42,6 +42,7 @@ class ExportReport(BaseModel):
     persons: int = 0
     households: int = 0
     pages: int = 0
+    cells: int = 0  # training: reviewed cells exported
     restricted: int = 0
     masked_values: int = 0
     masked_cells: int = 0
@@ -339,12 +340,9 @@ def export(run_dir: Path, fmt: str, out: Path, include_restricted: bool = False)
     run_dir, out = Path(run_dir), Path(out)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    if fmt == "training":
-        from review.training import export_training
-
-        count = export_training(run_dir, out)
-        return ExportReport(format=fmt, out=str(out), persons=count, seconds=time.perf_counter() - start)
     rule = embargo.load_rule(run_dir)
+    if fmt == "training":
+        return _export_training(run_dir, out, rule, include_restricted, start)
     data = dataset.load(run_dir, include_restricted=include_restricted, rule=rule)
     report = ExportReport(format=fmt, out=str(out), persons=data.persons.num_rows,
                           restricted=data.report.restricted, masked_values=data.report.masked_values,
@@ -358,6 +356,35 @@ def export(run_dir: Path, fmt: str, out: Path, include_restricted: bool = False)
     report.files = [str(path) for path in [*files, report_path]]
     report.seconds = round(time.perf_counter() - start, 3)
     return report
+
+
+def _export_training(run_dir: Path, out: Path, rule: embargo.EmbargoRule, include_restricted: bool,
+                     start: float) -> ExportReport:
+    """Reviewed cell crops for training (review.training); restricted persons' masked cells are
+    removed from it unless include_restricted, like from every other export."""
+    from review.training import export_training
+
+    count = export_training(run_dir, out)
+    masked = 0
+    if not include_restricted:
+        data = dataset.load(run_dir, rule=rule, write_report=False)
+        restricted = restricted_rows(data.persons)
+        fields = set(embargo.masked_fields(data.template, rule))
+        manifest = out / "manifest.jsonl"
+        kept = []
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            row = int(entry["cell_id"].rsplit(":r", 1)[1].split(":")[0])
+            if (entry["page_id"], row) in restricted and masked_cell(entry["field"], fields):
+                (out / entry["image"]).unlink(missing_ok=True)
+                (out / entry["image"]).with_suffix(".gt.txt").unlink(missing_ok=True)
+                masked += 1
+            else:
+                kept.append(line)
+        manifest.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return ExportReport(format="training", out=str(out), cells=count - masked, masked_cells=masked,
+                        include_restricted=include_restricted, files=[str(out / "manifest.jsonl")],
+                        seconds=round(time.perf_counter() - start, 3))
 
 
 def _write_format(run_dir: Path, out: Path, fmt: str, data: dataset.Dataset, rule: embargo.EmbargoRule,

@@ -130,6 +130,17 @@ def test_redacted_page_images_blank_the_restricted_cells(run_dir: Path, tmp_path
     assert redacted.min() > 200  # and now there is none
 
 
+def test_training_export_drops_restricted_cells_unless_asked(run_dir: Path, tmp_path: Path):
+    from pipeline.export import export
+
+    masked = export(run_dir, "training", tmp_path / "masked")
+    assert masked.masked_cells == 1  # the corrected name of a restricted person
+    _assert_clean((tmp_path / "masked" / "manifest.jsonl").read_text(encoding="utf-8"), "training manifest")
+    full = export(run_dir, "training", tmp_path / "full", include_restricted=True)
+    assert CORRECTED_NAME in (tmp_path / "full" / "manifest.jsonl").read_text(encoding="utf-8")
+    assert full.cells == masked.cells + 1
+
+
 def test_include_restricted_exports_everything(run_dir: Path, tmp_path: Path):
     from pipeline.export import export
 
