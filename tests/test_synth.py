@@ -283,3 +283,9 @@ def test_missing_fonts_is_a_usage_error(monkeypatch) -> None:
     monkeypatch.setattr(page, "handwriting_fonts", lambda: [])  # a machine without the font packages
     with pytest.raises(UsageError, match="fonts"):
         render_page(TEMPLATE, 0)
+
+
+def test_a_second_clerk_takes_over_at_a_household_start() -> None:
+    _, truth = render_page(TEMPLATE, 28)  # a page finished by another clerk
+    first, second, row = (truth.render[k] for k in ("hand_font", "second_hand_font", "second_hand_from_row"))
+    assert second and second != first and 0 < row < truth.n_rows

@@ -65,6 +65,9 @@ class Style:
     stains: int = 0  # soft blotches on the paper (damp, foxing)
     edge_shadow: float = 0.0  # darkening at one scanner edge, in grey levels (0: none)
     shadow_side: int = 0  # 0 left, 1 right, 2 top, 3 bottom
+    second_font: Path | None = None  # another clerk took over the page ...
+    second_from_row: int = 0  # ... at the first household starting at or after this row
+    second_slant: float = 0.0
 
     @property
     def height(self) -> int:
@@ -271,17 +274,20 @@ def _draw_cells(rng: np.random.Generator, canvas: np.ndarray, style: Style, temp
                 households: list[str | None]) -> dict[tuple[int, int], Placed]:
     placed: dict[tuple[int, int], Placed] = {}
     text_height = max(12, int(style.row_height * style.text_scale))
+    font, slant = style.hand_font, style.slant
     for r, row in enumerate(entries):
         top, bottom = rows[r + 1], rows[r + 2]
         if r == 0 or households[r] != households[r - 1]:  # a household was often written in one sitting
             household_ink = style.ink + rng.normal(0, 12)
+            if style.second_font and r >= style.second_from_row:
+                font, slant = style.second_font, style.second_slant
         for c, column in enumerate(template.columns):
             entry = row[column.key]
             if not entry.text:
                 continue
             ink_level = int(np.clip(household_ink + rng.normal(0, 6), 5, 110))
-            ink = render_text(entry.text, style.hand_font, int(text_height * rng.uniform(0.92, 1.08)), rng,
-                              ink=ink_level, slant=style.slant + rng.normal(0, 0.03), stroke=style.stroke)
+            ink = render_text(entry.text, font, int(text_height * rng.uniform(0.92, 1.08)), rng,
+                              ink=ink_level, slant=slant + rng.normal(0, 0.03), stroke=style.stroke)
             cross = rng.random() < style.cross_rate
             ink = _fit_ink(rng, ink, cols[c + 1] - cols[c] - 8, overflow=cross)
             placed[(r, c)] = _place_ink(rng, canvas, ink, (cols[c], top, cols[c + 1], bottom),
@@ -303,6 +309,16 @@ def _with_defects(rng: np.random.Generator, style: Style) -> Style:
     stains = int(rng.integers(1, 4)) if rng.random() < 0.17 else 0
     shadow = float(rng.uniform(25, 70)) if rng.random() < 0.14 else 0.0
     return replace(style, stains=stains, edge_shadow=shadow, shadow_side=int(rng.integers(0, 4)))
+
+
+def _with_second_hand(rng: np.random.Generator, style: Style) -> Style:
+    """One page in eight is finished by another clerk, with another hand and slant."""
+    others = [font for font in handwriting_fonts() if font != style.hand_font]
+    if rng.random() >= 0.125 or not others:
+        return style
+    return replace(style, second_font=others[int(rng.integers(len(others)))],
+                   second_from_row=int(rng.integers(style.n_rows // 3, max(style.n_rows // 3 + 1, style.n_people))),
+                   second_slant=float(rng.uniform(-0.1, 0.2)))
 
 
 def _stain(rng: np.random.Generator, canvas: np.ndarray, style: Style) -> None:
@@ -399,6 +415,7 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     rng = np.random.default_rng(seed)
     style = apply_overrides(make_style(rng, template), overrides)
     style = _with_defects(np.random.default_rng([seed, 7]), style)
+    style = _with_second_hand(np.random.default_rng([seed, 9]), style)
     # drawn before the content, so that the page's look and skew do not depend on its households
     skew_deg = _skew(rng, skew_max_deg, overrides)
     setting = make_setting(rng, template)
@@ -462,5 +479,7 @@ def _render_record(style: Style, setting: Setting) -> dict[str, Any]:
             "slant": round(style.slant, 3), "stroke": style.stroke, "rule_grey": style.rule_grey, "rule_width": style.rule_width,
             "blur_sigma": round(style.blur_sigma, 3), "noise_sigma": round(style.noise_sigma, 3),
             "ditto_marks": list(setting.ditto_marks), "filled_rows": style.n_people,
+            "second_hand_font": style.second_font.name if style.second_font else None,
+            "second_hand_from_row": style.second_from_row if style.second_font else None,
             "stains": style.stains, "edge_shadow": round(style.edge_shadow, 1),
             "shadow_side": ["left", "right", "top", "bottom"][style.shadow_side] if style.edge_shadow else None}
