@@ -4,7 +4,6 @@ generator writes them, read back by the fields stage), clean and with recognitio
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from pipeline.dataset_bench import bench_households, household_accuracy, misread, synthetic_household_page
 from pipeline.households import assign_households
