@@ -217,6 +217,15 @@ def test_kin_take_the_right_surnames_and_ages() -> None:
             "grandson", "granddaughter", "nephew", "niece"} <= set(seen)
 
 
+@pytest.mark.parametrize("skew", [-5.0, 5.0])
+def test_turned_table_stays_inside_the_image(skew: float) -> None:
+    for seed in (28, 30, 41):
+        _, truth = render_page(TEMPLATE, seed, overrides={"skew_deg": skew})
+        xs, ys = zip(*truth.table_polygon)
+        assert min(xs) >= 18 and min(ys) >= 18 and max(xs) <= truth.width - 18 and max(ys) <= truth.height - 18
+        assert truth.width % 25 == 0 and truth.height % 25 == 0
+
+
 def test_skew_range_and_zero_skew() -> None:
     skews = [render_page(TEMPLATE, seed, skew_max_deg=5.0)[1].skew_deg for seed in range(6)]
     assert all(abs(skew) <= 5.0 for skew in skews) and max(map(abs, skews)) > 1.0

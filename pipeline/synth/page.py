@@ -398,6 +398,28 @@ def apply_overrides(style: Style, overrides: dict[str, Any]) -> Style:
     return replace(style, **changes)
 
 
+TABLE_CLEARANCE = 20  # px between the turned table and the image border
+
+
+def _fit_table(style: Style, skew_deg: float) -> Style:
+    """Widen the margins where the turned table would leave the image (large skews)."""
+    for _ in range(4):  # growing a margin moves the rotation centre: settle in a few steps
+        rows, cols = _grid(style)
+        matrix = cv2.getRotationMatrix2D((style.width / 2, style.height / 2), skew_deg, 1.0)
+        corners = np.asarray(_transform(matrix, _rect(cols[0], rows[0], cols[-1], rows[-1])))
+        need = [TABLE_CLEARANCE - corners[:, 0].min(), TABLE_CLEARANCE - corners[:, 1].min(),
+                corners[:, 0].max() - style.width + TABLE_CLEARANCE,
+                corners[:, 1].max() - style.height + TABLE_CLEARANCE]
+        if max(need) <= 0:
+            return style
+        left, top, right, bottom = (m + max(0, int(np.ceil(n))) for m, n in zip(style.margins, need))
+        width = left + sum(style.col_widths) + right
+        right += -width % 25  # keep sizes multiples of 25 px (see make_style)
+        bottom += -(top + style.header_height + style.n_rows * style.row_height + bottom) % 25
+        style = replace(style, width=left + sum(style.col_widths) + right, margins=(left, top, right, bottom))
+    return style
+
+
 def _skew(rng: np.random.Generator, skew_max_deg: float, overrides: dict[str, Any]) -> float:
     drawn = float(rng.uniform(-skew_max_deg, skew_max_deg))
     try:
@@ -418,6 +440,7 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     style = _with_second_hand(np.random.default_rng([seed, 9]), style)
     # drawn before the content, so that the page's look and skew do not depend on its households
     skew_deg = _skew(rng, skew_max_deg, overrides)
+    style = _fit_table(style, skew_deg)
     setting = make_setting(rng, template)
     people = make_people(rng, setting, style.n_people)
     entries = write_rows(rng, template, setting, people)
