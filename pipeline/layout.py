@@ -166,11 +166,13 @@ def _strongest(positions: list[int], profile: np.ndarray, keep: int) -> list[int
 
 def _table_extent(vertical: np.ndarray, col_bounds: list[int]) -> tuple[int, int]:
     """Top and bottom of the table: where most column rules start and end."""
+    reach = _merge_distance(vertical.shape[1]) + 4  # a merged double rule's centre can lie between its lines
     tops, bottoms = [], []
     for x in col_bounds:
-        rows = np.flatnonzero(vertical[:, max(0, x - 4): x + 5].any(axis=1))
-        tops.append(rows[0])
-        bottoms.append(rows[-1])
+        rows = np.flatnonzero(vertical[:, max(0, x - reach): x + reach + 1].any(axis=1))
+        if len(rows):
+            tops.append(rows[0])
+            bottoms.append(rows[-1])
     return int(np.median(tops)), int(np.median(bottoms))
 
 
