@@ -8,6 +8,7 @@ store is (re)filled from those files idempotently, so a run killed anywhere lose
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -192,6 +193,10 @@ def recognise_cells(processed: np.ndarray, grid: Any, column_fields: dict[int, s
 # --- workers ------------------------------------------------------------------------------
 
 _worker_state: dict[str, Any] = {}
+# Workers come from a fork server, never a plain fork of this process: a fork copies the
+# locks of OpenCV's (and other libraries') thread pools held at that instant, and a worker
+# then hangs forever in cv2.setNumThreads (seen after the parent had drawn a report).
+_WORKER_CONTEXT = multiprocessing.get_context("forkserver")
 
 
 def init_worker(template_name: str, engine_name: str, run_dir: str) -> None:
@@ -257,7 +262,8 @@ def execute_local(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
 def _run_pooled(queue: deque[PageTask], workers: int, initargs: tuple[str, str, str],
                 attempts: dict[str, int], suspects: deque[PageTask]) -> Iterator[str]:
     """Drain `queue` through a pool; if the pool breaks, move the pages in flight to `suspects`."""
-    with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=initargs) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=init_worker, initargs=initargs,
+                             mp_context=_WORKER_CONTEXT) as pool:
         pending: dict[Future, PageTask] = {}
         broken = False
         while (queue and not broken) or pending:
@@ -279,7 +285,8 @@ def _run_pooled(queue: deque[PageTask], workers: int, initargs: tuple[str, str, 
 def _run_alone(task: PageTask, initargs: tuple[str, str, str], attempts: dict[str, int],
                suspects: deque[PageTask]) -> Iterator[str]:
     """Retry one suspect page in its own process: a crash there is this page's alone."""
-    with ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=initargs) as pool:
+    with ProcessPoolExecutor(max_workers=1, initializer=init_worker, initargs=initargs,
+                             mp_context=_WORKER_CONTEXT) as pool:
         try:
             yield pool.submit(run_task, task).result()[0]
             return
