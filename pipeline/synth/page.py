@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.errors import UsageError
 from pipeline.pagexml import (ColumnGT, DataCellGT, GridGT, HeaderCellGT, PageGroundTruth, Point,
                               RowGT)
-from pipeline.errors import UsageError
 from pipeline.synth.fonts import handwriting_fonts, print_fonts, render_text
 from pipeline.synth.households import Entry, Person, Setting, make_people, make_setting, write_rows
 from pipeline.templates import ColumnSpec, Template
@@ -241,7 +241,7 @@ class Placed:
     y1: int
 
 
-def _fit_ink(rng: np.random.Generator, ink: np.ndarray, max_width: int, overflow: bool) -> np.ndarray:
+def _fit_ink(ink: np.ndarray, max_width: int, overflow: bool) -> np.ndarray:
     """Shrink text too wide for its cell (clerks wrote smaller), unless it is let overflow."""
     limit = max_width * (1.15 if overflow else 1.0)
     if ink.shape[1] <= limit:
@@ -289,7 +289,7 @@ def _draw_cells(rng: np.random.Generator, canvas: np.ndarray, style: Style, temp
             ink = render_text(entry.text, font, int(text_height * rng.uniform(0.92, 1.08)), rng,
                               ink=ink_level, slant=slant + rng.normal(0, 0.03), stroke=style.stroke)
             cross = rng.random() < style.cross_rate
-            ink = _fit_ink(rng, ink, cols[c + 1] - cols[c] - 8, overflow=cross)
+            ink = _fit_ink(ink, cols[c + 1] - cols[c] - 8, overflow=cross)
             placed[(r, c)] = _place_ink(rng, canvas, ink, (cols[c], top, cols[c + 1], bottom),
                                         column.type in CENTRED_TYPES, cross)
     return placed
