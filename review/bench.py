@@ -124,7 +124,9 @@ def run_bench(cells: int, port: int, keep: Path | None) -> dict:
         client.accept_predictions(pushed.project)
         annotate_seconds = time.monotonic() - began
         pulled = pull.pull(run_dir, client)
-        return {"cells": queue, "push_seconds": pushed.seconds, "tasks_created": pushed.created,
+        repushed, repulled = push.push(run_dir, client, Path(info.document_root)), pull.pull(run_dir, client)
+        return {"repush_seconds": repushed.seconds, "repush_created": repushed.created,
+                "repull_seconds": repulled.seconds, "repull_inserted": repulled.inserted,"cells": queue, "push_seconds": pushed.seconds, "tasks_created": pushed.created,
                 "annotations_created": pulled.annotations, "annotate_seconds": round(annotate_seconds, 1),
                 "pull_seconds": pulled.seconds, "corrections_inserted": pulled.inserted,
                 "bar_seconds": 60, "ok": pushed.seconds <= 60 and pulled.seconds <= 60}

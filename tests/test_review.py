@@ -19,7 +19,7 @@ import pytest
 from pipeline import store
 from pipeline.errors import ServiceError
 from pipeline.templates import load_template
-from review import bench, pull, push, server, training
+from review import bench, crops, pull, push, server, training
 from review.client import ProjectGone, ReviewClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,3 +301,29 @@ def test_labeling_page_renders_crop_and_prefilled_reading(live: Live, tmp_path: 
         driver.save_screenshot(str(ARTIFACTS / "review-labeling-page.png"))
     finally:
         driver.quit()
+
+
+def test_synthetic_run_queue_round_trip(live: Live) -> None:
+    """A real run (`census synth` + `census run`): every queued cell pushed once, corrections pulled once."""
+    scans, run_dir = live.base / "synth", live.base / "synth-run"
+    assert census("synth", "-n", "1", "-o", str(scans)).returncode == 0
+    ran = census("run", str(scans), "--out", str(run_dir), "--engine", "tesseract", "--workers", "1",
+                 env={"OMP_THREAD_LIMIT": "1"})
+    assert ran.returncode == 0, ran.stderr
+    queue = store_rows(run_dir, "SELECT cell_id, field FROM review_queue")
+    pushed = live.push(run_dir)
+    assert (pushed.created, pushed.skipped) == (len(queue), 0) and len(queue) > 20
+    tasks = sorted(live.tasks(pushed.project).values(), key=lambda task: task["id"])
+    assert sorted(task["data"]["cell_id"] for task in tasks) == sorted(cell_id for cell_id, _ in queue)
+    assert all(crops.crop_path(run_dir, task["data"]["cell_id"]).is_file() for task in tasks)
+    name_task = next(task for task in tasks if task["data"]["field"] == "name")
+    reviewed = tasks[:5] + ([name_task] if name_task not in tasks[:5] else [])
+    answers = {task["data"]["cell_id"]: f"Reviewed {number}" for number, task in enumerate(reviewed)}
+    for task in reviewed:
+        live.client.annotate(task["id"], text_answer(answers[task["data"]["cell_id"]]))
+    assert pull.pull(run_dir, live.client).inserted == len(reviewed)
+    assert dict(store_rows(run_dir, "SELECT cell_id, text FROM cells WHERE status = 'corrected'")) == answers
+    person = name_task["data"]["cell_id"].rsplit(":", 1)[0]
+    assert store_rows(run_dir, "SELECT name FROM persons WHERE person_id = ?", person) == [
+        (answers[name_task["data"]["cell_id"]],)]
+    assert (live.push(run_dir).created, pull.pull(run_dir, live.client).inserted) == (0, 0)
