@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline import dataset, embargo
-from pipeline.export import household_flags, households_table
+from pipeline.export import households_table
 
 BROWSE_DIR = "browse"
 DB_NAME = "census-browse"
@@ -68,7 +68,7 @@ def build_browse_db(run_dir: Path) -> Path:
     tmp.unlink(missing_ok=True)
     with sqlite3.connect(tmp) as connection:
         _write_table(connection, "persons", table, "person_id")
-        _write_table(connection, "households", households_table(persons, household_flags(run_dir)), "household_id")
+        _write_table(connection, "households", households_table(persons), "household_id")
         searchable = [name for name in SEARCHABLE if name in columns]
         connection.execute(f"CREATE VIRTUAL TABLE persons_fts USING fts5({', '.join(searchable)}, "
                            "content=\"persons\", content_rowid=\"rowid\", tokenize='unicode61 remove_diacritics 2')")

@@ -276,32 +276,47 @@ def generate_run(run_dir: Path, pages: int, seed: int = 0, template_name: str = 
 
 # --- bulk path (benchmarks) -----------------------------------------------------------------
 
-def _bulk_rows(page_id: str, members: list[Member], keys: list[str], name_col: int,
+def _bulk_cell(page_id: str, row: int, col: int, key: str, value: Any, text: str, box: tuple[int, int, int],
+               rng: random.Random) -> tuple:
+    confidence = round(min(1.0, rng.betavariate(9, 1)), 3) if text else 1.0
+    status = "empty" if not text else ("accepted" if confidence >= 0.9 else "needs_review")
+    x0, x1, y0 = box
+    return (f"{page_id}:r{row}:c{col}", page_id, row, col, key, text, json.dumps(value, ensure_ascii=False),
+            confidence, status, x0, y0, x1, y0 + ROW_HEIGHT, "datagen", text, status)
+
+
+def _bulk_rows(page_id: str, members: list[Member], template: Template, all_cells: bool,
                rng: random.Random) -> tuple[list[tuple], list[tuple]]:
+    """Person rows and cell rows of one page; only the name cells unless `all_cells`."""
+    keys = [column.key for column in template.columns]
+    boxes = _column_boxes(template)
     persons, cells = [], []
+    previous: dict[str, Any] | None = None
     for row, member in enumerate(members):
         values = member.values
         y0 = MARGIN + HEADER_HEIGHT + row * ROW_HEIGHT
-        cell_id = f"{page_id}:r{row}:c{name_col}"
+        columns = list(enumerate(keys)) if all_cells else [(keys.index("name"), "name")]
+        cell_ids = {key: f"{page_id}:r{row}:c{col}" for col, key in columns}
         persons.append((f"{page_id}:r{row}", page_id, row, f"{page_id}:h{member.household}",
-                        *[values.get(key) for key in keys], json.dumps({"name": cell_id}),
+                        *[values.get(key) for key in keys], json.dumps(cell_ids),
                         MARGIN, y0, PAGE_WIDTH - MARGIN, y0 + ROW_HEIGHT))
-        confidence = round(min(1.0, rng.betavariate(9, 1)), 3)
-        cells.append((cell_id, page_id, row, name_col, "name", values["name"], json.dumps(values["name"]),
-                      confidence, "accepted" if confidence >= 0.9 else "needs_review",
-                      MARGIN, y0, MARGIN + COLUMN_WIDTHS["name"], y0 + ROW_HEIGHT, "datagen", values["name"], "accepted"))
+        cells += [_bulk_cell(page_id, row, col, key, values.get(key),
+                             literal_text(key, values.get(key), previous, template.language, rng),
+                             (*boxes[key], y0), rng)
+                  for col, key in columns]
+        previous = values
     return persons, cells
 
 
 def generate_bulk(run_dir: Path, persons: int, seed: int = 0, template_name: str = "padro-catala-1930",
-                  batch_pages: int = 2000) -> int:
-    """Insert about `persons` persons (whole pages) with bulk SQL; only name cells are stored
-    (what search needs), so a million persons fit in a few hundred MB. Returns persons written."""
+                  batch_pages: int = 2000, all_cells: bool = False) -> int:
+    """Insert about `persons` persons (whole pages) with bulk SQL. By default only the name cells
+    are stored (what search needs: a million persons in ~600 MB); `all_cells` stores every cell
+    like a real run (eleven per person). Returns the number of persons written."""
     template = load_template(template_name)
     rng = random.Random(seed)
     lex = Lexicons.load(template.language)
     keys = [column.key for column in template.columns]
-    name_col = keys.index("name")
     run_dir.mkdir(parents=True, exist_ok=True)
     written, page = 0, 0
     with store.connect(run_dir) as connection:
@@ -314,7 +329,7 @@ def generate_bulk(run_dir: Path, persons: int, seed: int = 0, template_name: str
                     break
                 page_id = f"{seed:08x}{page:08x}-p0"
                 members = page_members(rng, lex, template, 0)
-                person_rows, cell_rows = _bulk_rows(page_id, members, keys, name_col, rng)
+                person_rows, cell_rows = _bulk_rows(page_id, members, template, all_cells, rng)
                 batch_persons += person_rows
                 batch_cells += cell_rows
                 batch_pages_rows.append((page_id, "generated", 0, PAGE_WIDTH, page_height(len(members)), 0.0,

@@ -35,6 +35,8 @@ PROVENANCE_COLUMNS = {
     "min_confidence": "lowest cell confidence of the row",
     "cells_needs_review": "cells of the row still waiting for review",
     "cells_corrected": "cells of the row corrected by a reviewer",
+    "consistency_flags": "household consistency reasons on the row's cells (comma-separated), e.g. "
+                         "child-older-than-parent",
     "restricted": "true when the embargo rule applies (names, dates and addresses are then NULL)",
     "cell_ids": "JSON: field key -> cell id (provenance of each value)",
     "x0": "row bounding box in original page pixels (left)", "y0": "top", "x1": "right", "y1": "bottom",
@@ -86,15 +88,26 @@ def latest_corrections(connection: sqlite3.Connection, template: Template) -> di
     return overlay
 
 
-CELL_STATS_SQL = """
+def _cell_stats_sql() -> str:
+    """One scan of the cells: per row, name confidence, min confidence, review and correction
+    counts, and the household consistency reasons the fields stage recorded on its cells."""
+    from pipeline.households import HOUSEHOLD_REASONS
+
+    flags = " || ".join(f"CASE WHEN MAX(instr(reasons, '{reason}')) > 0 THEN '{reason},' ELSE '' END"
+                        for reason in HOUSEHOLD_REASONS)
+    return f"""
 SELECT page_id, row,
        MAX(CASE WHEN field = 'name' THEN CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END END)
            AS confidence,
        MIN(CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END) AS min_confidence,
-       SUM(status = 'needs_review') AS cells_needs_review, SUM(status = 'corrected') AS cells_corrected
+       SUM(status = 'needs_review') AS cells_needs_review, SUM(status = 'corrected') AS cells_corrected,
+       NULLIF(RTRIM({flags}, ','), '') AS consistency_flags
 FROM cells WHERE status != 'empty' GROUP BY page_id, row"""
+
+
 STATS_TYPES = {"page_id": pa.string(), "row": pa.int32(), "confidence": pa.float32(),
-               "min_confidence": pa.float32(), "cells_needs_review": pa.int32(), "cells_corrected": pa.int32()}
+               "min_confidence": pa.float32(), "cells_needs_review": pa.int32(), "cells_corrected": pa.int32(),
+               "consistency_flags": pa.string()}
 
 
 def read_arrow(path: Path, sql: str) -> pa.Table:
@@ -208,7 +221,7 @@ def persons_table(path: Path, template: Template, rule: embargo.EmbargoRule) -> 
     table = pa.table({name: conform(raw[name], kind) for name, kind in kinds.items()})
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
         table = _apply_overlay(table, latest_corrections(connection, template))
-    stats = read_arrow(path, CELL_STATS_SQL)
+    stats = read_arrow(path, _cell_stats_sql())
     stats = pa.table({name: conform(stats[name], kind) for name, kind in STATS_TYPES.items()})
     year = template.register_year
     birth_key = embargo.birth_date_field(template)
@@ -234,7 +247,7 @@ def _join_stats(persons: pa.Table, stats: pa.Table, leading: list[str]) -> pa.Ta
         return connection.sql(
             f"SELECT {', '.join(f'p.{name}' for name in leading)}, s.confidence, s.min_confidence, "
             "COALESCE(s.cells_needs_review, 0)::INTEGER AS cells_needs_review, "
-            "COALESCE(s.cells_corrected, 0)::INTEGER AS cells_corrected, "
+            "COALESCE(s.cells_corrected, 0)::INTEGER AS cells_corrected, s.consistency_flags, "
             "p.restricted, p.cell_ids, p.x0, p.y0, p.x1, p.y1 "
             "FROM persons p LEFT JOIN stats s USING (page_id, row) ORDER BY p.page_id, p.row").to_arrow_table()
     finally:

@@ -52,51 +52,39 @@ class ExportReport(BaseModel):
 
 # --- households -------------------------------------------------------------------------------
 
-def household_flags(run_dir: Path) -> dict[tuple[str, int], list[str]]:
-    """(page_id, row) -> household-level review reasons the fields stage put on that row's cells."""
-    pattern = " OR ".join("reasons LIKE ?" for _ in HOUSEHOLD_REASONS)
-    with sqlite3.connect(f"file:{dataset.store_path(run_dir)}?mode=ro", uri=True) as connection:
-        rows = connection.execute(f"SELECT page_id, row, reasons FROM cells WHERE {pattern}",
-                                  [f"%{reason}%" for reason in HOUSEHOLD_REASONS]).fetchall()
-    flags: dict[tuple[str, int], list[str]] = {}
-    for page_id, row, reasons in rows:
-        found = [reason for reason in json.loads(reasons) if reason in HOUSEHOLD_REASONS]
-        flags.setdefault((page_id, row), []).extend(found)
-    return flags
-
-
 HOUSEHOLDS_SQL = """
-SELECT household_id, any_value(register) AS register, any_value(year)::INTEGER AS year,
-       any_value(page_id) AS page_id, min(row)::INTEGER AS first_row, count(*)::INTEGER AS size,
-       first(person_id ORDER BY row) FILTER (WHERE relation = 'head') AS head_person_id,
-       first(name ORDER BY row) FILTER (WHERE relation = 'head') AS head_name,
-       coalesce(first(address ORDER BY row) FILTER (WHERE relation = 'head'), first(address ORDER BY row)) AS address,
-       string_agg(coalesce(relation, '?'), ',' ORDER BY row) AS relations,
-       to_json(list({'person_id': person_id, 'row': row, 'relation': relation, 'name': name,
-                     'sex': sex, 'age': age} ORDER BY row))::VARCHAR AS members,
-       to_json(coalesce(list(DISTINCT flag ORDER BY flag) FILTER (WHERE flag IS NOT NULL), []))::VARCHAR AS flags,
-       sum(restricted::INTEGER)::INTEGER AS restricted_members
-FROM persons LEFT JOIN flags USING (page_id, row)
-WHERE household_id IS NOT NULL
-GROUP BY household_id ORDER BY household_id
+WITH found AS (
+    SELECT household_id, to_json(list(DISTINCT flag ORDER BY flag))::VARCHAR AS flags
+    FROM (SELECT household_id, unnest(string_split(consistency_flags, ',')) AS flag
+          FROM persons WHERE consistency_flags IS NOT NULL)
+    GROUP BY household_id),
+households AS (
+    SELECT household_id, any_value(register) AS register, any_value(year)::INTEGER AS year,
+           any_value(page_id) AS page_id, min(row)::INTEGER AS first_row, count(*)::INTEGER AS size,
+           first(person_id ORDER BY row) FILTER (WHERE relation = 'head') AS head_person_id,
+           first(name ORDER BY row) FILTER (WHERE relation = 'head') AS head_name,
+           coalesce(first(address ORDER BY row) FILTER (WHERE relation = 'head'), first(address ORDER BY row))
+               AS address,
+           string_agg(coalesce(relation, '?'), ',' ORDER BY row) AS relations,
+           to_json(list({'person_id': person_id, 'row': row, 'relation': relation, 'name': name,
+                         'sex': sex, 'age': age} ORDER BY row))::VARCHAR AS members,
+           sum(restricted::INTEGER)::INTEGER AS restricted_members
+    FROM persons WHERE household_id IS NOT NULL GROUP BY household_id)
+SELECT h.* EXCLUDE (restricted_members), coalesce(found.flags, '[]') AS flags, h.restricted_members
+FROM households h LEFT JOIN found USING (household_id) ORDER BY household_id
 """
 
 
-def households_table(persons: pa.Table, flags: dict[tuple[str, int], list[str]]) -> pa.Table:
+def households_table(persons: pa.Table) -> pa.Table:
     """One row per household: head, size, address, members with relations, flags.
     Built from the (already masked) persons table, so it cannot reveal more than persons does."""
     import duckdb
 
-    pairs = [(page_id, row, flag) for (page_id, row), found in flags.items() for flag in found]
-    flag_table = pa.table({"page_id": pa.array([p[0] for p in pairs], pa.string()),
-                           "row": pa.array([p[1] for p in pairs], pa.int32()),
-                           "flag": pa.array([p[2] for p in pairs], pa.string())})
     needed = ["household_id", "register", "year", "page_id", "row", "person_id", "name", "relation", "sex", "age",
-              "address", "restricted"]
+              "address", "restricted", "consistency_flags"]
     connection = duckdb.connect()
     try:
         connection.register("persons", persons.select([c for c in needed if c in persons.column_names]))
-        connection.register("flags", flag_table)
         return connection.sql(HOUSEHOLDS_SQL).to_arrow_table()
     finally:
         connection.close()
@@ -396,7 +384,7 @@ def _write_format(run_dir: Path, out: Path, fmt: str, data: dataset.Dataset, rul
         return files
     if fmt == "codebook":
         return []
-    households = households_table(data.persons, household_flags(run_dir))
+    households = households_table(data.persons)
     report.households = households.num_rows
     if fmt == "jsonl":
         return [write_jsonl(data.persons, out / "persons.jsonl"), write_jsonl(households, out / "households.jsonl")]

@@ -70,7 +70,7 @@ def build_snapshot(run_dir: Path, include_restricted: bool, rule: embargo.Embarg
     import duckdb
     import pyarrow.parquet as pq
 
-    from pipeline.export import household_flags, households_table, write_partitioned
+    from pipeline.export import households_table, write_partitioned
 
     rule = rule or embargo.load_rule(run_dir)
     fingerprint = _fingerprint(run_dir, rule)
@@ -80,7 +80,7 @@ def build_snapshot(run_dir: Path, include_restricted: bool, rule: embargo.Embarg
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_partitioned(data.persons, tmp / "persons", "parquet")
-    write_partitioned(households_table(data.persons, household_flags(run_dir)), tmp / "households", "parquet")
+    write_partitioned(households_table(data.persons), tmp / "households", "parquet")
     path = dataset.store_path(run_dir)
     connection = duckdb.connect()
     try:

@@ -61,6 +61,24 @@ def test_households_have_head_size_members_and_relations(run_dir: Path, tmp_path
         assert household["relations"].split(",") == [m["relation"] for m in members]
 
 
+def test_household_flags_come_from_the_fields_stage_reasons(run_dir: Path, tmp_path: Path):
+    page_id, row, household_id = _store_rows(
+        run_dir, "SELECT page_id, row, household_id FROM persons WHERE relation IN ('son', 'daughter') LIMIT 1")[0]
+    with store.connect(run_dir) as connection:
+        connection.execute("UPDATE cells SET reasons = '[\"child-older-than-parent\", \"low-confidence\"]' "
+                           "WHERE page_id = ? AND row = ? AND field IN ('age', 'relation')", (page_id, row))
+        connection.commit()
+    export(run_dir, "jsonl", tmp_path)
+    households = {h["household_id"]: h for h in map(json.loads, (tmp_path / "households.jsonl").open())}
+    flagged = households.pop(household_id)
+    assert json.loads(flagged["flags"]) == ["child-older-than-parent"]
+    assert flagged["size"] == len(json.loads(flagged["members"])) == _store_rows(
+        run_dir, f"SELECT COUNT(*) FROM persons WHERE household_id = '{household_id}'")[0][0]
+    assert all(json.loads(h["flags"]) == [] for h in households.values())
+    persons = [json.loads(line) for line in (tmp_path / "persons.jsonl").open()]
+    assert [p["consistency_flags"] for p in persons if p["consistency_flags"]] == ["child-older-than-parent"]
+
+
 def test_csv_rows_match_the_store(run_dir: Path, tmp_path: Path):
     export(run_dir, "csv", tmp_path)
     path = tmp_path / "persons" / "register=padro-catala-1930" / "year=1930" / "part-0.csv"
