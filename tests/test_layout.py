@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.errors import PageError
@@ -152,6 +154,30 @@ def test_page_without_a_table_is_a_page_error(content: str) -> None:
     with pytest.raises(PageError) as caught:
         detect_grid(processed)
     assert caught.value.reason == "no-table"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.integers(0, 12), st.integers(0, 12), st.booleans())
+def test_any_page_gives_a_grid_or_no_table(seed: int, n_vertical: int, n_horizontal: int, noisy: bool) -> None:
+    """Random rules, noise and blobs: a Grid whose bounds are ordered, or PageError — never a crash."""
+    rng = np.random.default_rng(seed)
+    page = np.full((500, 420), 235, np.uint8)
+    if noisy:
+        page = np.clip(page + rng.normal(0, 40, page.shape), 0, 255).astype(np.uint8)
+    for x in rng.integers(0, 420, n_vertical):
+        y0, y1 = sorted(rng.integers(0, 500, 2))
+        page[y0:y1, x: x + int(rng.integers(1, 6))] = int(rng.integers(0, 200))
+    for y in rng.integers(0, 500, n_horizontal):
+        x0, x1 = sorted(rng.integers(0, 420, 2))
+        page[y: y + int(rng.integers(1, 6)), x0:x1] = int(rng.integers(0, 200))
+    try:
+        result, processed = preprocess(page)
+        grid = detect_grid(processed, expected_columns=int(rng.integers(1, 12)))
+    except PageError as error:
+        assert error.reason == "no-table"
+        return
+    assert grid.row_bounds == sorted(grid.row_bounds) and grid.col_bounds == sorted(grid.col_bounds)
+    assert n_data_rows(grid) >= 1 and len(grid.col_bounds) >= 2
 
 
 def test_cell_and_header_boxes() -> None:
