@@ -55,11 +55,13 @@ def execute_dask(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
     run_dir = str(Path(options.out).resolve())
     template = _template_for_workers(options.template)
     with _client(options) as client:
-        yield from _submit_and_collect(client, tasks, template, options.engine, run_dir, options.workers)
+        # A remote cluster's size decides how many pages are kept in flight, not --workers.
+        slots = max(options.workers, sum(client.nthreads().values()))
+        yield from _submit_and_collect(client, tasks, template, options.engine, run_dir, slots)
 
 
 def _submit_and_collect(client: Any, tasks: list[PageTask], template: str, engine: str, run_dir: str,
-                        workers: int) -> Iterator[str]:
+                        slots: int) -> Iterator[str]:
     from distributed import as_completed
 
     queue = iter(tasks)
@@ -72,7 +74,7 @@ def _submit_and_collect(client: Any, tasks: list[PageTask], template: str, engin
         by_key[future.key] = task
         return future
 
-    in_flight = max(1, workers) * IN_FLIGHT_PER_WORKER
+    in_flight = max(1, slots) * IN_FLIGHT_PER_WORKER
     completed = as_completed([submit(task) for _, task in zip(range(in_flight), queue)])
     for future in completed:
         task = by_key.pop(future.key)
