@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 
 review_app = typer.Typer(help="Human review of uncertain cells in a local Label Studio server.",
                          no_args_is_help=True)
@@ -19,7 +20,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable sum
 RunDir = Annotated[Path, typer.Argument(help="Run directory (holds census.sqlite).")]
 
 
-def _echo(model, as_json: bool) -> None:
+def _echo(model: BaseModel, as_json: bool) -> None:
     if as_json:
         typer.echo(model.model_dump_json())
     else:

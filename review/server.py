@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -78,7 +79,7 @@ def ensure_installed(venv: Path | None = None) -> Path:
     return executable(venv)
 
 
-def _secret_file(path: Path, make_secret: callable) -> str:
+def _secret_file(path: Path, make_secret: Callable[[], str]) -> str:
     """Read a secret from a 0600 file, creating it (owner-only from the first byte) if missing."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
