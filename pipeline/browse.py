@@ -27,10 +27,29 @@ DB_NAME = "census-browse"
 PLUGINS_DIR = Path(__file__).parent / "browse"
 FACETS = ["sex", "relation", "birth_place", "occupation", "marital_status", "year"]
 SEARCHABLE = ["name", "birth_place", "address", "occupation"]
-PERSON_COLUMNS = ["person_id", "page_id", "row", "year", "household_id", "name", "relation", "sex", "age",
-                  "birth_date", "birth_year", "birth_place", "marital_status", "occupation", "literacy",
-                  "address", "residence_years", "confidence", "cells_needs_review", "cells_corrected",
-                  "restricted"]
+PERSON_COLUMNS = [
+    "person_id",
+    "page_id",
+    "row",
+    "year",
+    "household_id",
+    "name",
+    "relation",
+    "sex",
+    "age",
+    "birth_date",
+    "birth_year",
+    "birth_place",
+    "marital_status",
+    "occupation",
+    "literacy",
+    "address",
+    "residence_years",
+    "confidence",
+    "cells_needs_review",
+    "cells_corrected",
+    "restricted",
+]
 
 
 def browse_db_path(run_dir: Path) -> Path:
@@ -44,13 +63,17 @@ def _sqlite_type(kind: pa.DataType) -> str:
 
 
 def _write_table(connection: sqlite3.Connection, name: str, table: pa.Table, primary_key: str) -> None:
-    columns = ", ".join(f"{field.name} {_sqlite_type(field.type)}"
-                        f"{' PRIMARY KEY' if field.name == primary_key else ''}" for field in table.schema)
+    columns = ", ".join(
+        f"{field.name} {_sqlite_type(field.type)}{' PRIMARY KEY' if field.name == primary_key else ''}"
+        for field in table.schema
+    )
     connection.execute(f"CREATE TABLE {name} ({columns})")
     placeholders = ",".join("?" * table.num_columns)
     for batch in table.to_batches(max_chunksize=50_000):
-        connection.executemany(f"INSERT INTO {name} VALUES ({placeholders})",
-                               zip(*(column.to_pylist() for column in batch.columns)))
+        connection.executemany(
+            f"INSERT INTO {name} VALUES ({placeholders})",
+            zip(*(column.to_pylist() for column in batch.columns)),
+        )
 
 
 def build_browse_db(run_dir: Path) -> Path:
@@ -59,8 +82,15 @@ def build_browse_db(run_dir: Path) -> Path:
     data = dataset.load(run_dir, include_restricted=False)
     persons = data.persons
     columns = [name for name in PERSON_COLUMNS if name in persons.column_names]
-    crops = pa.array([None if restricted else f"/-/crop/{person_id}" for person_id, restricted
-                      in zip(persons["person_id"].to_pylist(), persons["restricted"].to_pylist())], pa.string())
+    crops = pa.array(
+        [
+            None if restricted else f"/-/crop/{person_id}"
+            for person_id, restricted in zip(
+                persons["person_id"].to_pylist(), persons["restricted"].to_pylist()
+            )
+        ],
+        pa.string(),
+    )
     table = persons.select(columns).add_column(1, "crop", crops)  # first thing after the id: the row image
     target = browse_db_path(run_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -70,14 +100,18 @@ def build_browse_db(run_dir: Path) -> Path:
         _write_table(connection, "persons", table, "person_id")
         _write_table(connection, "households", households_table(persons), "household_id")
         searchable = [name for name in SEARCHABLE if name in columns]
-        connection.execute(f"CREATE VIRTUAL TABLE persons_fts USING fts5({', '.join(searchable)}, "
-                           "content=\"persons\", content_rowid=\"rowid\", tokenize='unicode61 remove_diacritics 2')")
+        connection.execute(
+            f"CREATE VIRTUAL TABLE persons_fts USING fts5({', '.join(searchable)}, "
+            'content="persons", content_rowid="rowid", tokenize=\'unicode61 remove_diacritics 2\')'
+        )
         connection.execute("INSERT INTO persons_fts(persons_fts) VALUES ('rebuild')")
         for facet in (name for name in FACETS if name in columns):
             connection.execute(f"CREATE INDEX persons_{facet} ON persons({facet})")
         connection.execute("CREATE TABLE embargo (rule TEXT, restricted INTEGER, masked_fields TEXT)")
-        connection.execute("INSERT INTO embargo VALUES (?, ?, ?)", (data.report.rule, data.report.restricted,
-                                                                    json.dumps(data.report.masked_fields)))
+        connection.execute(
+            "INSERT INTO embargo VALUES (?, ?, ?)",
+            (data.report.rule, data.report.restricted, json.dumps(data.report.masked_fields)),
+        )
     tmp.replace(target)
     return target
 
@@ -87,15 +121,29 @@ def metadata(run_dir: Path) -> dict:
     return {
         "title": f"Census register: {Path(run_dir).resolve().name}",
         "description": "Reviewed register rows. Persons under the privacy embargo have their names, dates "
-                       "and addresses withheld.",
-        "databases": {DB_NAME: {"tables": {
-            "persons": {"facets": FACETS, "fts_table": "persons_fts", "fts_pk": "rowid",
-                        "searchmode": "raw", "sort": "person_id", "label_column": "name"},
-            "households": {"facets": ["size", "year"], "label_column": "head_name"},
-            "persons_fts": {"hidden": True},
-        }}},
-        "plugins": {"census-crops": {"run_dir": str(Path(run_dir).resolve()),
-                                     "browse_db": str(browse_db_path(run_dir).resolve())}},
+        "and addresses withheld.",
+        "databases": {
+            DB_NAME: {
+                "tables": {
+                    "persons": {
+                        "facets": FACETS,
+                        "fts_table": "persons_fts",
+                        "fts_pk": "rowid",
+                        "searchmode": "raw",
+                        "sort": "person_id",
+                        "label_column": "name",
+                    },
+                    "households": {"facets": ["size", "year"], "label_column": "head_name"},
+                    "persons_fts": {"hidden": True},
+                }
+            }
+        },
+        "plugins": {
+            "census-crops": {
+                "run_dir": str(Path(run_dir).resolve()),
+                "browse_db": str(browse_db_path(run_dir).resolve()),
+            }
+        },
     }
 
 
@@ -104,9 +152,28 @@ def datasette_command(run_dir: Path, port: int) -> list[str]:
     database = build_browse_db(run_dir)
     meta_path = database.parent / "metadata.json"
     meta_path.write_text(json.dumps(metadata(run_dir), indent=1), encoding="utf-8")
-    return [sys.executable, "-m", "datasette", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--metadata", str(meta_path), "--plugins-dir", str(PLUGINS_DIR), "--immutable", str(database),
-            "--setting", "default_page_size", "50", "--setting", "sql_time_limit_ms", "3000"]
+    return [
+        sys.executable,
+        "-m",
+        "datasette",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--metadata",
+        str(meta_path),
+        "--plugins-dir",
+        str(PLUGINS_DIR),
+        "--immutable",
+        str(database),
+        "--setting",
+        "default_page_size",
+        "50",
+        "--setting",
+        "sql_time_limit_ms",
+        "3000",
+    ]
 
 
 def serve(run_dir: Path, port: int = 8001) -> int:

@@ -28,19 +28,42 @@ from pipeline.templates import Template, load_template
 ROWS_PER_PAGE = 30
 PAGE_WIDTH, HEADER_HEIGHT, ROW_HEIGHT, MARGIN = 3000, 220, 64, 60
 # Relative column widths in page pixels (fields of the shipped templates).
-COLUMN_WIDTHS = {"name": 520, "relation": 200, "sex": 90, "age": 90, "birth_date": 240,
-                 "birth_place": 300, "marital_status": 180, "occupation": 300, "literacy": 170,
-                 "address": 420, "residence_years": 130}
+COLUMN_WIDTHS = {
+    "name": 520,
+    "relation": 200,
+    "sex": 90,
+    "age": 90,
+    "birth_date": 240,
+    "birth_place": 300,
+    "marital_status": 180,
+    "occupation": 300,
+    "literacy": 170,
+    "address": 420,
+    "residence_years": 130,
+}
 LITERALS = {  # canonical value -> how clerks wrote it (Catalan, Spanish)
-    "relation": {"head": ("cap", "jefe"), "spouse": ("muller", "esposa"), "son": ("fill", "hijo"),
-                 "daughter": ("filla", "hija"), "mother": ("mare", "madre"), "father": ("pare", "padre"),
-                 "brother": ("germà", "hermano"), "sister": ("germana", "hermana"),
-                 "grandson": ("nét", "nieto"), "granddaughter": ("néta", "nieta"),
-                 "nephew": ("nebot", "sobrino"), "niece": ("neboda", "sobrina"),
-                 "servant": ("criada", "sirvienta"), "lodger": ("hostatger", "huésped")},
+    "relation": {
+        "head": ("cap", "jefe"),
+        "spouse": ("muller", "esposa"),
+        "son": ("fill", "hijo"),
+        "daughter": ("filla", "hija"),
+        "mother": ("mare", "madre"),
+        "father": ("pare", "padre"),
+        "brother": ("germà", "hermano"),
+        "sister": ("germana", "hermana"),
+        "grandson": ("nét", "nieto"),
+        "granddaughter": ("néta", "nieta"),
+        "nephew": ("nebot", "sobrino"),
+        "niece": ("neboda", "sobrina"),
+        "servant": ("criada", "sirvienta"),
+        "lodger": ("hostatger", "huésped"),
+    },
     "sex": {"M": ("H", "V"), "F": ("D", "M")},
-    "marital_status": {"single": ("solter", "soltero"), "married": ("casat", "casado"),
-                       "widowed": ("vidu", "viudo")},
+    "marital_status": {
+        "single": ("solter", "soltero"),
+        "married": ("casat", "casado"),
+        "widowed": ("vidu", "viudo"),
+    },
     "literacy": {"reads_writes": ("sí", "sí"), "reads": ("llegeix", "lee"), "none": ("no", "no")},
 }
 HOME_OCCUPATIONS = ("sus labores", "feines de casa", "la casa")
@@ -75,11 +98,22 @@ class Lexicons:
         # Registers mix both languages' names, the register's own language dominating.
         men = load_lexicon(f"given_names_{lang}_m") + load_lexicon(f"given_names_{other}_m")[:40]
         women = load_lexicon(f"given_names_{lang}_f") + load_lexicon(f"given_names_{other}_f")[:40]
-        surnames = list(dict.fromkeys(
-            itertools.chain.from_iterable(zip(load_lexicon(f"surnames_{lang}"), load_lexicon(f"surnames_{other}")))))
+        surnames = list(
+            dict.fromkeys(
+                itertools.chain.from_iterable(
+                    zip(load_lexicon(f"surnames_{lang}"), load_lexicon(f"surnames_{other}"))
+                )
+            )
+        )
         workers = [o for o in load_lexicon("occupations") if o not in HOME_OCCUPATIONS + CHILD_OCCUPATIONS]
-        return cls(Weighted(men), Weighted(women), Weighted(surnames, 0.6), Weighted(load_lexicon("places"), 1.0),
-                   Weighted(workers, 0.8), Weighted(load_lexicon("streets"), 0.5))
+        return cls(
+            Weighted(men),
+            Weighted(women),
+            Weighted(surnames, 0.6),
+            Weighted(load_lexicon("places"), 1.0),
+            Weighted(workers, 0.8),
+            Weighted(load_lexicon("streets"), 0.5),
+        )
 
 
 @dataclass
@@ -101,8 +135,19 @@ def _birth_date(rng: random.Random, register_year: int, age: int) -> str:
     return f"{year:04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
 
-def _person(rng: random.Random, lex: Lexicons, register_year: int, language: str, relation: str, sex: str,
-            age: int, surnames: tuple[str, str], address: str, household: int, married: bool = False) -> Member:
+def _person(
+    rng: random.Random,
+    lex: Lexicons,
+    register_year: int,
+    language: str,
+    relation: str,
+    sex: str,
+    age: int,
+    surnames: tuple[str, str],
+    address: str,
+    household: int,
+    married: bool = False,
+) -> Member:
     given = (lex.men if sex == "M" else lex.women).pick(rng)
     if relation == "spouse" or (relation == "head" and married):
         marital = "married"
@@ -120,16 +165,23 @@ def _person(rng: random.Random, lex: Lexicons, register_year: int, language: str
         occupation = lex.occupations.pick(rng)
     values = {
         "name": _full_name(given, surnames[0], surnames[1], language, rng),
-        "relation": relation, "sex": sex, "age": age,
+        "relation": relation,
+        "sex": sex,
+        "age": age,
         "birth_date": _birth_date(rng, register_year, age) if rng.random() < 0.85 else None,
-        "birth_place": lex.places.pick(rng), "marital_status": marital, "occupation": occupation,
+        "birth_place": lex.places.pick(rng),
+        "marital_status": marital,
+        "occupation": occupation,
         "literacy": None if age < 7 else rng.choices(["reads_writes", "reads", "none"], [6, 1, 3])[0],
-        "address": address, "residence_years": rng.randint(0, age) if age else 0,
+        "address": address,
+        "residence_years": rng.randint(0, age) if age else 0,
     }
     return Member(values=values, household=household)
 
 
-def household(rng: random.Random, lex: Lexicons, register_year: int, language: str, number: int) -> list[Member]:
+def household(
+    rng: random.Random, lex: Lexicons, register_year: int, language: str, number: int
+) -> list[Member]:
     """One coherent household in register order: head, spouse, children, elders, others."""
     address = f"{lex.streets.pick(rng)}, {rng.randint(1, 140)}"
     head_sex = "M" if rng.random() < 0.85 else "F"
@@ -142,8 +194,9 @@ def household(rng: random.Random, lex: Lexicons, register_year: int, language: s
     married = head_sex == "M" and rng.random() < 0.85
 
     def add(relation: str, sex: str, age: int, names: tuple[str, str]) -> None:
-        members.append(_person(rng, lex, register_year, language, relation, sex, age, names, address, number,
-                               married))
+        members.append(
+            _person(rng, lex, register_year, language, relation, sex, age, names, address, number, married)
+        )
 
     members: list[Member] = []
     add("head", head_sex, head_age, head_names)
@@ -166,8 +219,9 @@ def household(rng: random.Random, lex: Lexicons, register_year: int, language: s
     return others[:2] + children + others[2:]
 
 
-def page_members(rng: random.Random, lex: Lexicons, template: Template, first_household: int,
-                 rows: int = ROWS_PER_PAGE) -> list[Member]:
+def page_members(
+    rng: random.Random, lex: Lexicons, template: Template, first_household: int, rows: int = ROWS_PER_PAGE
+) -> list[Member]:
     """Whole households until the page is about full."""
     members: list[Member] = []
     number = first_household
@@ -179,11 +233,18 @@ def page_members(rng: random.Random, lex: Lexicons, template: Template, first_ho
 
 # --- literal text, as a clerk wrote it -------------------------------------------------------
 
-def literal_text(key: str, value: Any, previous: dict[str, Any] | None, language: str, rng: random.Random) -> str:
+
+def literal_text(
+    key: str, value: Any, previous: dict[str, Any] | None, language: str, rng: random.Random
+) -> str:
     if value is None:
         return ""
-    if previous is not None and previous.get(key) == value and key in {"address", "birth_place"} \
-            and rng.random() < 0.6:
+    if (
+        previous is not None
+        and previous.get(key) == value
+        and key in {"address", "birth_place"}
+        and rng.random() < 0.6
+    ):
         return rng.choice(["id.", "ídem", "d°", "〃"])
     if key in LITERALS:
         return LITERALS[key][value][1 if language == "es" else 0]
@@ -206,8 +267,9 @@ def page_height(rows: int) -> int:
     return HEADER_HEIGHT + rows * ROW_HEIGHT + 2 * MARGIN
 
 
-def page_result(page_id: str, members: list[Member], template: Template, rng: random.Random,
-                source: str = "generated") -> PageResult:
+def page_result(
+    page_id: str, members: list[Member], template: Template, rng: random.Random, source: str = "generated"
+) -> PageResult:
     """Cells (literal text, confidence, status, bbox) and persons for one generated page."""
     boxes = _column_boxes(template)
     width = max(x1 for _, x1 in boxes.values()) + MARGIN
@@ -221,18 +283,43 @@ def page_result(page_id: str, members: list[Member], template: Template, rng: ra
             x0, x1 = boxes[column.key]
             text = literal_text(column.key, member.values.get(column.key), previous, template.language, rng)
             confidence = round(min(1.0, max(0.05, rng.betavariate(9, 1))), 3) if text else 1.0
-            status = "empty" if not text else ("accepted" if confidence >= template.review_threshold else "needs_review")
+            status = (
+                "empty"
+                if not text
+                else ("accepted" if confidence >= template.review_threshold else "needs_review")
+            )
             cell_id = f"{page_id}:r{row}:c{col}"
             cell_ids[column.key] = cell_id
-            cells.append(Cell(cell_id=cell_id, page_id=page_id, row=row, col=col, field=column.key, text=text,
-                              value=member.values.get(column.key), confidence=confidence, status=status,
-                              reasons=[] if status != "needs_review" else ["low-confidence"],
-                              bbox=BBox(x0=x0, y0=y0, x1=x1, y1=y0 + ROW_HEIGHT), engine="datagen"))
-        persons.append(Person(page_id=page_id, row=row, values=dict(member.values), cell_ids=cell_ids,
-                              household_id=f"{page_id}:h{member.household}",
-                              row_bbox=BBox(x0=MARGIN, y0=y0, x1=width - MARGIN, y1=y0 + ROW_HEIGHT)))
+            cells.append(
+                Cell(
+                    cell_id=cell_id,
+                    page_id=page_id,
+                    row=row,
+                    col=col,
+                    field=column.key,
+                    text=text,
+                    value=member.values.get(column.key),
+                    confidence=confidence,
+                    status=status,
+                    reasons=[] if status != "needs_review" else ["low-confidence"],
+                    bbox=BBox(x0=x0, y0=y0, x1=x1, y1=y0 + ROW_HEIGHT),
+                    engine="datagen",
+                )
+            )
+        persons.append(
+            Person(
+                page_id=page_id,
+                row=row,
+                values=dict(member.values),
+                cell_ids=cell_ids,
+                household_id=f"{page_id}:h{member.household}",
+                row_bbox=BBox(x0=MARGIN, y0=y0, x1=width - MARGIN, y1=y0 + ROW_HEIGHT),
+            )
+        )
         previous = member.values
-    info = PageInfo(page_id=page_id, source=source, page_index=0, width=width, height=page_height(len(members)))
+    info = PageInfo(
+        page_id=page_id, source=source, page_index=0, width=width, height=page_height(len(members))
+    )
     return PageResult(page=info, template=template.name, cells=cells, persons=persons)
 
 
@@ -254,8 +341,9 @@ def render_page_image(result: PageResult, path: Path) -> None:
     image.save(path, quality=85)
 
 
-def generate_run(run_dir: Path, pages: int, seed: int = 0, template_name: str = "padro-catala-1930",
-                 images: bool = True) -> list[PageResult]:
+def generate_run(
+    run_dir: Path, pages: int, seed: int = 0, template_name: str = "padro-catala-1930", images: bool = True
+) -> list[PageResult]:
     """A small run directory: store filled through store.write_page, page images under images/."""
     template = load_template(template_name)
     rng = random.Random(seed)
@@ -276,17 +364,43 @@ def generate_run(run_dir: Path, pages: int, seed: int = 0, template_name: str = 
 
 # --- bulk path (benchmarks) -----------------------------------------------------------------
 
-def _bulk_cell(page_id: str, row: int, col: int, key: str, value: Any, text: str, box: tuple[int, int, int],
-               rng: random.Random) -> tuple:
+
+def _bulk_cell(
+    page_id: str,
+    row: int,
+    col: int,
+    key: str,
+    value: Any,
+    text: str,
+    box: tuple[int, int, int],
+    rng: random.Random,
+) -> tuple:
     confidence = round(min(1.0, rng.betavariate(9, 1)), 3) if text else 1.0
     status = "empty" if not text else ("accepted" if confidence >= 0.9 else "needs_review")
     x0, x1, y0 = box
-    return (f"{page_id}:r{row}:c{col}", page_id, row, col, key, text, json.dumps(value, ensure_ascii=False),
-            confidence, status, x0, y0, x1, y0 + ROW_HEIGHT, "datagen", text, status)
+    return (
+        f"{page_id}:r{row}:c{col}",
+        page_id,
+        row,
+        col,
+        key,
+        text,
+        json.dumps(value, ensure_ascii=False),
+        confidence,
+        status,
+        x0,
+        y0,
+        x1,
+        y0 + ROW_HEIGHT,
+        "datagen",
+        text,
+        status,
+    )
 
 
-def _bulk_rows(page_id: str, members: list[Member], template: Template, all_cells: bool,
-               rng: random.Random) -> tuple[list[tuple], list[tuple]]:
+def _bulk_rows(
+    page_id: str, members: list[Member], template: Template, all_cells: bool, rng: random.Random
+) -> tuple[list[tuple], list[tuple]]:
     """Person rows and cell rows of one page; only the name cells unless `all_cells`."""
     keys = [column.key for column in template.columns]
     boxes = _column_boxes(template)
@@ -297,19 +411,45 @@ def _bulk_rows(page_id: str, members: list[Member], template: Template, all_cell
         y0 = MARGIN + HEADER_HEIGHT + row * ROW_HEIGHT
         columns = list(enumerate(keys)) if all_cells else [(keys.index("name"), "name")]
         cell_ids = {key: f"{page_id}:r{row}:c{col}" for col, key in columns}
-        persons.append((f"{page_id}:r{row}", page_id, row, f"{page_id}:h{member.household}",
-                        *[values.get(key) for key in keys], json.dumps(cell_ids),
-                        MARGIN, y0, PAGE_WIDTH - MARGIN, y0 + ROW_HEIGHT))
-        cells += [_bulk_cell(page_id, row, col, key, values.get(key),
-                             literal_text(key, values.get(key), previous, template.language, rng),
-                             (*boxes[key], y0), rng)
-                  for col, key in columns]
+        persons.append(
+            (
+                f"{page_id}:r{row}",
+                page_id,
+                row,
+                f"{page_id}:h{member.household}",
+                *[values.get(key) for key in keys],
+                json.dumps(cell_ids),
+                MARGIN,
+                y0,
+                PAGE_WIDTH - MARGIN,
+                y0 + ROW_HEIGHT,
+            )
+        )
+        cells += [
+            _bulk_cell(
+                page_id,
+                row,
+                col,
+                key,
+                values.get(key),
+                literal_text(key, values.get(key), previous, template.language, rng),
+                (*boxes[key], y0),
+                rng,
+            )
+            for col, key in columns
+        ]
         previous = values
     return persons, cells
 
 
-def generate_bulk(run_dir: Path, persons: int, seed: int = 0, template_name: str = "padro-catala-1930",
-                  batch_pages: int = 2000, all_cells: bool = False) -> int:
+def generate_bulk(
+    run_dir: Path,
+    persons: int,
+    seed: int = 0,
+    template_name: str = "padro-catala-1930",
+    batch_pages: int = 2000,
+    all_cells: bool = False,
+) -> int:
     """Insert about `persons` persons (whole pages) with bulk SQL. By default only the name cells
     are stored (what search needs: a million persons in ~600 MB); `all_cells` stores every cell
     like a real run (eleven per person). Returns the number of persons written."""
@@ -332,24 +472,46 @@ def generate_bulk(run_dir: Path, persons: int, seed: int = 0, template_name: str
                 person_rows, cell_rows = _bulk_rows(page_id, members, template, all_cells, rng)
                 batch_persons += person_rows
                 batch_cells += cell_rows
-                batch_pages_rows.append((page_id, "generated", 0, PAGE_WIDTH, page_height(len(members)), 0.0,
-                                         "done", len(members), len(keys)))
+                batch_pages_rows.append(
+                    (
+                        page_id,
+                        "generated",
+                        0,
+                        PAGE_WIDTH,
+                        page_height(len(members)),
+                        0.0,
+                        "done",
+                        len(members),
+                        len(keys),
+                    )
+                )
                 written += len(members)
                 page += 1
             _insert_bulk(connection, keys, batch_pages_rows, batch_persons, batch_cells)
     return written
 
 
-def _insert_bulk(connection: sqlite3.Connection, keys: list[str], pages: list[tuple], persons: list[tuple],
-                 cells: list[tuple]) -> None:
+def _insert_bulk(
+    connection: sqlite3.Connection,
+    keys: list[str],
+    pages: list[tuple],
+    persons: list[tuple],
+    cells: list[tuple],
+) -> None:
     with connection:
         connection.executemany(
-            "INSERT INTO pages (page_id, source, page_index, width, height, skew_deg, status, n_rows, n_cols) "
-            "VALUES (?,?,?,?,?,?,?,?,?)", pages)
+            "INSERT INTO pages (page_id, source, page_index, width, height, skew_deg, status, "
+            "n_rows, n_cols) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            pages,
+        )
         connection.executemany(
             f"INSERT INTO persons (person_id, page_id, row, household_id, {', '.join(keys)}, cell_ids, "
-            f"x0, y0, x1, y1) VALUES ({','.join('?' * (len(keys) + 9))})", persons)
+            f"x0, y0, x1, y1) VALUES ({','.join('?' * (len(keys) + 9))})",
+            persons,
+        )
         connection.executemany(
             "INSERT INTO cells (cell_id, page_id, row, col, field, text, value, confidence, status, "
             "x0, y0, x1, y1, engine, machine_text, machine_status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            cells)
+            cells,
+        )

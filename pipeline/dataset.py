@@ -36,10 +36,13 @@ PROVENANCE_COLUMNS = {
     "cells_needs_review": "cells of the row still waiting for review",
     "cells_corrected": "cells of the row corrected by a reviewer",
     "consistency_flags": "household consistency reasons on the row's cells (comma-separated), e.g. "
-                         "child-older-than-parent",
+    "child-older-than-parent",
     "restricted": "true when the embargo rule applies (names, dates and addresses are then NULL)",
     "cell_ids": "JSON: field key -> cell id (provenance of each value)",
-    "x0": "row bounding box in original page pixels (left)", "y0": "top", "x1": "right", "y1": "bottom",
+    "x0": "row bounding box in original page pixels (left)",
+    "y0": "top",
+    "x1": "right",
+    "y1": "bottom",
 }
 
 
@@ -75,7 +78,8 @@ def latest_corrections(connection: sqlite3.Connection, template: Template) -> di
                      PARTITION BY cell_id ORDER BY corrected_at DESC, correction_id DESC) AS rank
                  FROM corrections) AS latest
            JOIN cells c ON c.cell_id = latest.cell_id
-           WHERE latest.rank = 1 AND c.field IS NOT NULL""").fetchall()
+           WHERE latest.rank = 1 AND c.field IS NOT NULL"""
+    ).fetchall()
     keys = {column.key: column for column in template.columns}
     overlay: dict[str, dict[str, Any]] = {}
     for page_id, row, field, new_value in rows:
@@ -93,8 +97,10 @@ def _cell_stats_sql() -> str:
     counts, and the household consistency reasons the fields stage recorded on its cells."""
     from pipeline.households import HOUSEHOLD_REASONS
 
-    flags = " || ".join(f"CASE WHEN MAX(instr(reasons, '{reason}')) > 0 THEN '{reason},' ELSE '' END"
-                        for reason in HOUSEHOLD_REASONS)
+    flags = " || ".join(
+        f"CASE WHEN MAX(instr(reasons, '{reason}')) > 0 THEN '{reason},' ELSE '' END"
+        for reason in HOUSEHOLD_REASONS
+    )
     return f"""
 SELECT page_id, row,
        MAX(CASE WHEN field = 'name' THEN CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END END)
@@ -105,9 +111,15 @@ SELECT page_id, row,
 FROM cells WHERE status != 'empty' GROUP BY page_id, row"""
 
 
-STATS_TYPES = {"page_id": pa.string(), "row": pa.int32(), "confidence": pa.float32(),
-               "min_confidence": pa.float32(), "cells_needs_review": pa.int32(), "cells_corrected": pa.int32(),
-               "consistency_flags": pa.string()}
+STATS_TYPES = {
+    "page_id": pa.string(),
+    "row": pa.int32(),
+    "confidence": pa.float32(),
+    "min_confidence": pa.float32(),
+    "cells_needs_review": pa.int32(),
+    "cells_corrected": pa.int32(),
+    "consistency_flags": pa.string(),
+}
 
 
 def read_arrow(path: Path, sql: str) -> pa.Table:
@@ -187,15 +199,19 @@ def _per_unique(values: pa.ChunkedArray, function: Any, kind: pa.DataType) -> pa
     return mapped.take(encoded.indices) if len(mapped) else pa.nulls(len(encoded), kind)
 
 
-def _birth_columns(births: pa.ChunkedArray, ages: pa.ChunkedArray, year: int | None,
-                   rule: embargo.EmbargoRule) -> tuple[pa.Array, pa.Array]:
+def _birth_columns(
+    births: pa.ChunkedArray, ages: pa.ChunkedArray, year: int | None, rule: embargo.EmbargoRule
+) -> tuple[pa.Array, pa.Array]:
     """birth_year (from the birth date, else register year - age) and the embargo flag."""
     from_date = _per_unique(births, lambda birth: (embargo.parse_birth(birth) or (None,))[0], pa.int32())
     restricted = _per_unique(births, lambda birth: embargo.is_restricted(birth, year, rule), pa.bool_())
     # Null dates are not in the dictionary: they get the rule's verdict for "no birth date".
     restricted = pc.fill_null(restricted, embargo.is_restricted(None, year, rule))
-    from_age = pc.subtract(pa.scalar(year, pa.int32()), ages.combine_chunks()) if year \
+    from_age = (
+        pc.subtract(pa.scalar(year, pa.int32()), ages.combine_chunks())
+        if year
         else pa.nulls(len(ages), pa.int32())
+    )
     return pc.coalesce(from_date, from_age.cast(pa.int32())), restricted
 
 
@@ -205,19 +221,34 @@ def _mask(table: pa.Table, restricted: pa.Array, fields: list[str]) -> tuple[pa.
     for field in fields:
         column = table[field]
         masked += pc.sum(pc.and_(restricted, pc.is_valid(column))).as_py() or 0
-        table = table.set_column(table.schema.get_field_index(field), field,
-                                 pc.if_else(restricted, pa.nulls(len(column), type=column.type), column))
+        table = table.set_column(
+            table.schema.get_field_index(field),
+            field,
+            pc.if_else(restricted, pa.nulls(len(column), type=column.type), column),
+        )
     return table, masked
 
 
 def persons_table(path: Path, template: Template, rule: embargo.EmbargoRule) -> pa.Table:
     """Current persons, typed, with provenance columns and the embargo flag (nothing masked yet)."""
     keys = [column.key for column in template.columns]
-    raw = read_arrow(path, f"SELECT person_id, page_id, row, household_id, {', '.join(keys)}, cell_ids, "
-                           "x0, y0, x1, y1 FROM persons")
-    kinds = {"person_id": pa.string(), "page_id": pa.string(), "row": pa.int32(), "household_id": pa.string(),
-             **{column.key: arrow_type(column) for column in template.columns}, "cell_ids": pa.string(),
-             "x0": pa.int32(), "y0": pa.int32(), "x1": pa.int32(), "y1": pa.int32()}
+    raw = read_arrow(
+        path,
+        f"SELECT person_id, page_id, row, household_id, {', '.join(keys)}, cell_ids, "
+        "x0, y0, x1, y1 FROM persons",
+    )
+    kinds = {
+        "person_id": pa.string(),
+        "page_id": pa.string(),
+        "row": pa.int32(),
+        "household_id": pa.string(),
+        **{column.key: arrow_type(column) for column in template.columns},
+        "cell_ids": pa.string(),
+        "x0": pa.int32(),
+        "y0": pa.int32(),
+        "x1": pa.int32(),
+        "y1": pa.int32(),
+    }
     table = pa.table({name: conform(raw[name], kind) for name, kind in kinds.items()})
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
         table = _apply_overlay(table, latest_corrections(connection, template))
@@ -226,14 +257,22 @@ def persons_table(path: Path, template: Template, rule: embargo.EmbargoRule) -> 
     year = template.register_year
     birth_key = embargo.birth_date_field(template)
     births = table[birth_key] if birth_key else pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
-    ages = table["age"] if "age" in table.column_names else pa.chunked_array([pa.nulls(table.num_rows, pa.int32())])
+    ages = (
+        table["age"]
+        if "age" in table.column_names
+        else pa.chunked_array([pa.nulls(table.num_rows, pa.int32())])
+    )
     birth_year, restricted = _birth_columns(births, ages, year, rule)
     n = table.num_rows
-    table = (table.append_column("register", pa.array([template.name] * n, pa.string()))
-             .append_column("year", pa.array([year] * n, pa.int32()))
-             .append_column("birth_year", birth_year).append_column("restricted", restricted))
-    return _join_stats(table, stats, ["person_id", "page_id", "row", "register", "year", "household_id", *keys,
-                                      "birth_year"])
+    table = (
+        table.append_column("register", pa.array([template.name] * n, pa.string()))
+        .append_column("year", pa.array([year] * n, pa.int32()))
+        .append_column("birth_year", birth_year)
+        .append_column("restricted", restricted)
+    )
+    return _join_stats(
+        table, stats, ["person_id", "page_id", "row", "register", "year", "household_id", *keys, "birth_year"]
+    )
 
 
 def _join_stats(persons: pa.Table, stats: pa.Table, leading: list[str]) -> pa.Table:
@@ -249,13 +288,18 @@ def _join_stats(persons: pa.Table, stats: pa.Table, leading: list[str]) -> pa.Ta
             "COALESCE(s.cells_needs_review, 0)::INTEGER AS cells_needs_review, "
             "COALESCE(s.cells_corrected, 0)::INTEGER AS cells_corrected, s.consistency_flags, "
             "p.restricted, p.cell_ids, p.x0, p.y0, p.x1, p.y1 "
-            "FROM persons p LEFT JOIN stats s USING (page_id, row) ORDER BY p.page_id, p.row").to_arrow_table()
+            "FROM persons p LEFT JOIN stats s USING (page_id, row) ORDER BY p.page_id, p.row"
+        ).to_arrow_table()
     finally:
         connection.close()
 
 
-def load(run_dir: Path, include_restricted: bool = False, rule: embargo.EmbargoRule | None = None,
-         write_report: bool = True) -> Dataset:
+def load(
+    run_dir: Path,
+    include_restricted: bool = False,
+    rule: embargo.EmbargoRule | None = None,
+    write_report: bool = True,
+) -> Dataset:
     """Current persons of the run as an Arrow table, masked by the embargo unless asked not to."""
     rule = rule or embargo.load_rule(run_dir)
     path = store_path(run_dir)
@@ -269,10 +313,15 @@ def load(run_dir: Path, include_restricted: bool = False, rule: embargo.EmbargoR
     if not include_restricted:
         table, masked_values = _mask(table, restricted, [*fields, "birth_year"])
     report = embargo.EmbargoReport(
-        rule=rule.describe(), include_restricted=include_restricted, persons=table.num_rows,
-        restricted=n_restricted, masked_fields=[] if include_restricted else fields,
-        masked_values=masked_values, masked_cells=0,
-        restricted_person_ids=table.filter(restricted)["person_id"].to_pylist()[:10000])
+        rule=rule.describe(),
+        include_restricted=include_restricted,
+        persons=table.num_rows,
+        restricted=n_restricted,
+        masked_fields=[] if include_restricted else fields,
+        masked_values=masked_values,
+        masked_cells=0,
+        restricted_person_ids=table.filter(restricted)["person_id"].to_pylist()[:10000],
+    )
     if write_report:
         embargo.write_report(run_dir, report)
     return Dataset(template=template, persons=table, report=report)

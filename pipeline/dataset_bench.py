@@ -4,7 +4,8 @@ Parquet export time, a `census query` GROUP BY, and household reconstruction acc
 synthetic register pages with known households. `make bench` runs it; the last stdout line
 is one JSON object with the figures.
 
-    python -m pipeline.dataset_bench [--persons 1000000] [--run-dir runs/bench-1m] [--queries 200] [--all-cells]
+    python -m pipeline.dataset_bench [--persons 1000000] [--run-dir runs/bench-1m] [--queries 200]
+                                     [--household-pages 200] [--all-cells]
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ import numpy as np
 from pipeline.models import BBox, Cell, Person
 from pipeline.templates import Template, load_template
 
-BARS = {"search_p95_ms": 300, "search_top5": 0.95, "parquet_export_s": 15, "group_by_s": 1,
-        "household_accuracy": 0.98}
+BARS = {
+    "search_p95_ms": 300,
+    "search_top5": 0.95,
+    "parquet_export_s": 15,
+    "group_by_s": 1,
+    "household_accuracy": 0.98,
+}
 
 
 # --- households on synthetic pages ------------------------------------------------------------
+
 
 def synthetic_household_page(seed: int, template: Template, rows: int = 30) -> tuple[list[Person], list[str]]:
     """One page written the way the synthetic page generator writes it (ditto marks, blanks),
@@ -38,10 +45,21 @@ def synthetic_household_page(seed: int, template: Template, rows: int = 30) -> t
     people = make_people(rng, setting, rows)
     written = write_rows(rng, template, setting, people)
     page_id = f"hh{seed:08d}-p0"
-    cells = [Cell(cell_id=f"{page_id}:r{row}:c{col}", page_id=page_id, row=row, col=col, field=column.key,
-                  text=entries[column.key].text, confidence=1.0,
-                  status="accepted" if entries[column.key].text else "empty", bbox=BBox(x0=0, y0=0, x1=1, y1=1))
-             for row, entries in enumerate(written) for col, column in enumerate(template.columns)]
+    cells = [
+        Cell(
+            cell_id=f"{page_id}:r{row}:c{col}",
+            page_id=page_id,
+            row=row,
+            col=col,
+            field=column.key,
+            text=entries[column.key].text,
+            confidence=1.0,
+            status="accepted" if entries[column.key].text else "empty",
+            bbox=BBox(x0=0, y0=0, x1=1, y1=1),
+        )
+        for row, entries in enumerate(written)
+        for col, column in enumerate(template.columns)
+    ]
     _, persons = interpret(cells, template)
     truth = {row: person.household_id for row, person in enumerate(people)}
     return persons, [truth[person.row] for person in persons]
@@ -49,6 +67,7 @@ def synthetic_household_page(seed: int, template: Template, rows: int = 30) -> t
 
 def household_accuracy(predicted: list[str | None], truth: list[str]) -> float:
     """Share of persons whose predicted household holds exactly their true household's rows."""
+
     def members(ids: list) -> list[frozenset[int]]:
         groups: dict[object, set[int]] = {}
         for index, ident in enumerate(ids):
@@ -69,13 +88,14 @@ def misread(persons: list[Person], rate: float, rng: np.random.Generator) -> lis
         address = values.get("address")
         if address and rng.random() < rate:
             i = int(rng.integers(0, len(address)))
-            values["address"] = address[:i] + ("e" if address[i] != "e" else "a") + address[i + 1:]
+            values["address"] = address[:i] + ("e" if address[i] != "e" else "a") + address[i + 1 :]
         noisy.append(person.model_copy(update={"values": values}))
     return noisy
 
 
-def bench_households(pages: int = 200, seed: int = 0, template_name: str = "padro-catala-1930",
-                     noise: float = 0.0) -> dict:
+def bench_households(
+    pages: int = 200, seed: int = 0, template_name: str = "padro-catala-1930", noise: float = 0.0
+) -> dict:
     """Accuracy of households on `pages` synthetic pages; with `noise`, on misread values too."""
     from pipeline.households import assign_households
 
@@ -84,7 +104,9 @@ def bench_households(pages: int = 200, seed: int = 0, template_name: str = "padr
     right = total = 0
     for index in range(pages):
         persons, truth = synthetic_household_page(seed * 100_000 + index, template)
-        assigned = assign_households(misread(persons, noise, rng) if noise else persons, template, f"p{index}")
+        assigned = assign_households(
+            misread(persons, noise, rng) if noise else persons, template, f"p{index}"
+        )
         total += len(truth)
         right += round(household_accuracy([p.household_id for p in assigned], truth) * len(truth))
     key = "household_accuracy" if not noise else f"household_accuracy_noise{int(noise * 100)}"
@@ -92,6 +114,7 @@ def bench_households(pages: int = 200, seed: int = 0, template_name: str = "padr
 
 
 # --- dataset figures ----------------------------------------------------------------------------
+
 
 def ensure_dataset(run_dir: Path, persons: int, seed: int, all_cells: bool) -> float:
     """Generate the bulk run once (seconds spent; 0 when it already exists)."""
@@ -116,19 +139,29 @@ def bench_search(run_dir: Path, queries: int, seed: int) -> dict:
     times, right, misses = [], 0, []
     try:
         for query in labelled:
-            hits, seconds = timed_search(searcher, SearchQuery(text=query.query, born=query.born, place=query.place,
-                                                               limit=5, include_restricted=True))
+            hits, seconds = timed_search(
+                searcher,
+                SearchQuery(
+                    text=query.query, born=query.born, place=query.place, limit=5, include_restricted=True
+                ),
+            )
             times.append(seconds)
             if any(hit.person_id == query.person_id for hit in hits):
                 right += 1
             else:
-                misses.append({"name": query.name, "query": query.query, "born": query.born, "rules": query.rules})
+                misses.append(
+                    {"name": query.name, "query": query.query, "born": query.born, "rules": query.rules}
+                )
     finally:
         searcher.close()
-    return {"index_build_s": round(index_seconds, 2), "search_queries": len(labelled),
-            "search_p50_ms": round(float(np.percentile(times, 50)) * 1000, 1),
-            "search_p95_ms": round(float(np.percentile(times, 95)) * 1000, 1),
-            "search_top5": round(right / len(labelled), 4), "search_misses": misses[:10]}
+    return {
+        "index_build_s": round(index_seconds, 2),
+        "search_queries": len(labelled),
+        "search_p50_ms": round(float(np.percentile(times, 50)) * 1000, 1),
+        "search_p95_ms": round(float(np.percentile(times, 95)) * 1000, 1),
+        "search_top5": round(right / len(labelled), 4),
+        "search_misses": misses[:10],
+    }
 
 
 def bench_export(run_dir: Path) -> dict:
@@ -143,17 +176,29 @@ def bench_query(run_dir: Path) -> dict:
     """GROUP BY over all persons, after (re)building the Parquet snapshot; then the CLI, end to end."""
     from pipeline.query import build_snapshot, run_query
 
-    sql = "SELECT birth_place, sex, COUNT(*) AS n, AVG(age) AS mean_age FROM persons GROUP BY ALL ORDER BY n DESC"
+    sql = (
+        "SELECT birth_place, sex, COUNT(*) AS n, AVG(age) AS mean_age FROM persons "
+        "GROUP BY ALL ORDER BY n DESC"
+    )
     start = time.perf_counter()
     build_snapshot(run_dir, include_restricted=False)
     snapshot = time.perf_counter() - start
     result = run_query(run_dir, sql)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(run_dir), sql, "--format", "csv"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "query", str(run_dir), sql, "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     cli = time.perf_counter() - start
-    return {"query_snapshot_s": round(snapshot, 2), "group_by_s": result.seconds, "group_by_rows": len(result.rows),
-            "query_cli_s": round(cli, 2), "query_cli_ok": done.returncode == 0}
+    return {
+        "query_snapshot_s": round(snapshot, 2),
+        "group_by_s": result.seconds,
+        "group_by_rows": len(result.rows),
+        "query_cli_s": round(cli, 2),
+        "query_cli_ok": done.returncode == 0,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -163,17 +208,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--household-pages", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--all-cells", action="store_true", help="store all eleven cells per person, not only names")
+    parser.add_argument(
+        "--all-cells", action="store_true", help="store all eleven cells per person, not only names"
+    )
     args = parser.parse_args(argv)
     figures: dict = {"persons": args.persons, "all_cells": args.all_cells}
     figures["generate_s"] = round(ensure_dataset(args.run_dir, args.persons, args.seed, args.all_cells), 1)
-    for step in (lambda: bench_households(args.household_pages, args.seed),
-                 lambda: bench_households(args.household_pages, args.seed, noise=0.1), lambda: bench_export(args.run_dir),
-                 lambda: bench_query(args.run_dir), lambda: bench_search(args.run_dir, args.queries, args.seed)):
+    for step in (
+        lambda: bench_households(args.household_pages, args.seed),
+        lambda: bench_households(args.household_pages, args.seed, noise=0.1),
+        lambda: bench_export(args.run_dir),
+        lambda: bench_query(args.run_dir),
+        lambda: bench_search(args.run_dir, args.queries, args.seed),
+    ):
         figures.update(step())
         print(json.dumps({k: v for k, v in figures.items() if k != "search_misses"}), file=sys.stderr)
-    figures["bars_met"] = {key: (figures[key] <= bar if key.endswith(("_ms", "_s")) else figures[key] >= bar)
-                           for key, bar in BARS.items() if key in figures}
+    figures["bars_met"] = {
+        key: (figures[key] <= bar if key.endswith(("_ms", "_s")) else figures[key] >= bar)
+        for key, bar in BARS.items()
+        if key in figures
+    }
     print(json.dumps(figures, ensure_ascii=False))
     return figures
 

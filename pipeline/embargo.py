@@ -45,9 +45,11 @@ class EmbargoRule(BaseModel):
             return today.replace(year=today.year - self.years, day=28)
 
     def describe(self) -> str:
-        return (f"restricted: born on/after {self.cutoff().isoformat()} ({self.years} years before "
-                f"{self.reference_date().isoformat()}), or no birth date in a register from after "
-                f"{self.cutoff().year}; masked field types: {', '.join(self.masked_types)}")
+        return (
+            f"restricted: born on/after {self.cutoff().isoformat()} ({self.years} years before "
+            f"{self.reference_date().isoformat()}), or no birth date in a register from after "
+            f"{self.cutoff().year}; masked field types: {', '.join(self.masked_types)}"
+        )
 
 
 class EmbargoReport(BaseModel):

@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -80,8 +81,21 @@ def households_table(persons: pa.Table) -> pa.Table:
     Built from the (already masked) persons table, so it cannot reveal more than persons does."""
     import duckdb
 
-    needed = ["household_id", "register", "year", "page_id", "row", "person_id", "name", "relation", "sex", "age",
-              "address", "restricted", "consistency_flags"]
+    needed = [
+        "household_id",
+        "register",
+        "year",
+        "page_id",
+        "row",
+        "person_id",
+        "name",
+        "relation",
+        "sex",
+        "age",
+        "address",
+        "restricted",
+        "consistency_flags",
+    ]
     connection = duckdb.connect()
     try:
         connection.register("persons", persons.select([c for c in needed if c in persons.column_names]))
@@ -91,6 +105,7 @@ def households_table(persons: pa.Table) -> pa.Table:
 
 
 # --- cells ------------------------------------------------------------------------------------
+
 
 def restricted_rows(persons: pa.Table) -> set[tuple[str, int]]:
     restricted = persons.filter(persons["restricted"]).select(["page_id", "row"]).to_pydict()
@@ -104,7 +119,9 @@ def masked_cell(field: str | None, masked_fields: set[str]) -> bool:
 
 def page_cells(connection: sqlite3.Connection, page_id: str) -> list[sqlite3.Row]:
     connection.row_factory = sqlite3.Row
-    return connection.execute("SELECT * FROM cells WHERE page_id = ? ORDER BY row, col", (page_id,)).fetchall()
+    return connection.execute(
+        "SELECT * FROM cells WHERE page_id = ? ORDER BY row, col", (page_id,)
+    ).fetchall()
 
 
 def _visible_text(cell: sqlite3.Row, restricted: set[tuple[str, int]], fields: set[str]) -> str:
@@ -115,12 +132,15 @@ def _visible_text(cell: sqlite3.Row, restricted: set[tuple[str, int]], fields: s
 
 # --- tabular formats --------------------------------------------------------------------------
 
+
 def _partitions(table: pa.Table) -> list[tuple[str, int | None, pa.Table]]:
     keys = table.group_by(["register", "year"]).aggregate([]).to_pylist()
     parts = []
     for key in sorted(keys, key=lambda k: (k["register"], k["year"] is None, k["year"] or 0)):
-        mask = pc.and_(pc.equal(table["register"], key["register"]),
-                       pc.is_null(table["year"]) if key["year"] is None else pc.equal(table["year"], key["year"]))
+        mask = pc.and_(
+            pc.equal(table["register"], key["register"]),
+            pc.is_null(table["year"]) if key["year"] is None else pc.equal(table["year"], key["year"]),
+        )
         parts.append((key["register"], key["year"], table.filter(mask) if len(keys) > 1 else table))
     return parts
 
@@ -154,6 +174,7 @@ def write_jsonl(table: pa.Table, path: Path, batch_rows: int = 50_000) -> Path:
 
 # --- codebook ---------------------------------------------------------------------------------
 
+
 def codebook(template: Template, rule: embargo.EmbargoRule, persons_schema: pa.Schema) -> dict[str, Any]:
     """Data dictionary of the persons and households exports."""
     fields = {column.key: column for column in template.columns}
@@ -163,9 +184,13 @@ def codebook(template: Template, rule: embargo.EmbargoRule, persons_schema: pa.S
         column = fields.get(field.name)
         entry: dict[str, Any] = {"column": field.name, "type": str(field.type)}
         if column:
-            entry.update(label=column.label, field_type=column.type, headers=column.headers,
-                         source="register cell: the reviewed value when corrected, else the machine reading "
-                                "(ditto marks resolved, lexicon-snapped)")
+            entry.update(
+                label=column.label,
+                field_type=column.type,
+                headers=column.headers,
+                source="register cell: the reviewed value when corrected, else the machine reading "
+                "(ditto marks resolved, lexicon-snapped)",
+            )
             if column.vocabulary:
                 entry["vocabulary"] = column.vocabulary
             if column.lexicon:
@@ -177,36 +202,58 @@ def codebook(template: Template, rule: embargo.EmbargoRule, persons_schema: pa.S
         entry["embargoed"] = field.name in masked or field.name == "birth_year"
         entries.append(entry)
     return {
-        "register": template.name, "description": template.description.strip(), "language": template.language,
-        "register_year": template.register_year, "embargo": rule.describe(),
+        "register": template.name,
+        "description": template.description.strip(),
+        "language": template.language,
+        "register_year": template.register_year,
+        "embargo": rule.describe(),
         "persons": entries,
         "households": [
             {"column": "household_id", "type": "string", "description": "'<page_id>:h<n>'"},
-            {"column": "register", "type": "string"}, {"column": "year", "type": "int32"},
-            {"column": "page_id", "type": "string"}, {"column": "first_row", "type": "int32"},
+            {"column": "register", "type": "string"},
+            {"column": "year", "type": "int32"},
+            {"column": "page_id", "type": "string"},
+            {"column": "first_row", "type": "int32"},
             {"column": "size", "type": "int32", "description": "number of persons"},
             {"column": "head_person_id", "type": "string"},
             {"column": "head_name", "type": "string", "embargoed": True},
             {"column": "address", "type": "string", "embargoed": True},
             {"column": "relations", "type": "string", "description": "members' relations in row order"},
-            {"column": "members", "type": "string",
-             "description": "JSON list of {person_id,row,relation,name,sex,age}; names/ages embargoed"},
-            {"column": "flags", "type": "string",
-             "description": f"JSON list of household review reasons: {', '.join(HOUSEHOLD_REASONS)}"},
+            {
+                "column": "members",
+                "type": "string",
+                "description": "JSON list of {person_id,row,relation,name,sex,age}; names/ages embargoed",
+            },
+            {
+                "column": "flags",
+                "type": "string",
+                "description": f"JSON list of household review reasons: {', '.join(HOUSEHOLD_REASONS)}",
+            },
             {"column": "restricted_members", "type": "int32", "description": "members under embargo"},
         ],
     }
 
 
 def codebook_markdown(book: dict[str, Any]) -> str:
-    lines = [f"# Codebook: {book['register']}", "", book["description"], "",
-             f"Register year: {book['register_year']}. Embargo: {book['embargo']}.", "", "## persons", "",
-             "| column | type | label / description | vocabulary | embargoed |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Codebook: {book['register']}",
+        "",
+        book["description"],
+        "",
+        f"Register year: {book['register_year']}. Embargo: {book['embargo']}.",
+        "",
+        "## persons",
+        "",
+        "| column | type | label / description | vocabulary | embargoed |",
+        "|---|---|---|---|---|",
+    ]
     for entry in book["persons"]:
         vocabulary = ", ".join(entry.get("vocabulary", {}))
         label = entry.get("label") or entry.get("description", "")
-        lines.append(f"| {entry['column']} | {entry['type']} | {label} | {vocabulary} | "
-                     f"{'yes' if entry.get('embargoed') else ''} |")
+        lines.append(
+            f"| {entry['column']} | {entry['type']} | {label} | {vocabulary} | "
+            f"{'yes' if entry.get('embargoed') else ''} |"
+        )
     lines += ["", "## households", "", "| column | type | description |", "|---|---|---|"]
     lines += [f"| {e['column']} | {e['type']} | {e.get('description', '')} |" for e in book["households"]]
     return "\n".join(lines) + "\n"
@@ -223,6 +270,7 @@ def write_codebook(out: Path, template: Template, rule: embargo.EmbargoRule, sch
 
 # --- page formats -----------------------------------------------------------------------------
 
+
 def _pages(connection: sqlite3.Connection) -> list[sqlite3.Row]:
     connection.row_factory = sqlite3.Row
     return connection.execute("SELECT * FROM pages WHERE status = 'done' ORDER BY page_id").fetchall()
@@ -233,7 +281,9 @@ def _box(cell: sqlite3.Row) -> list[tuple[int, int]]:
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
-def redacted_image(run_dir: Path, page_id: str, boxes: list[tuple[int, int, int, int]], target: Path) -> Path | None:
+def redacted_image(
+    run_dir: Path, page_id: str, boxes: list[tuple[int, int, int, int]], target: Path
+) -> Path | None:
     """Copy the page image, painting over restricted cells so the handwriting cannot be read."""
     source = Path(run_dir) / "images" / f"{page_id}.jpg"
     if not source.is_file():
@@ -253,8 +303,15 @@ def redacted_image(run_dir: Path, page_id: str, boxes: list[tuple[int, int, int,
     return target
 
 
-def write_page_formats(run_dir: Path, out: Path, fmt: str, persons: pa.Table, template: Template,
-                       rule: embargo.EmbargoRule, include_restricted: bool) -> tuple[list[Path], int, int]:
+def write_page_formats(
+    run_dir: Path,
+    out: Path,
+    fmt: str,
+    persons: pa.Table,
+    template: Template,
+    rule: embargo.EmbargoRule,
+    include_restricted: bool,
+) -> tuple[list[Path], int, int]:
     """PAGE XML or ALTO per page (+ redacted images); returns (files, pages, masked cells)."""
     from pipeline import pagexml
 
@@ -267,16 +324,30 @@ def write_page_formats(run_dir: Path, out: Path, fmt: str, persons: pa.Table, te
             cells = page_cells(connection, page["page_id"])
             hidden = [cell for cell in cells if cell["text"] and not _visible_text(cell, restricted, fields)]
             masked += len(hidden)
-            image = redacted_image(run_dir, page["page_id"],
-                                   [(c["x0"], c["y0"], c["x1"], c["y1"]) for c in hidden],
-                                   out / f"{page['page_id']}.jpg")
+            image = redacted_image(
+                run_dir,
+                page["page_id"],
+                [(c["x0"], c["y0"], c["x1"], c["y1"]) for c in hidden],
+                out / f"{page['page_id']}.jpg",
+            )
             image_name = image.name if image else Path(page["source"]).name
             if fmt == "pagexml":
                 table = pagexml.TableGroundTruth(
-                    image_filename=image_name, width=page["width"], height=page["height"], header_rows=0,
+                    image_filename=image_name,
+                    width=page["width"],
+                    height=page["height"],
+                    header_rows=0,
                     skew_deg=page["skew_deg"] or 0.0,
-                    cells=[pagexml.GTCell(row=c["row"], col=c["col"], polygon=_box(c),
-                                          text=_visible_text(c, restricted, fields)) for c in cells])
+                    cells=[
+                        pagexml.GTCell(
+                            row=c["row"],
+                            col=c["col"],
+                            polygon=_box(c),
+                            text=_visible_text(c, restricted, fields),
+                        )
+                        for c in cells
+                    ],
+                )
                 files.append(pagexml.write_page_xml(out / f"{page['page_id']}.xml", table))
             else:
                 path = out / f"{page['page_id']}.alto.xml"
@@ -288,8 +359,13 @@ def write_page_formats(run_dir: Path, out: Path, fmt: str, persons: pa.Table, te
     return files, pages, masked
 
 
-def alto_bytes(page: sqlite3.Row, cells: list[sqlite3.Row], image_name: str,
-               restricted: set[tuple[str, int]], fields: set[str]) -> bytes:
+def alto_bytes(
+    page: sqlite3.Row,
+    cells: list[sqlite3.Row],
+    image_name: str,
+    restricted: set[tuple[str, int]],
+    fields: set[str],
+) -> bytes:
     """ALTO v4: a TextBlock per non-empty cell (tagged with its row/col), one TextLine, one String."""
     from lxml import etree
 
@@ -301,25 +377,48 @@ def alto_bytes(page: sqlite3.Row, cells: list[sqlite3.Row], image_name: str,
     source = etree.SubElement(description, f"{{{ALTO_NS}}}sourceImageInformation")
     etree.SubElement(source, f"{{{ALTO_NS}}}fileName").text = image_name
     layout = etree.SubElement(root, f"{{{ALTO_NS}}}Layout")
-    page_element = etree.SubElement(layout, f"{{{ALTO_NS}}}Page", ID=f"page_{page['page_id']}",
-                                    WIDTH=str(page["width"]), HEIGHT=str(page["height"]), PHYSICAL_IMG_NR="1")
-    space = etree.SubElement(page_element, f"{{{ALTO_NS}}}PrintSpace", HPOS="0", VPOS="0",
-                             WIDTH=str(page["width"]), HEIGHT=str(page["height"]))
+    page_element = etree.SubElement(
+        layout,
+        f"{{{ALTO_NS}}}Page",
+        ID=f"page_{page['page_id']}",
+        WIDTH=str(page["width"]),
+        HEIGHT=str(page["height"]),
+        PHYSICAL_IMG_NR="1",
+    )
+    space = etree.SubElement(
+        page_element,
+        f"{{{ALTO_NS}}}PrintSpace",
+        HPOS="0",
+        VPOS="0",
+        WIDTH=str(page["width"]),
+        HEIGHT=str(page["height"]),
+    )
     for cell in cells:
         text = _visible_text(cell, restricted, fields)
         if not text:
             continue
-        geometry = {"HPOS": str(cell["x0"]), "VPOS": str(cell["y0"]),
-                    "WIDTH": str(cell["x1"] - cell["x0"]), "HEIGHT": str(cell["y1"] - cell["y0"])}
+        geometry = {
+            "HPOS": str(cell["x0"]),
+            "VPOS": str(cell["y0"]),
+            "WIDTH": str(cell["x1"] - cell["x0"]),
+            "HEIGHT": str(cell["y1"] - cell["y0"]),
+        }
         ident = f"r{cell['row']}_c{cell['col']}"
         block = etree.SubElement(space, f"{{{ALTO_NS}}}TextBlock", ID=f"block_{ident}", **geometry)
         line = etree.SubElement(block, f"{{{ALTO_NS}}}TextLine", ID=f"line_{ident}", **geometry)
-        etree.SubElement(line, f"{{{ALTO_NS}}}String", ID=f"string_{ident}", CONTENT=text,
-                         WC=f"{cell['confidence']:.3f}", **geometry)
+        etree.SubElement(
+            line,
+            f"{{{ALTO_NS}}}String",
+            ID=f"string_{ident}",
+            CONTENT=text,
+            WC=f"{cell['confidence']:.3f}",
+            **geometry,
+        )
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
 # --- entry point ------------------------------------------------------------------------------
+
 
 def export(run_dir: Path, fmt: str, out: Path, include_restricted: bool = False) -> ExportReport:
     """Export the run in `fmt` under the folder `out`."""
@@ -332,22 +431,32 @@ def export(run_dir: Path, fmt: str, out: Path, include_restricted: bool = False)
     if fmt == "training":
         return _export_training(run_dir, out, rule, include_restricted, start)
     data = dataset.load(run_dir, include_restricted=include_restricted, rule=rule)
-    report = ExportReport(format=fmt, out=str(out), persons=data.persons.num_rows,
-                          restricted=data.report.restricted, masked_values=data.report.masked_values,
-                          include_restricted=include_restricted)
+    report = ExportReport(
+        format=fmt,
+        out=str(out),
+        persons=data.persons.num_rows,
+        restricted=data.report.restricted,
+        masked_values=data.report.masked_values,
+        include_restricted=include_restricted,
+    )
     files = write_codebook(out, data.template, rule, data.persons.schema)
-    for name in (["csv", "parquet", "jsonl", "pagexml", "alto"] if fmt == "all" else [fmt]):
+    for name in ["csv", "parquet", "jsonl", "pagexml", "alto"] if fmt == "all" else [fmt]:
         files += _write_format(run_dir, out / name if fmt == "all" else out, name, data, rule, report)
     report_path = out / embargo.REPORT_NAME
-    report_path.write_text(data.report.model_copy(update={"masked_cells": report.masked_cells}).model_dump_json(
-        indent=2, exclude={"restricted_person_ids"}), encoding="utf-8")
+    report_path.write_text(
+        data.report.model_copy(update={"masked_cells": report.masked_cells}).model_dump_json(
+            indent=2, exclude={"restricted_person_ids"}
+        ),
+        encoding="utf-8",
+    )
     report.files = [str(path) for path in [*files, report_path]]
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 
 
-def _export_training(run_dir: Path, out: Path, rule: embargo.EmbargoRule, include_restricted: bool,
-                     start: float) -> ExportReport:
+def _export_training(
+    run_dir: Path, out: Path, rule: embargo.EmbargoRule, include_restricted: bool, start: float
+) -> ExportReport:
     """Reviewed cell crops for training (review.training); restricted persons' masked cells are
     removed from it unless include_restricted, like from every other export."""
     from review.training import export_training
@@ -370,16 +479,24 @@ def _export_training(run_dir: Path, out: Path, rule: embargo.EmbargoRule, includ
             else:
                 kept.append(line)
         manifest.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    return ExportReport(format="training", out=str(out), cells=count - masked, masked_cells=masked,
-                        include_restricted=include_restricted, files=[str(out / "manifest.jsonl")],
-                        seconds=round(time.perf_counter() - start, 3))
+    return ExportReport(
+        format="training",
+        out=str(out),
+        cells=count - masked,
+        masked_cells=masked,
+        include_restricted=include_restricted,
+        files=[str(out / "manifest.jsonl")],
+        seconds=round(time.perf_counter() - start, 3),
+    )
 
 
-def _write_format(run_dir: Path, out: Path, fmt: str, data: dataset.Dataset, rule: embargo.EmbargoRule,
-                  report: ExportReport) -> list[Path]:
+def _write_format(
+    run_dir: Path, out: Path, fmt: str, data: dataset.Dataset, rule: embargo.EmbargoRule, report: ExportReport
+) -> list[Path]:
     if fmt in {"pagexml", "alto"}:
-        files, pages, masked = write_page_formats(run_dir, out, fmt, data.persons, data.template, rule,
-                                                  report.include_restricted)
+        files, pages, masked = write_page_formats(
+            run_dir, out, fmt, data.persons, data.template, rule, report.include_restricted
+        )
         report.pages, report.masked_cells = pages, report.masked_cells + masked
         return files
     if fmt == "codebook":
@@ -387,6 +504,11 @@ def _write_format(run_dir: Path, out: Path, fmt: str, data: dataset.Dataset, rul
     households = households_table(data.persons)
     report.households = households.num_rows
     if fmt == "jsonl":
-        return [write_jsonl(data.persons, out / "persons.jsonl"), write_jsonl(households, out / "households.jsonl")]
-    return [*write_partitioned(data.persons, out / "persons", fmt),
-            *write_partitioned(households, out / "households", fmt)]
+        return [
+            write_jsonl(data.persons, out / "persons.jsonl"),
+            write_jsonl(households, out / "households.jsonl"),
+        ]
+    return [
+        *write_partitioned(data.persons, out / "persons", fmt),
+        *write_partitioned(households, out / "households", fmt),
+    ]

@@ -25,8 +25,11 @@ from pipeline.templates import Template
 HEAD = "head"
 ADDRESS_SAME = 88  # rapidfuzz ratio at or above which two (OCR'd) street names are the same
 OTHER_STREET = 70  # below this, two street names are certainly different streets
-HOUSEHOLD_REASONS = (Reason.CHILD_OLDER_THAN_PARENT.value, Reason.HEAD_NOT_FIRST.value,
-                     Reason.AGE_BIRTH_MISMATCH.value)
+HOUSEHOLD_REASONS = (
+    Reason.CHILD_OLDER_THAN_PARENT.value,
+    Reason.HEAD_NOT_FIRST.value,
+    Reason.AGE_BIRTH_MISMATCH.value,
+)
 
 
 def _fold_address(value: object) -> str:
@@ -82,8 +85,13 @@ def assign_households(persons: list[Person], template: Template, page_id: str) -
     relation_key = _field_of_type(template, "relation")
     address_key = _field_of_type(template, "address")
     ordered = sorted(persons, key=lambda person: person.row)
-    rows = [(person.values.get(relation_key) if relation_key else None,
-             _fold_address(person.values.get(address_key)) if address_key else "") for person in ordered]
+    rows = [
+        (
+            person.values.get(relation_key) if relation_key else None,
+            _fold_address(person.values.get(address_key)) if address_key else "",
+        )
+        for person in ordered
+    ]
     assigned: list[Person] = []
     number, household = -1, []
     for index, person in enumerate(ordered):

@@ -25,8 +25,11 @@ from pydantic import BaseModel
 from pipeline.names import ABBREVIATIONS, EQUIVALENT_GIVEN_NAMES, fold
 from pipeline.store import stored_template
 
-REVERSE_ABBREVIATIONS = {full: abbreviation for abbreviation, full in ABBREVIATIONS.items()
-                         if len(abbreviation) >= 2 and not abbreviation.endswith(("º", "ª"))}
+REVERSE_ABBREVIATIONS = {
+    full: abbreviation
+    for abbreviation, full in ABBREVIATIONS.items()
+    if len(abbreviation) >= 2 and not abbreviation.endswith(("º", "ª"))
+}
 MISREADINGS = {"e": "c", "n": "u", "u": "n", "a": "o", "o": "a", "l": "t", "r": "n", "m": "n", "i": "l"}
 
 
@@ -68,10 +71,14 @@ def _join(given: str, surnames: list[str], conjunction: str) -> str:
 
 
 SURNAME_RULES: dict[str, tuple[str, str]] = {
-    "b/v": (r"[bv]", "bv"), "ç/s/z": (r"ç|z|(?<=[aeiou])s(?=[aeiou])", "szç"),
-    "ll/l·l": (r"ll|l·l|ŀl", "ll|l·l|ŀl|l"), "puig/puch": (r"ig$|ch$", ""),
-    "x/ch/j/g": (r"^X|^J|^G(?=[ei])|^Ch", "X|J|G|Ch"), "silent h": (r"^H", ""),
-    "y/i": (r"^Y|^I(?=[bn])", "Y|I"), "double letter": (r"rr|ss|ll|nn|tt", ""),
+    "b/v": (r"[bv]", "bv"),
+    "ç/s/z": (r"ç|z|(?<=[aeiou])s(?=[aeiou])", "szç"),
+    "ll/l·l": (r"ll|l·l|ŀl", "ll|l·l|ŀl|l"),
+    "puig/puch": (r"ig$|ch$", ""),
+    "x/ch/j/g": (r"^X|^J|^G(?=[ei])|^Ch", "X|J|G|Ch"),
+    "silent h": (r"^H", ""),
+    "y/i": (r"^Y|^I(?=[bn])", "Y|I"),
+    "double letter": (r"rr|ss|ll|nn|tt", ""),
 }
 
 
@@ -91,7 +98,7 @@ def _apply_surname_rule(rng: random.Random, rule: str, surnames: list[str]) -> b
     else:
         replacement = rng.choice([option for option in options.split("|") if option != found] or [found])
     start = re.search(pattern, surnames[index]).start()
-    surnames[index] = surnames[index][:start] + replacement + surnames[index][start + len(found):]
+    surnames[index] = surnames[index][:start] + replacement + surnames[index][start + len(found) :]
     return True
 
 
@@ -141,14 +148,26 @@ def make_variant(name: str, rng: random.Random) -> tuple[str, list[str]]:
             return False
         i = rng.choice(positions)
         word = surnames[index]
-        surnames[index] = word[:i] + MISREADINGS[word[i]] + word[i + 1:]
+        surnames[index] = word[:i] + MISREADINGS[word[i]] + word[i + 1 :]
         return True
 
-    steps += [("given equivalent", equivalent), ("abbreviation", abbreviate), ("i/y", conjunction_change),
-              ("swapped surnames", swap), ("second surname left out", drop_second), ("misreading", misread)]
+    steps += [
+        ("given equivalent", equivalent),
+        ("abbreviation", abbreviate),
+        ("i/y", conjunction_change),
+        ("swapped surnames", swap),
+        ("second surname left out", drop_second),
+        ("misreading", misread),
+    ]
     steps += [(rule, lambda rule=rule: _apply_surname_rule(rng, rule, surnames)) for rule in SURNAME_RULES]
-    weights = {"given equivalent": 4, "abbreviation": 2, "i/y": 3, "swapped surnames": 2,
-               "second surname left out": 1, "misreading": 1}
+    weights = {
+        "given equivalent": 4,
+        "abbreviation": 2,
+        "i/y": 3,
+        "swapped surnames": 2,
+        "second surname left out": 1,
+        "misreading": 1,
+    }
     wanted = rng.randint(1, 3)
     for _ in range(30):
         if len(applied) >= wanted:
@@ -173,16 +192,27 @@ def labelled_queries(store_path: Path, count: int = 200, seed: int = 0) -> list[
         while len(queries) < count and total:
             row = connection.execute(
                 "SELECT person_id, name, birth_date, age, birth_place FROM persons WHERE rowid = ?",
-                (rng.randint(1, total),)).fetchone()
+                (rng.randint(1, total),),
+            ).fetchone()
             if not row or not row[1] or len(row[1].split()) < 3:
                 continue
             person_id, name, birth_date, age, place = row
             text, rules = make_variant(name, rng)
-            year = int(birth_date[:4]) if birth_date else (register_year - age if isinstance(age, int) else None)
+            year = (
+                int(birth_date[:4]) if birth_date else (register_year - age if isinstance(age, int) else None)
+            )
             if year is None:
                 continue
             start = year - rng.randint(0, 4)
             with_place = rng.random() < 0.2 or "second surname left out" in rules
-            queries.append(LabelledQuery(person_id=person_id, name=name, query=text, born=(start, start + 5),
-                                         place=place if with_place else None, rules=rules))
+            queries.append(
+                LabelledQuery(
+                    person_id=person_id,
+                    name=name,
+                    query=text,
+                    born=(start, start + 5),
+                    place=place if with_place else None,
+                    rules=rules,
+                )
+            )
     return queries

@@ -27,21 +27,21 @@ from pipeline.errors import UsageError
 QUERY_DIR = "query"
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
 
-MASKED_CELLS_SQL = """
+# A cell is hidden when its row belongs to a restricted person and its field is masked.
+HIDDEN = "r.page_id IS NOT NULL AND (c.field IS NULL OR c.field IN ({fields}))"
+MASKED_CELLS_SQL = f"""
 SELECT c.* REPLACE (
-    CASE WHEN r.page_id IS NOT NULL AND (c.field IS NULL OR c.field IN ({fields})) THEN NULL ELSE c.text END AS text,
-    CASE WHEN r.page_id IS NOT NULL AND (c.field IS NULL OR c.field IN ({fields})) THEN NULL ELSE c.value END AS value,
-    CASE WHEN r.page_id IS NOT NULL AND (c.field IS NULL OR c.field IN ({fields})) THEN NULL ELSE c.machine_text END
-        AS machine_text)
+    CASE WHEN {HIDDEN} THEN NULL ELSE c.text END AS text,
+    CASE WHEN {HIDDEN} THEN NULL ELSE c.value END AS value,
+    CASE WHEN {HIDDEN} THEN NULL ELSE c.machine_text END AS machine_text)
 FROM cells c LEFT JOIN restricted_rows r USING (page_id, row)
 """
-MASKED_CORRECTIONS_SQL = """
+MASKED_CORRECTIONS_SQL = f"""
 SELECT k.* REPLACE (
-    CASE WHEN r.page_id IS NOT NULL AND (c.field IS NULL OR c.field IN ({fields})) THEN NULL ELSE k.old_value END
-        AS old_value,
-    CASE WHEN r.page_id IS NOT NULL AND (c.field IS NULL OR c.field IN ({fields})) THEN NULL ELSE k.new_value END
-        AS new_value)
-FROM corrections k LEFT JOIN cells c USING (cell_id) LEFT JOIN restricted_rows r ON r.page_id = c.page_id AND r.row = c.row
+    CASE WHEN {HIDDEN} THEN NULL ELSE k.old_value END AS old_value,
+    CASE WHEN {HIDDEN} THEN NULL ELSE k.new_value END AS new_value)
+FROM corrections k LEFT JOIN cells c USING (cell_id)
+    LEFT JOIN restricted_rows r ON r.page_id = c.page_id AND r.row = c.row
 """
 
 
@@ -85,13 +85,19 @@ def build_snapshot(run_dir: Path, include_restricted: bool, rule: embargo.Embarg
     connection = duckdb.connect()
     try:
         restricted = data.persons.filter(data.persons["restricted"]).select(["page_id", "row"])
-        connection.register("restricted_rows", restricted if not include_restricted else restricted.slice(0, 0))
+        connection.register(
+            "restricted_rows", restricted if not include_restricted else restricted.slice(0, 0)
+        )
         connection.register("cells", _store_table(path, "cells"))
         connection.register("corrections", _store_table(path, "corrections"))
         fields = ", ".join(f"'{field}'" for field in embargo.masked_fields(data.template, rule))
-        pq.write_table(connection.sql(MASKED_CELLS_SQL.format(fields=fields)).to_arrow_table(), tmp / "cells.parquet")
-        pq.write_table(connection.sql(MASKED_CORRECTIONS_SQL.format(fields=fields)).to_arrow_table(),
-                       tmp / "corrections.parquet")
+        pq.write_table(
+            connection.sql(MASKED_CELLS_SQL.format(fields=fields)).to_arrow_table(), tmp / "cells.parquet"
+        )
+        pq.write_table(
+            connection.sql(MASKED_CORRECTIONS_SQL.format(fields=fields)).to_arrow_table(),
+            tmp / "corrections.parquet",
+        )
     finally:
         connection.close()
     pq.write_table(_store_table(path, "pages"), tmp / "pages.parquet")
@@ -131,12 +137,15 @@ def open_readonly(folder: Path) -> Any:
     """An in-memory DuckDB with the snapshot's views and no other file access."""
     import duckdb
 
-    connection = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                                   "autoload_known_extensions": False})
+    connection = duckdb.connect(
+        ":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
     root = folder.resolve()
     for table in ("persons", "households"):
-        connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
-                           f"'{root / table}/*/*/*.parquet', hive_partitioning = false)")
+        connection.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+            f"'{root / table}/*/*/*.parquet', hive_partitioning = false)"
+        )
     for table in ("cells", "pages", "corrections"):
         connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{root / table}.parquet')")
     connection.execute(f"SET allowed_directories = ['{root}/']")
@@ -162,8 +171,9 @@ def run_query(run_dir: Path, sql: str, include_restricted: bool = False) -> Quer
         except duckdb.Error as error:
             raise UsageError(f"SQL error: {error}") from error
         columns = [description[0] for description in relation.description or []]
-        return QueryResult(columns=columns, rows=[list(row) for row in rows],
-                           seconds=round(time.perf_counter() - start, 4))
+        return QueryResult(
+            columns=columns, rows=[list(row) for row in rows], seconds=round(time.perf_counter() - start, 4)
+        )
     finally:
         connection.close()
 
@@ -171,8 +181,9 @@ def run_query(run_dir: Path, sql: str, include_restricted: bool = False) -> Quer
 def format_result(result: QueryResult, fmt: str) -> str:
     """Render as an aligned text table, CSV or JSON (a list of objects)."""
     if fmt == "json":
-        return json.dumps([dict(zip(result.columns, row)) for row in result.rows], ensure_ascii=False,
-                          default=str, indent=1)
+        return json.dumps(
+            [dict(zip(result.columns, row)) for row in result.rows], ensure_ascii=False, default=str, indent=1
+        )
     if fmt == "csv":
         import csv
         import io

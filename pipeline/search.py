@@ -83,6 +83,7 @@ def person_keys(keys: list[str]) -> set[str]:
 
 # --- index ------------------------------------------------------------------------------------
 
+
 def index_dir(run_dir: Path) -> Path:
     return Path(run_dir) / INDEX_DIR
 
@@ -115,8 +116,23 @@ def build_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> int:
     tmp = folder / "people.sqlite.tmp"
     tmp.unlink(missing_ok=True)
     keys, pids, vocabulary = [], [], set()
-    columns = persons.select(["person_id", "page_id", "row", "name", "birth_year", "birth_place", "confidence",
-                              "restricted", "cell_ids", "x0", "y0", "x1", "y1"]).to_pydict()
+    columns = persons.select(
+        [
+            "person_id",
+            "page_id",
+            "row",
+            "name",
+            "birth_year",
+            "birth_place",
+            "confidence",
+            "restricted",
+            "cell_ids",
+            "x0",
+            "y0",
+            "x1",
+            "y1",
+        ]
+    ).to_pydict()
     rows = []
     for pid, values in enumerate(zip(*columns.values())):
         person_id, page_id, row, name, birth_year, place, confidence, restricted, cell_ids, *row_box = values
@@ -128,14 +144,30 @@ def build_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> int:
             pids.append(pid)
         name_cell = json.loads(cell_ids or "{}").get("name")
         box = boxes.get(name_cell) or tuple(row_box)
-        rows.append((pid, person_id, page_id, row, name, " ".join(token_keys),
-                     " ".join(token.folded for token in tokens), birth_year, place,
-                     fold(place) if place else None, confidence, int(bool(restricted)), *box))
+        rows.append(
+            (
+                pid,
+                person_id,
+                page_id,
+                row,
+                name,
+                " ".join(token_keys),
+                " ".join(token.folded for token in tokens),
+                birth_year,
+                place,
+                fold(place) if place else None,
+                confidence,
+                int(bool(restricted)),
+                *box,
+            )
+        )
     with sqlite3.connect(tmp) as connection:
         connection.execute(
-            "CREATE TABLE people (pid INTEGER PRIMARY KEY, person_id TEXT, page_id TEXT, row INTEGER, name TEXT, "
-            "keys TEXT, folded TEXT, birth_year INTEGER, birth_place TEXT, place_folded TEXT, confidence REAL, "
-            "restricted INTEGER, x0 INTEGER, y0 INTEGER, x1 INTEGER, y1 INTEGER)")
+            "CREATE TABLE people (pid INTEGER PRIMARY KEY, person_id TEXT, page_id TEXT, row INTEGER, "
+            "name TEXT, keys TEXT, folded TEXT, birth_year INTEGER, birth_place TEXT, place_folded TEXT, "
+            "confidence REAL, "
+            "restricted INTEGER, x0 INTEGER, y0 INTEGER, x1 INTEGER, y1 INTEGER)"
+        )
         connection.executemany(f"INSERT INTO people VALUES ({','.join('?' * 16)})", rows)
         connection.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
         connection.execute("INSERT INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
@@ -143,7 +175,9 @@ def build_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> int:
     order = np.argsort(key_array, kind="stable")
     np.save(folder / "keys.npy", key_array[order])
     np.save(folder / "pids.npy", pid_array[order])
-    (folder / "vocabulary.json").write_text(json.dumps(sorted(vocabulary), ensure_ascii=False), encoding="utf-8")
+    (folder / "vocabulary.json").write_text(
+        json.dumps(sorted(vocabulary), ensure_ascii=False), encoding="utf-8"
+    )
     tmp.replace(folder / "people.sqlite")
     return len(rows)
 
@@ -165,6 +199,7 @@ def ensure_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> None
 
 # --- query ------------------------------------------------------------------------------------
 
+
 class Searcher:
     """An opened index; reuse it for many queries (the CLI opens one per call)."""
 
@@ -175,8 +210,9 @@ class Searcher:
         folder = index_dir(self.run_dir)
         self.keys = np.load(folder / "keys.npy", mmap_mode="r")
         self.pids = np.load(folder / "pids.npy", mmap_mode="r")
-        self.people = sqlite3.connect(f"file:{folder / 'people.sqlite'}?mode=ro", uri=True,
-                                      check_same_thread=False)
+        self.people = sqlite3.connect(
+            f"file:{folder / 'people.sqlite'}?mode=ro", uri=True, check_same_thread=False
+        )
         self.vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
         self.known = set(self.vocabulary)
 
@@ -202,8 +238,13 @@ class Searcher:
         keys = query_keys(word)
         if keys & self.known:
             return keys
-        near = process.extract(phonetic(word), self.vocabulary, scorer=Levenshtein.normalized_similarity,
-                               limit=NEAR_KEYS, score_cutoff=NEAR_KEY_SIMILARITY)
+        near = process.extract(
+            phonetic(word),
+            self.vocabulary,
+            scorer=Levenshtein.normalized_similarity,
+            limit=NEAR_KEYS,
+            score_cutoff=NEAR_KEY_SIMILARITY,
+        )
         return keys | {key for key, _, _ in near}
 
     def candidates(self, words: list[str]) -> np.ndarray:
@@ -211,8 +252,13 @@ class Searcher:
         word_keys = [self.word_keys(word) for word in words]
         if len(word_keys) == 1:
             return self._lookup(word_keys[0])
-        pairs = {"|".join(sorted((a, b))) for keys_a, keys_b in itertools.combinations(word_keys, 2)
-                 for a in keys_a for b in keys_b if a != b}
+        pairs = {
+            "|".join(sorted((a, b)))
+            for keys_a, keys_b in itertools.combinations(word_keys, 2)
+            for a in keys_a
+            for b in keys_b
+            if a != b
+        }
         found = self._lookup(pairs)
         # No two words agree (two misspellings): fall back to single words.
         return found if found.size else self._lookup(set().union(*word_keys))
@@ -223,12 +269,25 @@ class Searcher:
             raise UsageError("empty search: give at least one name")
         scorer = NameScorer(words)
         place = fold(query.place) if query.place else None
-        scored = [(score, row) for row in self._fetch(self.candidates(words), query)
-                  if (score := self._score(scorer, row, query, place)) >= MIN_SCORE]
+        scored = [
+            (score, row)
+            for row in self._fetch(self.candidates(words), query)
+            if (score := self._score(scorer, row, query, place)) >= MIN_SCORE
+        ]
         scored.sort(key=lambda item: (-item[0], -(item[1][9] or 0)))  # ties: the surer reading first
-        hits = [SearchHit(person_id=row[0], page_id=row[1], row=row[2], name=row[3], birth_year=row[6],
-                          birth_place=row[7], score=round(score, 4), confidence=row[9])
-                for score, row in scored[:query.limit]]
+        hits = [
+            SearchHit(
+                person_id=row[0],
+                page_id=row[1],
+                row=row[2],
+                name=row[3],
+                birth_year=row[6],
+                birth_place=row[7],
+                score=round(score, 4),
+                confidence=row[9],
+            )
+            for score, row in scored[: query.limit]
+        ]
         if crops:
             for hit in hits:
                 hit.crop = str(name_crop(self.run_dir, hit.person_id, self.people))
@@ -237,15 +296,19 @@ class Searcher:
     def _fetch(self, pids: np.ndarray, query: SearchQuery) -> list[tuple]:
         conditions = [] if query.include_restricted else ["restricted = 0"]
         if query.born:  # a year's slack: birth years derived from ages are off by one
-            conditions.append(f"(birth_year IS NULL OR birth_year BETWEEN {query.born[0] - 1} AND {query.born[1] + 1})")
+            conditions.append(
+                f"(birth_year IS NULL OR birth_year BETWEEN {query.born[0] - 1} AND {query.born[1] + 1})"
+            )
         where = f" AND {' AND '.join(conditions)}" if conditions else ""
         self.people.execute("DROP TABLE IF EXISTS temp.wanted")
         self.people.execute("CREATE TEMP TABLE wanted (pid INTEGER PRIMARY KEY)")
         self.people.executemany("INSERT INTO temp.wanted VALUES (?)", ((int(pid),) for pid in pids))
         # CROSS JOIN makes SQLite loop over the few wanted ids, not over every person.
         return self.people.execute(
-            "SELECT person_id, page_id, row, name, keys, folded, birth_year, birth_place, place_folded, confidence "
-            f"FROM temp.wanted AS w CROSS JOIN people AS p ON p.pid = w.pid WHERE 1{where}").fetchall()
+            "SELECT person_id, page_id, row, name, keys, folded, birth_year, birth_place, place_folded, "
+            "confidence "
+            f"FROM temp.wanted AS w CROSS JOIN people AS p ON p.pid = w.pid WHERE 1{where}"
+        ).fetchall()
 
     @staticmethod
     def _score(scorer: NameScorer, row: tuple, query: SearchQuery, place: str | None) -> float:
@@ -275,7 +338,8 @@ class NameScorer:
         cached = self.memo.get((index, key, folded))
         if cached is None:
             cached = self.memo[(index, key, folded)] = _word_similarity(
-                self.words[index], self.word_keys[index], key, folded)
+                self.words[index], self.word_keys[index], key, folded
+            )
         return cached
 
     def score(self, keys: list[str], folded: list[str]) -> float:
@@ -284,7 +348,9 @@ class NameScorer:
         free = list(range(len(keys)))
         total = 0.0
         for index in range(len(self.words)):
-            best, position = max(((self.similarity(index, keys[i], folded[i]), i) for i in free), default=(0.0, -1))
+            best, position = max(
+                ((self.similarity(index, keys[i], folded[i]), i) for i in free), default=(0.0, -1)
+            )
             if best >= PARTIAL_MATCH:  # a misread letter still counts, for what it is worth
                 total += best
                 free.remove(position)
@@ -311,6 +377,7 @@ def search(run_dir: Path, query: SearchQuery, crops: bool = True) -> list[Search
 
 # --- crops ------------------------------------------------------------------------------------
 
+
 def crop_image(run_dir: Path, page_id: str, box: tuple[int, int, int, int], name: str) -> Path | None:
     """Cut `box` (original page pixels) out of RUN_DIR/images/<page_id>.jpg into RUN_DIR/crops/<name>.jpg."""
     target = Path(run_dir) / CROPS_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.jpg"
@@ -324,15 +391,18 @@ def crop_image(run_dir: Path, page_id: str, box: tuple[int, int, int, int], name
     with Image.open(source) as image:
         x0, y0, x1, y1 = box
         pad = 6
-        region = image.crop((max(0, x0 - pad), max(0, y0 - pad), min(image.width, x1 + pad),
-                             min(image.height, y1 + pad)))
+        region = image.crop(
+            (max(0, x0 - pad), max(0, y0 - pad), min(image.width, x1 + pad), min(image.height, y1 + pad))
+        )
         target.parent.mkdir(parents=True, exist_ok=True)
         region.convert("L").save(target, quality=88)
     return target
 
 
 def name_crop(run_dir: Path, person_id: str, people: sqlite3.Connection) -> Path | None:
-    row = people.execute("SELECT page_id, x0, y0, x1, y1 FROM people WHERE person_id = ?", (person_id,)).fetchone()
+    row = people.execute(
+        "SELECT page_id, x0, y0, x1, y1 FROM people WHERE person_id = ?", (person_id,)
+    ).fetchone()
     return crop_image(run_dir, row[0], tuple(row[1:]), f"{person_id}-name") if row else None
 
 

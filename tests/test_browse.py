@@ -34,8 +34,14 @@ def test_copy_has_fts_facet_columns_and_crop_links(run_dir: Path):
     with sqlite3.connect(path) as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(persons)")]
         assert set(FACETS) <= set(columns) and "crop" in columns
-        surname = connection.execute("SELECT name FROM persons WHERE name IS NOT NULL LIMIT 1").fetchone()[0].split()[-1]
-        found = connection.execute("SELECT COUNT(*) FROM persons_fts WHERE persons_fts MATCH ?", (surname,)).fetchone()
+        surname = (
+            connection.execute("SELECT name FROM persons WHERE name IS NOT NULL LIMIT 1")
+            .fetchone()[0]
+            .split()[-1]
+        )
+        found = connection.execute(
+            "SELECT COUNT(*) FROM persons_fts WHERE persons_fts MATCH ?", (surname,)
+        ).fetchone()
         assert found[0] >= 1
         crops = connection.execute("SELECT restricted, crop FROM persons").fetchall()
     assert all((crop is None) == bool(restricted) for restricted, crop in crops)
@@ -58,7 +64,9 @@ def _get(url: str) -> tuple[int, bytes, str]:
 @pytest.fixture(scope="module")
 def server(run_dir: Path):
     port = _free_port()
-    process = subprocess.Popen(datasette_command(run_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        datasette_command(run_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -79,7 +87,9 @@ def test_facets_search_and_crops_over_http(server: str):
     assert status == 200 and {"sex", "relation"} <= set(data["facet_results"])
     row = dict(zip(data["columns"], data["rows"][0]))
     surname = row["name"].split()[-1] if row["name"] else "Puig"
-    status, body, _ = _get(f"{server}/{DB_NAME}/persons.json?_search={urllib.parse.quote(surname)}&_shape=array")
+    status, body, _ = _get(
+        f"{server}/{DB_NAME}/persons.json?_search={urllib.parse.quote(surname)}&_shape=array"
+    )
     assert status == 200 and any(surname in (hit["name"] or "") for hit in json.loads(body))
     shown = json.loads(_get(f"{server}/{DB_NAME}/persons.json?_shape=array&restricted=0&_size=1")[1])[0]
     status, body, kind = _get(server + shown["crop"])
@@ -96,19 +106,51 @@ def test_headless_chromium_renders_facets_and_crops(server: str, tmp_path: Path)
     shot = ARTIFACTS / "browse-persons.png"
     shot.unlink(missing_ok=True)
     url = f"{server}/{DB_NAME}/persons?restricted=0&_facet_size=4"  # the metadata's facets, short
-    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1600",
-                           "--virtual-time-budget=5000", f"--screenshot={shot}", url],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1400,1600",
+            "--virtual-time-budget=5000",
+            f"--screenshot={shot}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.is_file(), done.stderr[-2000:]
     from PIL import Image
 
     with Image.open(shot) as image:
         assert image.size == (1400, 1600)
         assert len(set(image.convert("L").resize((140, 110)).getdata())) > 20  # a rendered page, not blank
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp_path / 'profile2'}", "--virtual-time-budget=5000", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile2'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert 'alt="row crop"' in dom.stdout and "facet-results" in dom.stdout

@@ -23,10 +23,18 @@ from pipeline.templates import load_template
 TODAY = dt.date(2026, 6, 1)
 # Restricted sentinels: values that exist nowhere else in the generated data.
 SENTINELS = [
-    {"name": "Zebedeu Quixotescu i Wolfram", "birth_date": "1991-03-17", "age": None,
-     "address": "carrer de Xyzzy Secret, 913"},
-    {"name": "Yolanda Plughvart Mnemosine", "birth_date": None, "age": 3,  # no date, recent register rule
-     "address": "passatge Qwertyuiop, 877"},
+    {
+        "name": "Zebedeu Quixotescu i Wolfram",
+        "birth_date": "1991-03-17",
+        "age": None,
+        "address": "carrer de Xyzzy Secret, 913",
+    },
+    {
+        "name": "Yolanda Plughvart Mnemosine",
+        "birth_date": None,
+        "age": 3,  # no date, recent register rule
+        "address": "passatge Qwertyuiop, 877",
+    },
 ]
 CORRECTED_NAME = "Zebedeu Quixotescu Corregit"
 
@@ -45,9 +53,11 @@ def _plant_sentinels(run_dir: Path) -> None:
         store.write_page(connection, result, template)
         name_cell = result.persons[-2].cell_ids["name"]
         connection.execute(
-            "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source) "
+            "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, "
+            "source) "
             "VALUES (?, ?, ?, 'corrected', 'tester', '2026-01-01T00:00:00', 'test')",
-            (name_cell, SENTINELS[0]["name"], CORRECTED_NAME))
+            (name_cell, SENTINELS[0]["name"], CORRECTED_NAME),
+        )
         store.reapply_corrections(connection, result.page.page_id)
         connection.commit()
 
@@ -72,6 +82,7 @@ def _assert_clean(text: str, where: str) -> None:
 
 
 # --- the rule ---------------------------------------------------------------------------------
+
 
 def test_rule_restricts_recent_births_and_undated_persons_of_recent_registers():
     rule = embargo.EmbargoRule(today=TODAY)
@@ -99,6 +110,7 @@ def test_rule_is_read_from_the_run_config(run_dir: Path):
 
 # --- no leaks ---------------------------------------------------------------------------------
 
+
 def test_no_export_format_leaks_restricted_values(run_dir: Path, tmp_path: Path):
     from pipeline.export import export
 
@@ -123,7 +135,8 @@ def test_redacted_page_images_blank_the_restricted_cells(run_dir: Path, tmp_path
     page_id = "5e171e1500000000-p0"
     with sqlite3.connect(run_dir / store.STORE_NAME) as connection:
         x0, y0, x1, y1 = connection.execute(
-            "SELECT x0, y0, x1, y1 FROM cells WHERE text = ?", (CORRECTED_NAME,)).fetchone()
+            "SELECT x0, y0, x1, y1 FROM cells WHERE text = ?", (CORRECTED_NAME,)
+        ).fetchone()
     original = np.asarray(Image.open(run_dir / "images" / f"{page_id}.jpg").convert("L"))[y0:y1, x0:x1]
     redacted = np.asarray(Image.open(tmp_path / "page" / f"{page_id}.jpg").convert("L"))[y0:y1, x0:x1]
     assert original.min() < 100  # there was ink
@@ -155,8 +168,11 @@ def test_query_cannot_reach_restricted_values(run_dir: Path):
     for table in ("persons", "households", "cells", "corrections", "pages"):
         result = run_query(run_dir, f"SELECT * FROM {table}")
         _assert_clean(json.dumps(result.rows, default=str), f"query {table}")
-    full = run_query(run_dir, "SELECT name FROM persons WHERE name = ?".replace("?", f"'{CORRECTED_NAME}'"),
-                     include_restricted=True)
+    full = run_query(
+        run_dir,
+        "SELECT name FROM persons WHERE name = ?".replace("?", f"'{CORRECTED_NAME}'"),
+        include_restricted=True,
+    )
     assert full.rows == [[CORRECTED_NAME]]  # the reviewer's correction is the current value
 
 
@@ -191,19 +207,27 @@ def test_datasette_pages_and_sql_do_not_leak(run_dir: Path):
     from pipeline.browse import DB_NAME, datasette_command
 
     port = _free_port()
-    server = subprocess.Popen(datasette_command(run_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        datasette_command(run_dir, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for(base)
         sql = urllib.parse.quote("select group_concat(name, '|') || group_concat(address, '|') from persons")
-        for url in (f"/{DB_NAME}/persons.json?_shape=array&_size=max", f"/{DB_NAME}/households.json?_size=max",
-                    f"/{DB_NAME}/persons?_facet=sex", f"/{DB_NAME}.json?sql=select+*+from+persons",
-                    f"/{DB_NAME}.json?sql={sql}", f"/{DB_NAME}/persons_fts.json?_size=max"):
+        for url in (
+            f"/{DB_NAME}/persons.json?_shape=array&_size=max",
+            f"/{DB_NAME}/households.json?_size=max",
+            f"/{DB_NAME}/persons?_facet=sex",
+            f"/{DB_NAME}.json?sql=select+*+from+persons",
+            f"/{DB_NAME}.json?sql={sql}",
+            f"/{DB_NAME}/persons_fts.json?_size=max",
+        ):
             with urllib.request.urlopen(base + url, timeout=30) as response:
                 _assert_clean(response.read().decode("utf-8", "replace"), url)
         for term in ("Quixotescu", "Plughvart", "Xyzzy"):  # full-text search finds nobody
-            with urllib.request.urlopen(f"{base}/{DB_NAME}/persons.json?_shape=array&_search={term}",
-                                        timeout=30) as response:
+            with urllib.request.urlopen(
+                f"{base}/{DB_NAME}/persons.json?_shape=array&_search={term}", timeout=30
+            ) as response:
                 assert json.loads(response.read()) == []
     finally:
         server.terminate()

@@ -63,17 +63,25 @@ def test_households_have_head_size_members_and_relations(run_dir: Path, tmp_path
 
 def test_household_flags_come_from_the_fields_stage_reasons(run_dir: Path, tmp_path: Path):
     page_id, row, household_id = _store_rows(
-        run_dir, "SELECT page_id, row, household_id FROM persons WHERE relation IN ('son', 'daughter') LIMIT 1")[0]
+        run_dir,
+        "SELECT page_id, row, household_id FROM persons WHERE relation IN ('son', 'daughter') LIMIT 1",
+    )[0]
     with store.connect(run_dir) as connection:
-        connection.execute("UPDATE cells SET reasons = '[\"child-older-than-parent\", \"low-confidence\"]' "
-                           "WHERE page_id = ? AND row = ? AND field IN ('age', 'relation')", (page_id, row))
+        connection.execute(
+            'UPDATE cells SET reasons = \'["child-older-than-parent", "low-confidence"]\' '
+            "WHERE page_id = ? AND row = ? AND field IN ('age', 'relation')",
+            (page_id, row),
+        )
         connection.commit()
     export(run_dir, "jsonl", tmp_path)
     households = {h["household_id"]: h for h in map(json.loads, (tmp_path / "households.jsonl").open())}
     flagged = households.pop(household_id)
     assert json.loads(flagged["flags"]) == ["child-older-than-parent"]
-    assert flagged["size"] == len(json.loads(flagged["members"])) == _store_rows(
-        run_dir, f"SELECT COUNT(*) FROM persons WHERE household_id = '{household_id}'")[0][0]
+    assert (
+        flagged["size"]
+        == len(json.loads(flagged["members"]))
+        == _store_rows(run_dir, f"SELECT COUNT(*) FROM persons WHERE household_id = '{household_id}'")[0][0]
+    )
     assert all(json.loads(h["flags"]) == [] for h in households.values())
     persons = [json.loads(line) for line in (tmp_path / "persons.jsonl").open()]
     assert [p["consistency_flags"] for p in persons if p["consistency_flags"]] == ["child-older-than-parent"]
@@ -89,16 +97,22 @@ def test_csv_rows_match_the_store(run_dir: Path, tmp_path: Path):
 
 
 def test_corrections_are_the_current_values(run_dir: Path, tmp_path: Path):
-    cell_id, page_id = _store_rows(run_dir, "SELECT cell_id, page_id FROM cells WHERE field = 'age' "
-                                            "AND text != '' LIMIT 1")[0]
+    cell_id, page_id = _store_rows(
+        run_dir, "SELECT cell_id, page_id FROM cells WHERE field = 'age' AND text != '' LIMIT 1"
+    )[0]
     with store.connect(run_dir) as connection:
         connection.execute(
-            "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source) "
-            "VALUES (?, NULL, '77', 'corrected', 'tester', '2026-02-02T00:00:00', 'test')", (cell_id,))
+            "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, "
+            "source) "
+            "VALUES (?, NULL, '77', 'corrected', 'tester', '2026-02-02T00:00:00', 'test')",
+            (cell_id,),
+        )
         store.reapply_corrections(connection, page_id)
         connection.commit()
     export(run_dir, "jsonl", tmp_path)
-    persons = {p["person_id"]: p for p in map(json.loads, (tmp_path / "persons.jsonl").open(encoding="utf-8"))}
+    persons = {
+        p["person_id"]: p for p in map(json.loads, (tmp_path / "persons.jsonl").open(encoding="utf-8"))
+    }
     row = int(cell_id.split(":r")[1].split(":")[0])
     person = persons[f"{page_id}:r{row}"]
     assert person["age"] == 77 and person["cells_corrected"] == 1
@@ -112,14 +126,18 @@ def test_page_xml_holds_a_table_with_cells_and_text(run_dir: Path, tmp_path: Pat
     page_id, n_cells = _store_rows(run_dir, "SELECT page_id, COUNT(*) FROM cells GROUP BY page_id LIMIT 1")[0]
     table = read_table_groundtruth(tmp_path / f"{page_id}.xml")
     assert len(table.cells) == n_cells and (tmp_path / table.image_filename).is_file()
-    stored = {(r, c): t for r, c, t in _store_rows(run_dir, f"SELECT row, col, text FROM cells "
-                                                            f"WHERE page_id = '{page_id}'")}
+    stored = {
+        (r, c): t
+        for r, c, t in _store_rows(run_dir, f"SELECT row, col, text FROM cells WHERE page_id = '{page_id}'")
+    }
     assert {(cell.row, cell.col): cell.text for cell in table.cells} == stored
 
 
 def test_alto_v4_has_a_string_per_written_cell(run_dir: Path, tmp_path: Path):
     export(run_dir, "alto", tmp_path)
-    page_id, written = _store_rows(run_dir, "SELECT page_id, SUM(text != '') FROM cells GROUP BY page_id LIMIT 1")[0]
+    page_id, written = _store_rows(
+        run_dir, "SELECT page_id, SUM(text != '') FROM cells GROUP BY page_id LIMIT 1"
+    )[0]
     root = etree.parse(str(tmp_path / f"{page_id}.alto.xml")).getroot()
     assert root.tag == f"{{{ALTO_NS}}}alto"
     strings = root.findall(f".//{{{ALTO_NS}}}String")
@@ -148,7 +166,21 @@ def test_cli_export_prints_a_json_report(run_dir: Path, tmp_path: Path):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", str(run_dir), "--format", "jsonl",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "export",
+            str(run_dir),
+            "--format",
+            "jsonl",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["persons"] > 0

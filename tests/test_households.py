@@ -22,23 +22,42 @@ def _ids(persons: list[Person]) -> list[str]:
 
 
 def test_heads_and_new_addresses_start_households():
-    persons = [_person(0, "son", "carrer Major, 3"),  # continues the previous page's household
-               _person(1, "head", "carrer Major, 5"), _person(2, "spouse", "carrer Major, 5"),
-               _person(3, "daughter", None),  # blank address: same dwelling
-               _person(4, None, "carrer Nou, 12"), _person(5, "spouse", "carrer Nou, 12"),  # head unread
-               _person(6, "head", "carrer Nou, 12")]  # same building, another family
-    assert _ids(persons) == ["page7:h0", "page7:h1", "page7:h1", "page7:h1", "page7:h2", "page7:h2", "page7:h3"]
+    persons = [
+        _person(0, "son", "carrer Major, 3"),  # continues the previous page's household
+        _person(1, "head", "carrer Major, 5"),
+        _person(2, "spouse", "carrer Major, 5"),
+        _person(3, "daughter", None),  # blank address: same dwelling
+        _person(4, None, "carrer Nou, 12"),
+        _person(5, "spouse", "carrer Nou, 12"),  # head unread
+        _person(6, "head", "carrer Nou, 12"),
+    ]  # same building, another family
+    assert _ids(persons) == [
+        "page7:h0",
+        "page7:h1",
+        "page7:h1",
+        "page7:h1",
+        "page7:h2",
+        "page7:h2",
+        "page7:h3",
+    ]
 
 
 def test_a_single_misread_address_does_not_split_a_household():
-    persons = [_person(0, "head", "carrer de Dalt, 104"), _person(1, "son", "carrer de Dalt, 10e"),
-               _person(2, "daughter", "carrer de Dalt, 104"), _person(3, None, "carer de Dalt, 104")]
+    persons = [
+        _person(0, "head", "carrer de Dalt, 104"),
+        _person(1, "son", "carrer de Dalt, 10e"),
+        _person(2, "daughter", "carrer de Dalt, 104"),
+        _person(3, None, "carer de Dalt, 104"),
+    ]
     assert len(set(_ids(persons))) == 1
 
 
 def test_neighbouring_house_numbers_are_different_households():
-    persons = [_person(0, "head", "carrer Major, 12"), _person(1, None, "carrer Major, 14"),
-               _person(2, "spouse", "carrer Major, 14")]
+    persons = [
+        _person(0, "head", "carrer Major, 12"),
+        _person(1, None, "carrer Major, 14"),
+        _person(2, "spouse", "carrer Major, 14"),
+    ]
     assert _ids(persons) == ["page7:h0", "page7:h1", "page7:h1"]
 
 
@@ -69,7 +88,19 @@ def test_synthetic_pages_with_recognition_slips():
 def test_synthetic_page_values_come_from_the_fields_stage():
     persons, truth = synthetic_household_page(9, TEMPLATE)
     assert len(persons) == len(truth) == 30
-    assert persons[0].values["relation"] in {"head", "son", "daughter", "spouse", "servant", "lodger", "mother",
-                                             "father", "grandson", "granddaughter", "nephew", "niece"}
+    assert persons[0].values["relation"] in {
+        "head",
+        "son",
+        "daughter",
+        "spouse",
+        "servant",
+        "lodger",
+        "mother",
+        "father",
+        "grandson",
+        "granddaughter",
+        "nephew",
+        "niece",
+    }
     noisy = misread(persons, 1.0, np.random.default_rng(0))
     assert all(p.values["relation"] is None for p in noisy)

@@ -29,30 +29,56 @@ def _sqlite(run_dir: Path, sql: str) -> list[tuple]:
 
 
 def test_group_by_matches_the_store(run_dir: Path):
-    result = run_query(run_dir, "SELECT relation, COUNT(*) AS n FROM persons GROUP BY relation ORDER BY relation")
+    result = run_query(
+        run_dir, "SELECT relation, COUNT(*) AS n FROM persons GROUP BY relation ORDER BY relation"
+    )
     assert result.columns == ["relation", "n"]
     assert [tuple(row) for row in result.rows] == _sqlite(
-        run_dir, "SELECT relation, COUNT(*) FROM persons GROUP BY relation ORDER BY relation")
+        run_dir, "SELECT relation, COUNT(*) FROM persons GROUP BY relation ORDER BY relation"
+    )
 
 
 def test_all_tables_are_queryable(run_dir: Path):
-    for table, expected in (("cells", "SELECT COUNT(*) FROM cells"), ("pages", "SELECT COUNT(*) FROM pages"),
-                            ("households", "SELECT COUNT(DISTINCT household_id) FROM persons")):
-        assert run_query(run_dir, f"SELECT COUNT(*) FROM {table}").rows == [[_sqlite(run_dir, expected)[0][0]]]
+    for table, expected in (
+        ("cells", "SELECT COUNT(*) FROM cells"),
+        ("pages", "SELECT COUNT(*) FROM pages"),
+        ("households", "SELECT COUNT(DISTINCT household_id) FROM persons"),
+    ):
+        assert run_query(run_dir, f"SELECT COUNT(*) FROM {table}").rows == [
+            [_sqlite(run_dir, expected)[0][0]]
+        ]
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM persons", "DROP VIEW persons", "CREATE TABLE x AS SELECT 1", "INSERT INTO persons SELECT * FROM persons",
-    "COPY persons TO 'out.csv'", "ATTACH 'other.db'", "INSTALL sqlite", "LOAD sqlite_scanner",
-    "SET enable_external_access = true", "PRAGMA database_list", "SELECT 1; DROP VIEW persons",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM persons",
+        "DROP VIEW persons",
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO persons SELECT * FROM persons",
+        "COPY persons TO 'out.csv'",
+        "ATTACH 'other.db'",
+        "INSTALL sqlite",
+        "LOAD sqlite_scanner",
+        "SET enable_external_access = true",
+        "PRAGMA database_list",
+        "SELECT 1; DROP VIEW persons",
+    ],
+)
 def test_writes_and_configuration_are_rejected(run_dir: Path, sql: str):
     with pytest.raises(UsageError):
         run_query(run_dir, sql)
 
 
-@pytest.mark.parametrize("reader", ["read_csv('/etc/passwd')", "read_json('{run}/pages/*.json')",
-                                    "read_text('{run}/census.sqlite')", "read_parquet('/tmp/*.parquet')"])
+@pytest.mark.parametrize(
+    "reader",
+    [
+        "read_csv('/etc/passwd')",
+        "read_json('{run}/pages/*.json')",
+        "read_text('{run}/census.sqlite')",
+        "read_parquet('/tmp/*.parquet')",
+    ],
+)
 def test_files_outside_the_snapshot_cannot_be_read(run_dir: Path, reader: str):
     with pytest.raises(UsageError, match="Permission"):
         run_query(run_dir, f"SELECT * FROM {reader.format(run=run_dir)}")
@@ -60,11 +86,15 @@ def test_files_outside_the_snapshot_cannot_be_read(run_dir: Path, reader: str):
 
 def test_snapshot_follows_corrections(run_dir: Path):
     person_id, cell_id, page_id = _sqlite(
-        run_dir, "SELECT person_id, json_extract(cell_ids, '$.occupation'), page_id FROM persons LIMIT 1")[0]
+        run_dir, "SELECT person_id, json_extract(cell_ids, '$.occupation'), page_id FROM persons LIMIT 1"
+    )[0]
     with store.connect(run_dir) as connection:
         connection.execute(
-            "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source) "
-            "VALUES (?, NULL, 'rellotger', 'corrected', 'tester', '2026-03-03T00:00:00', 'test')", (cell_id,))
+            "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, "
+            "source) "
+            "VALUES (?, NULL, 'rellotger', 'corrected', 'tester', '2026-03-03T00:00:00', 'test')",
+            (cell_id,),
+        )
         store.reapply_corrections(connection, page_id)
         connection.commit()
     result = run_query(run_dir, f"SELECT occupation FROM persons WHERE person_id = '{person_id}'")
@@ -82,11 +112,27 @@ def test_formats(run_dir: Path):
 
 
 def test_cli_query(run_dir: Path):
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(run_dir),
-                           "SELECT COUNT(*) AS n FROM persons", "--format", "json"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "query",
+            str(run_dir),
+            "SELECT COUNT(*) AS n FROM persons",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["n"] == _sqlite(run_dir, "SELECT COUNT(*) FROM persons")[0][0]
-    refused = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(run_dir), "DROP VIEW persons"],
-                             capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "query", str(run_dir), "DROP VIEW persons"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode == 2 and "read-only" in refused.stderr

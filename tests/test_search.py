@@ -56,23 +56,28 @@ def test_phonetic_keys_merge_spelling_variants():
     assert phonetic("ximenez") == phonetic("jimenez") == phonetic("gimenez")
     assert phonetic("horta") == phonetic("orta")
     assert phonetic("serra") == phonetic("sera")
-    assert [t.key for t in name_tokens("Jph. Puch y Serra")] == [t.key for t in name_tokens("Josep Puig i Serra")]
+    assert [t.key for t in name_tokens("Jph. Puch y Serra")] == [
+        t.key for t in name_tokens("Josep Puig i Serra")
+    ]
     assert [t.key for t in name_tokens("José")] == [t.key for t in name_tokens("Josep")]
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("Josep Puig i Serra", "Josep Puig i Serra"),
-    ("José Puch y Serra", "Josep Puig i Serra"),
-    ("Jph. Serra Puig", "Josep Puig i Serra"),
-    ("Jose Puig Sera", "Josep Puig i Serra"),
-    ("Puig Serra, Josep", "Josep Puig i Serra"),
-    ("Ma. Dolores Vila y Bosc", "Maria Dolors Vilà i Bosch"),
-    ("Maria Dolors Bosch Vila", "Maria Dolors Vilà i Bosch"),
-    ("Fco. Jiménez Lull", "Francesc Ximénez Llull"),
-    ("Francisco Gimenez Ll.ull", "Francesc Ximénez Llull"),
-    ("Vicente Marceŀlí Orta", "Vicenç Marcel·lí Horta"),
-    ("Vicens Marcelli Horta", "Vicenç Marcel·lí Horta"),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("Josep Puig i Serra", "Josep Puig i Serra"),
+        ("José Puch y Serra", "Josep Puig i Serra"),
+        ("Jph. Serra Puig", "Josep Puig i Serra"),
+        ("Jose Puig Sera", "Josep Puig i Serra"),
+        ("Puig Serra, Josep", "Josep Puig i Serra"),
+        ("Ma. Dolores Vila y Bosc", "Maria Dolors Vilà i Bosch"),
+        ("Maria Dolors Bosch Vila", "Maria Dolors Vilà i Bosch"),
+        ("Fco. Jiménez Lull", "Francesc Ximénez Llull"),
+        ("Francisco Gimenez Ll.ull", "Francesc Ximénez Llull"),
+        ("Vicente Marceŀlí Orta", "Vicenç Marcel·lí Horta"),
+        ("Vicens Marcelli Horta", "Vicenç Marcel·lí Horta"),
+    ],
+)
 def test_variants_find_the_person_first(searcher: Searcher, query: str, expected: str):
     hits = searcher.search(SearchQuery(text=query, limit=5))
     assert hits and hits[0].name == expected, [h.name for h in hits]
@@ -104,8 +109,11 @@ def test_labelled_variant_queries_top5(run_dir: Path, searcher: Searcher):
     queries = labelled_queries(run_dir / store.STORE_NAME, count=60, seed=3)
     found = 0
     for query in queries:
-        hits = searcher.search(SearchQuery(text=query.query, born=query.born, place=query.place, limit=5,
-                                           include_restricted=True))
+        hits = searcher.search(
+            SearchQuery(
+                text=query.query, born=query.born, place=query.place, limit=5, include_restricted=True
+            )
+        )
         found += any(hit.person_id == query.person_id for hit in hits)
     assert found / len(queries) >= 0.95
 
@@ -123,13 +131,19 @@ def test_index_is_rebuilt_when_the_store_changes(run_dir: Path):
     members = datagen.page_members(rng, datagen.Lexicons.load("ca"), template, 0)
     members[0].values.update(name="Quirze Xicola i Pladevall", birth_date="1870-02-02")
     with store.connect(run_dir) as connection:
-        store.write_page(connection, datagen.page_result("0dd5ee0000000000-p0", members, template, rng), template)
+        store.write_page(
+            connection, datagen.page_result("0dd5ee0000000000-p0", members, template, rng), template
+        )
     hits = search(run_dir, SearchQuery(text="Quirse Chicola Pladeval"), crops=False)
     assert hits and hits[0].name == "Quirze Xicola i Pladevall"
 
 
 def test_parse_born():
-    assert parse_born("1880-1890") == (1880, 1890) and parse_born("1885") == (1885, 1885) and parse_born(None) is None
+    assert (
+        parse_born("1880-1890") == (1880, 1890)
+        and parse_born("1885") == (1885, 1885)
+        and parse_born(None) is None
+    )
     from pipeline.errors import UsageError
 
     with pytest.raises(UsageError):
@@ -137,7 +151,23 @@ def test_parse_born():
 
 
 def test_cli_search(run_dir: Path):
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "search", str(run_dir), "Jph. Puch y Serra",
-                           "--born", "1880-1890", "--json", "--limit", "3"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "search",
+            str(run_dir),
+            "Jph. Puch y Serra",
+            "--born",
+            "1880-1890",
+            "--json",
+            "--limit",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert '"Josep Puig i Serra"' in done.stdout.splitlines()[0]

@@ -18,14 +18,16 @@ PLUGIN = "census-crops"
 def _row_box(browse_db: str, person_id: str) -> tuple[str, tuple[int, int, int, int]] | None:
     """Page and row box of an unrestricted person, from the run's store; None otherwise."""
     with sqlite3.connect(f"file:{browse_db}?mode=ro", uri=True) as connection:
-        allowed = connection.execute("SELECT 1 FROM persons WHERE person_id = ? AND crop IS NOT NULL",
-                                     (person_id,)).fetchone()
+        allowed = connection.execute(
+            "SELECT 1 FROM persons WHERE person_id = ? AND crop IS NOT NULL", (person_id,)
+        ).fetchone()
     if not allowed:
         return None
     run_dir = Path(browse_db).parent.parent
     with sqlite3.connect(f"file:{run_dir / 'census.sqlite'}?mode=ro", uri=True) as connection:
-        row = connection.execute("SELECT page_id, x0, y0, x1, y1 FROM persons WHERE person_id = ?",
-                                 (person_id,)).fetchone()
+        row = connection.execute(
+            "SELECT page_id, x0, y0, x1, y1 FROM persons WHERE person_id = ?", (person_id,)
+        ).fetchone()
     return (row[0], tuple(row[1:])) if row and None not in row else None
 
 
