@@ -30,6 +30,16 @@ class ColumnSpec(BaseModel):
     key_field: bool = False  # names, ages...: reviewed first
     allow_ditto: bool = True
 
+    @field_validator("lexicon")
+    @classmethod
+    def _known_lexicon(cls, lexicon: str | None) -> str | None:
+        # A template is a user file: its lexicon must name one of ours, never a path.
+        from pipeline.lexicons import lexicon_names
+
+        if lexicon is not None and lexicon not in lexicon_names():
+            raise ValueError(f"unknown lexicon {lexicon!r}; known: {', '.join(lexicon_names())}")
+        return lexicon
+
 
 class Template(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")

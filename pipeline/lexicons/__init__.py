@@ -54,7 +54,9 @@ def _load(name: str) -> tuple[str, ...]:
     if name in _UNIONS:
         return tuple(_dedupe([entry for part in _UNIONS[name] for entry in _load(part)]))
     path = LEXICONS_DIR / f"{name}.txt"
-    if not path.is_file():
+    # Names come from templates (user files): only plain names of files in this folder, so a
+    # name like '../../x' cannot read outside it.
+    if name not in _file_lexicons() or not path.is_file():
         raise UsageError(f"unknown lexicon {name!r}; known: {', '.join(lexicon_names())}")
     return tuple(_dedupe(_read_entries(path)))
 
