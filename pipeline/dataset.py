@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,6 +55,21 @@ class Dataset(BaseModel):
     template: Template
     persons: pa.Table
     report: embargo.EmbargoReport
+
+
+def readonly_uri(path: Path) -> str:
+    """SQLite URI opening `path` read-only (quoted: paths may hold '?', '#' or '%')."""
+    return f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+
+
+@contextmanager
+def readonly(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to an SQLite file, closed on exit."""
+    connection = sqlite3.connect(readonly_uri(path), uri=True, timeout=30)
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 def store_path(run_dir: Path) -> Path:
@@ -128,11 +146,11 @@ def read_arrow(path: Path, sql: str) -> pa.Table:
     try:
         import adbc_driver_sqlite.dbapi as adbc
 
-        with adbc.connect(f"file:{path}?mode=ro") as connection, connection.cursor() as cursor:
+        with adbc.connect(readonly_uri(path)) as connection, connection.cursor() as cursor:
             cursor.execute(sql)
             return cursor.fetch_arrow_table()
     except Exception:  # noqa: BLE001 - any driver failure falls back to the always-correct path
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
+        with readonly(path) as connection:
             cursor = connection.execute(sql)
             names = [description[0] for description in cursor.description]
             rows = cursor.fetchall()
@@ -250,7 +268,7 @@ def persons_table(path: Path, template: Template, rule: embargo.EmbargoRule) -> 
         "y1": pa.int32(),
     }
     table = pa.table({name: conform(raw[name], kind) for name, kind in kinds.items()})
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
+    with readonly(path) as connection:
         table = _apply_overlay(table, latest_corrections(connection, template))
     stats = read_arrow(path, _cell_stats_sql())
     stats = pa.table({name: conform(stats[name], kind) for name, kind in STATS_TYPES.items()})
@@ -303,7 +321,7 @@ def load(
     """Current persons of the run as an Arrow table, masked by the embargo unless asked not to."""
     rule = rule or embargo.load_rule(run_dir)
     path = store_path(run_dir)
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
+    with readonly(path) as connection:
         template = store.stored_template(connection)
     table = persons_table(path, template, rule)
     fields = embargo.masked_fields(template, rule)

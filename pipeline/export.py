@@ -319,7 +319,7 @@ def write_page_formats(
     fields = set(embargo.masked_fields(template, rule))
     files, masked, pages = [], 0, 0
     out.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(f"file:{dataset.store_path(run_dir)}?mode=ro", uri=True) as connection:
+    with dataset.readonly(dataset.store_path(run_dir)) as connection:
         for page in _pages(connection):
             cells = page_cells(connection, page["page_id"])
             hidden = [cell for cell in cells if cell["text"] and not _visible_text(cell, restricted, fields)]

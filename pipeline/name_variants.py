@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import random
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from pipeline.dataset import readonly
 from pipeline.names import ABBREVIATIONS, EQUIVALENT_GIVEN_NAMES, fold
 from pipeline.store import stored_template
 
@@ -185,7 +185,7 @@ def make_variant(name: str, rng: random.Random) -> tuple[str, list[str]]:
 def labelled_queries(store_path: Path, count: int = 200, seed: int = 0) -> list[LabelledQuery]:
     """`count` variant queries of random persons with a known name in the store."""
     rng = random.Random(seed)
-    with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True) as connection:
+    with readonly(store_path) as connection:
         register_year = stored_template(connection).register_year or 1930
         total = connection.execute("SELECT MAX(rowid) FROM persons").fetchone()[0] or 0
         queries: list[LabelledQuery] = []

@@ -78,7 +78,7 @@ def _hash(key: str) -> int:
 def person_keys(keys: list[str]) -> set[str]:
     """Single keys and unordered key pairs of one person's name."""
     pairs = {"|".join(sorted(pair)) for pair in itertools.combinations(keys, 2) if pair[0] != pair[1]}
-    return {*(f"{key}" for key in keys), *pairs}
+    return {*keys, *pairs}
 
 
 # --- index ------------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def store_fingerprint(run_dir: Path, rule: embargo.EmbargoRule) -> str:
 
 
 def _name_cell_boxes(run_dir: Path) -> dict[str, tuple[int, int, int, int]]:
-    with sqlite3.connect(f"file:{dataset.store_path(run_dir)}?mode=ro", uri=True) as connection:
+    with dataset.readonly(dataset.store_path(run_dir)) as connection:
         rows = connection.execute("SELECT cell_id, x0, y0, x1, y1 FROM cells WHERE field = 'name'").fetchall()
     return {cell_id: box for cell_id, *box in rows}
 
@@ -186,7 +186,7 @@ def _indexed_fingerprint(run_dir: Path) -> str | None:
     path = index_dir(run_dir) / "people.sqlite"
     if not path.is_file():
         return None
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+    with dataset.readonly(path) as connection:
         row = connection.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
     return row[0] if row else None
 
@@ -211,7 +211,7 @@ class Searcher:
         self.keys = np.load(folder / "keys.npy", mmap_mode="r")
         self.pids = np.load(folder / "pids.npy", mmap_mode="r")
         self.people = sqlite3.connect(
-            f"file:{folder / 'people.sqlite'}?mode=ro", uri=True, check_same_thread=False
+            dataset.readonly_uri(folder / "people.sqlite"), uri=True, check_same_thread=False
         )
         self.vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
         self.known = set(self.vocabulary)

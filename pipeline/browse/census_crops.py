@@ -5,26 +5,27 @@ the run's page image, and the `crop` column rendered as a thumbnail link. Restri
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from datasette import hookimpl
 from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
 
+from pipeline.dataset import readonly
+
 PLUGIN = "census-crops"
 
 
 def _row_box(browse_db: str, person_id: str) -> tuple[str, tuple[int, int, int, int]] | None:
     """Page and row box of an unrestricted person, from the run's store; None otherwise."""
-    with sqlite3.connect(f"file:{browse_db}?mode=ro", uri=True) as connection:
+    with readonly(Path(browse_db)) as connection:
         allowed = connection.execute(
             "SELECT 1 FROM persons WHERE person_id = ? AND crop IS NOT NULL", (person_id,)
         ).fetchone()
     if not allowed:
         return None
     run_dir = Path(browse_db).parent.parent
-    with sqlite3.connect(f"file:{run_dir / 'census.sqlite'}?mode=ro", uri=True) as connection:
+    with readonly(run_dir / "census.sqlite") as connection:
         row = connection.execute(
             "SELECT page_id, x0, y0, x1, y1 FROM persons WHERE person_id = ?", (person_id,)
         ).fetchone()
