@@ -327,3 +327,14 @@ def test_synthetic_run_queue_round_trip(live: Live) -> None:
     assert store_rows(run_dir, "SELECT name FROM persons WHERE person_id = ?", person) == [
         (answers[name_task["data"]["cell_id"]],)]
     assert (live.push(run_dir).created, pull.pull(run_dir, live.client).inserted) == (0, 0)
+
+
+def test_data_directory_survives_a_restart(live: Live) -> None:
+    run_dir, queue = live.new_run(pages=1, rows=2)
+    project = live.push(run_dir).project
+    assert server.stop(live.data_dir) and server.running(live.data_dir) is None
+    restarted = server.start(live.data_dir, port=live.info.port, document_root=live.base)
+    assert restarted.pid != live.info.pid
+    status = push.status(run_dir, live.client)
+    assert (status.project, status.pushed) == (project, queue)
+    assert live.push(run_dir).created == 0
