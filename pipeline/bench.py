@@ -17,7 +17,6 @@ Figures go to stdout as a table and to bench.json.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shutil
@@ -212,7 +211,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         results[name] = _section(name, section)
     results["derived"] = derived_figures(results, work)
     for name, module in OPTIONAL_SECTIONS.items():
-        results[name] = optional_section(module)
+        if args.optional:
+            results[name] = optional_section(module, args.optional_timeout)
     return results
 
 
@@ -251,22 +251,44 @@ def derived_figures(results: dict[str, Any], work: Path) -> dict[str, Any]:
         derived["seconds_per_page"] = {base["pages"]: round(base["seconds"] / base["pages"], 3),
                                        big["pages"]: round(big["seconds"] / big["pages"], 3)}
         derived["linearity_ratio"] = ratio(big["seconds"] / big["pages"], base["seconds"] / base["pages"])
+    derived["bars"] = bars(results.get("end_to_end"), derived.get("linearity_ratio"))
     return derived
 
 
-def optional_section(module_name: str) -> Any:
-    """Another module's benchmark: its `run_bench()` result, or a note when it is not there."""
+def bars(end_to_end: Any, linearity: float | None) -> dict[str, bool | None]:
+    """The issue's bars: >= 60 pages/min on 2 workers, <= 1 GiB per worker, cost linear in pages."""
+    measured = isinstance(end_to_end, dict) and "pages_per_minute" in end_to_end
+    return {
+        "pages_per_minute_at_least_60": end_to_end["pages_per_minute"] >= 60 if measured else None,
+        "peak_rss_per_worker_at_most_1GiB": end_to_end["peak_rss_per_worker_mib"] <= 1024 if measured else None,
+        # Per-page cost of the big batch within 15 % of the small one's.
+        "linear_in_pages": linearity <= 1.15 if linearity else None,
+    }
+
+
+def optional_section(module_name: str, timeout_s: float) -> Any:
+    """Another module's benchmark, run as `python -m MODULE` with its own defaults; the JSON object
+    it prints last on stdout, or a note when the module is missing or fails."""
+    import importlib.util
+    import subprocess
+
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
-            message = f"skipped: {module_name} is not installed"
-            print(f"[bench] {message}", file=sys.stderr)
-            return {"skipped": message}
-        raise
-    if not hasattr(module, "run_bench"):
-        return {"skipped": f"{module_name} has no run_bench()"}
-    return _section(module_name, module.run_bench)
+        found = importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        found = False
+    if not found:
+        print(f"[bench] {module_name}: skipped, module not present", file=sys.stderr)
+        return {"skipped": f"{module_name} is not present"}
+    print(f"[bench] {module_name} ...", file=sys.stderr, flush=True)
+    try:
+        completed = subprocess.run([sys.executable, "-m", module_name], stdout=subprocess.PIPE, text=True,
+                                   timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{module_name} took over {timeout_s:.0f} s"}
+    lines = [line for line in completed.stdout.splitlines() if line.strip().startswith("{")]
+    if completed.returncode != 0 or not lines:
+        return {"error": f"{module_name} exited {completed.returncode} without a JSON result"}
+    return json.loads(lines[-1])
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -284,7 +306,8 @@ def print_table(results: dict[str, Any]) -> None:
             f"{stage} {ms}" for stage, ms in end_to_end["stage_ms_per_page"].items()))
     print("derived: " + json.dumps(results.get("derived", {}), ensure_ascii=False))
     for name in OPTIONAL_SECTIONS:
-        print(f"{name}: {json.dumps(results.get(name), ensure_ascii=False)[:400]}")
+        if name in results:
+            print(f"{name}: {json.dumps(results[name], ensure_ascii=False)[:400]}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -296,6 +319,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="batch size compared with --pages for linear cost; 0 skips (default 200)")
     parser.add_argument("--engine", default=None, help="engine of the main runs (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-optional", dest="optional", action="store_false",
+                        help="skip the other modules' benchmarks (htr, review, dataset)")
+    parser.add_argument("--optional-timeout", type=float, default=300,
+                        help="seconds allowed to each optional benchmark (default 300)")
     parser.add_argument("--work", default="runs/bench", help="folder for pages and runs (default runs/bench)")
     parser.add_argument("--out", default="bench.json", help="where to write the figures (default bench.json)")
     return parser.parse_args(argv)
