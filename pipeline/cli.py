@@ -170,6 +170,62 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
     typer.echo(str(write_report(run_dir)))
 
 
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="Training config YAML.")] = Path("models/crnn.yaml"),
+    from_corrections: Annotated[Path | None, typer.Option(help="Fine-tune on this run's corrected cells.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    export: Annotated[Path | None, typer.Option(help="Where to write the ONNX model (default: in out_dir).")] = None,
+) -> None:
+    """Train the handwriting recogniser (resumable); prints the exported ONNX path."""
+    from pipeline.htr.train import run_training
+
+    typer.echo(run_training(config, from_corrections, device, export))
+
+
+@app.command()
+def calibrate(
+    gt_dir: Annotated[Path, typer.Argument(help="Folder of page images with ALTO/PAGE XML beside them.")],
+    split: Annotated[str, typer.Option(help="Pages to fit on: val (default), all, or train.")] = "val",
+    check_split: Annotated[str | None, typer.Option(help="Also measure on this split, e.g. test.")] = None,
+    target_error: Annotated[float, typer.Option(help="Highest error rate among auto-accepted readings.")] = 0.02,
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default models/crnn.onnx).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the reliability diagram and report.")] = Path("runs/calibration"),
+) -> None:
+    """Fit the crnn engine's confidence calibration on held-out lines; store it beside the model."""
+    from pipeline.htr.calibrate import calibrate_gt
+
+    typer.echo(calibrate_gt(gt_dir, split, check_split, target_error, model, out).model_dump_json())
+
+
+@app.command(name="eval")
+def evaluate(
+    gt_dir: Annotated[Path, typer.Argument(help="Folder of page images with ALTO/PAGE XML (lines) or table GT.")],
+    engine: Annotated[str, typer.Option(help="Engine(s), comma-separated to compare on the same lines.")] = "crnn",
+    tables: Annotated[bool, typer.Option(help="Table mode: cell-level evaluation of whole pages.")] = False,
+    template: Annotated[str | None, typer.Option(help="Register template (table mode).")] = None,
+    split: Annotated[str | None, typer.Option(help="Only pages of this split (train/val/test) of models/crnn.split.json.")] = None,
+    pages: Annotated[list[str] | None, typer.Option(help="Only these page stems (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: the full report as JSON.")] = False,
+) -> None:
+    """Evaluate recognition against ground truth: CER/WER per line (default) or per table cell (--tables)."""
+    if tables:
+        from pipeline.evaluate import evaluate_tables
+
+        result = evaluate_tables(gt_dir, template, engine)
+        typer.echo(result.model_dump_json() if hasattr(result, "model_dump_json") else json.dumps(result))
+        return
+    from pipeline.evaluate_lines import evaluate_lines, summary_line
+
+    report = evaluate_lines(gt_dir, engine, split, pages)
+    for score in report.engines:
+        for page in score.pages:
+            typer.echo(f"{score.engine}\t{page.page}\tlines {page.lines}\tCER {page.cer:.4f}\tWER {page.wer:.4f}")
+        typer.echo(f"{score.engine}\tALL\tlines {score.lines}\tchars {score.chars}\tCER {score.cer:.4f}\t"
+                   f"WER {score.wer:.4f}\texact {score.exact:.3f}\t{score.lines / max(score.seconds, 1e-9):.1f} lines/s")
+    typer.echo(summary_line(report, full=as_json))
+
+
 @app.callback()
 def _census() -> None:
     """Digitise handwritten population registers into a reviewed dataset."""

@@ -1,0 +1,141 @@
+"""`census eval GT_DIR` in lines mode: recognise every ground-truth text line, report CER and WER.
+
+For every image with an ALTO v4 or PAGE XML of the same stem beside it, each ground-truth line is
+cropped by its polygon (outside painted paper-white), recognised by the engine(s), and compared with
+its transcription after the same normalisation (`pipeline.htr.text`: NFC, `ŀ`→`l·l`, superscript `^`
+dropped). Lines containing `XXX` (unread words) are excluded. CER and WER come from jiwer, overall
+and per page. Several engines can be run on the very same lines for a side-by-side comparison.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from pipeline.errors import UsageError
+from pipeline.htr.data import GtPage, crop_line, find_pages, load_grey, unit_of
+from pipeline.htr.text import normalize_text
+
+DEFAULT_SPLIT_FILE = Path(__file__).resolve().parents[1] / "models" / "crnn.split.json"
+
+
+@dataclass
+class LineSample:
+    page: str
+    line_id: str
+    text: str
+    crop: np.ndarray
+
+
+class PageScore(BaseModel):
+    page: str
+    lines: int
+    chars: int
+    cer: float
+    wer: float
+
+
+class EngineScore(BaseModel):
+    engine: str
+    cer: float
+    wer: float
+    lines: int
+    chars: int
+    exact: float  # fraction of lines read exactly right
+    seconds: float
+    pages: list[PageScore]
+
+
+class LinesReport(BaseModel):
+    gt_dir: str
+    split: str | None
+    engines: list[EngineScore]
+
+
+def page_split(page: GtPage, split: dict[str, dict[str, list[str]]]) -> str | None:
+    """Which split (train/val/test) a page belongs to, by its will (poilus) or its own stem."""
+    for name, corpora in split.items():
+        for corpus, units in corpora.items():
+            if unit_of(page.stem, corpus) in units:
+                return name
+    return None
+
+
+def select_pages(pages: list[GtPage], split: str | None, names: list[str] | None, split_file: Path) -> list[GtPage]:
+    if names:
+        pages = [page for page in pages if page.stem in set(names)]
+    if split:
+        if not split_file.exists():
+            raise UsageError(f"--split needs the split file {split_file}")
+        recorded = json.loads(split_file.read_text())
+        pages = [page for page in pages if page_split(page, recorded) == split]
+    if not pages:
+        raise UsageError("no ground-truth pages selected (images with an ALTO/PAGE XML of the same stem)")
+    return pages
+
+
+def collect_lines(gt_dir: Path, split: str | None = None, pages: list[str] | None = None,
+                  split_file: Path = DEFAULT_SPLIT_FILE) -> list[LineSample]:
+    """Crops and normalised transcriptions of every readable ground-truth line of the selected pages."""
+    samples = []
+    for page in select_pages(find_pages(gt_dir), split, pages, split_file):
+        image = load_grey(page.image)
+        for line in page.lines:
+            if not line.unread:
+                samples.append(LineSample(page.stem, line.line_id, line.text, crop_line(image, line.polygon)))
+    return samples
+
+
+def _error_rates(references: list[str], hypotheses: list[str]) -> tuple[float, float]:
+    import jiwer
+
+    return float(jiwer.cer(references, hypotheses)), float(jiwer.wer(references, hypotheses))
+
+
+def score_engine(name: str, samples: list[LineSample], hypotheses: list[str], seconds: float) -> EngineScore:
+    references = [sample.text for sample in samples]
+    cer, wer = _error_rates(references, hypotheses)
+    pages = []
+    for page in dict.fromkeys(sample.page for sample in samples):
+        indices = [i for i, sample in enumerate(samples) if sample.page == page]
+        page_cer, page_wer = _error_rates([references[i] for i in indices], [hypotheses[i] for i in indices])
+        pages.append(PageScore(page=page, lines=len(indices), chars=sum(len(references[i]) for i in indices),
+                               cer=page_cer, wer=page_wer))
+    exact = float(np.mean([h == r for h, r in zip(hypotheses, references)]))
+    return EngineScore(engine=name, cer=cer, wer=wer, lines=len(samples), chars=sum(map(len, references)),
+                       exact=exact, seconds=seconds, pages=pages)
+
+
+def recognise(engine_name: str, samples: list[LineSample], **options: object) -> tuple[list[str], float]:
+    import time
+
+    from pipeline.recognize import get_engine
+
+    engine = get_engine(engine_name, **options)
+    began = time.perf_counter()
+    readings = engine.recognize([sample.crop for sample in samples])
+    return [normalize_text(reading.text) for reading in readings], time.perf_counter() - began
+
+
+def evaluate_lines(gt_dir: Path, engine: str = "crnn", split: str | None = None, pages: list[str] | None = None,
+                   split_file: Path = DEFAULT_SPLIT_FILE) -> LinesReport:
+    """Score each engine of the comma-separated `engine` on the same ground-truth lines of `gt_dir`."""
+    samples = collect_lines(Path(gt_dir), split, pages, split_file)
+    scores = []
+    for name in [part.strip() for part in engine.split(",") if part.strip()]:
+        options: dict[str, object] = {"lang": "fra"} if name == "tesseract" else {}
+        hypotheses, seconds = recognise(name, samples, **options)
+        scores.append(score_engine(name, samples, hypotheses, seconds))
+    return LinesReport(gt_dir=str(gt_dir), split=split, engines=scores)
+
+
+def summary_line(report: LinesReport, full: bool = False) -> str:
+    """One JSON object: the first engine's `cer`, `wer`, `lines`, `chars`, plus every engine's figures."""
+    first = report.engines[0]
+    engines = [score.model_dump(exclude=None if full else {"pages"}) for score in report.engines]
+    return json.dumps({"cer": first.cer, "wer": first.wer, "lines": first.lines, "chars": first.chars,
+                       "engine": first.engine, "split": report.split, "engines": engines}, ensure_ascii=False)

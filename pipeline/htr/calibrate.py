@@ -1,0 +1,183 @@
+"""Calibrated sequence confidence: the probability that a reading is exactly right.
+
+Two features of a reading's frame log-probabilities feed a logistic (Platt) model: the best path's
+log-probability (how sure the whole decoding is) and its weakest frame (one doubtful letter is
+enough to make a cell wrong). `fit_calibration` fits it on held-out readings; `reliability` gives the
+expected calibration error (ECE, 15 equal-width bins), a reliability diagram, and the lowest
+threshold whose auto-accepted readings stay within a target error rate. Without a fitted
+calibration the best path's probability is used as is.
+"""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+ECE_BINS = 15
+
+
+def sequence_features(log_probs: np.ndarray) -> np.ndarray:
+    """[best-path log-probability, weakest frame's log-probability] of one `T x C` sequence."""
+    best = log_probs.max(axis=-1)
+    return np.array([float(best.sum()), float(best.min()) if best.size else 0.0])
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+class Calibration(BaseModel):
+    """Platt scaling on sequence features; `coef is None` means uncalibrated (best-path probability)."""
+
+    method: str = "platt"
+    coef: list[float] | None = None
+    intercept: float = 0.0
+
+    def probability(self, features: np.ndarray) -> float:
+        if self.coef is None:
+            return float(np.exp(min(0.0, float(features[0]))))
+        return float(_sigmoid(np.dot(self.coef, features) + self.intercept))
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        return np.array([self.probability(row) for row in features])
+
+    @classmethod
+    def load(cls, path: Path) -> "Calibration":
+        return cls.model_validate_json(path.read_text()) if path.exists() else cls()
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=1))
+
+
+def fit_calibration(features: np.ndarray, correct: np.ndarray) -> Calibration:
+    """Logistic regression of exact-match correctness on the features (L-BFGS on the log loss)."""
+    from scipy.optimize import minimize
+
+    x = np.asarray(features, np.float64)
+    y = np.asarray(correct, np.float64)
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        p = _sigmoid(x @ params[:-1] + params[-1])
+        eps = 1e-9
+        value = -np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)) + 1e-4 * np.sum(params[:-1] ** 2)
+        gradient = np.concatenate([x.T @ (p - y) / len(y) + 2e-4 * params[:-1], [np.mean(p - y)]])
+        return value, gradient
+
+    result = minimize(loss, np.array([0.5, 0.5, 0.0]), jac=True, method="L-BFGS-B")
+    return Calibration(coef=[float(v) for v in result.x[:-1]], intercept=float(result.x[-1]))
+
+
+class Reliability(BaseModel):
+    """How well confidences match accuracy, and the accept threshold for a target error rate."""
+
+    readings: int
+    accuracy: float  # fraction exactly right
+    ece: float
+    target_error: float
+    threshold: float | None  # lowest confidence to auto-accept; None when no threshold meets the target
+    accepted: float  # fraction of readings auto-accepted at the threshold
+    accepted_error: float  # fraction of the accepted that are wrong
+    bins: list[tuple[float, float, int]]  # (mean confidence, accuracy, count) per non-empty bin
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> tuple[float, list[tuple[float, float, int]]]:
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, ECE_BINS - 1)
+    ece, bins = 0.0, []
+    for b in range(ECE_BINS):
+        members = which == b
+        if members.any():
+            mean_conf, accuracy = float(confidence[members].mean()), float(correct[members].mean())
+            ece += members.mean() * abs(mean_conf - accuracy)
+            bins.append((mean_conf, accuracy, int(members.sum())))
+    return float(ece), bins
+
+
+def accept_threshold(confidence: np.ndarray, correct: np.ndarray, target_error: float) -> tuple[float | None, float, float]:
+    """Lowest threshold whose accepted readings (confidence >= threshold) are wrong at most `target_error`."""
+    order = np.argsort(-confidence)
+    wrong = np.cumsum(1 - correct[order])
+    counts = np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(wrong / counts <= target_error)
+    if ok.size == 0:
+        return None, 0.0, 0.0
+    last = int(ok[-1])
+    # ties: accepting at this confidence accepts every reading with the same confidence
+    threshold = float(confidence[order][last])
+    accepted = confidence >= threshold
+    return threshold, float(accepted.mean()), float(1 - correct[accepted].mean())
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, target_error: float) -> Reliability:
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    ece, bins = expected_calibration_error(confidence, correct)
+    threshold, accepted, accepted_error = accept_threshold(confidence, correct, target_error)
+    return Reliability(readings=len(correct), accuracy=float(correct.mean()) if len(correct) else 0.0, ece=ece,
+                       target_error=target_error, threshold=threshold, accepted=accepted,
+                       accepted_error=accepted_error, bins=bins)
+
+
+def plot_reliability(report: Reliability, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    if report.bins:
+        conf, acc, count = zip(*report.bins)
+        axis.scatter(conf, acc, s=[20 + 200 * c / max(count) for c in count], label="bins (size = readings)")
+        axis.plot(conf, acc, "-o", markersize=2)
+    if report.threshold is not None:
+        axis.axvline(report.threshold, color="red", lw=1, label=f"accept threshold {report.threshold:.3f}")
+    axis.set(xlabel="confidence", ylabel="fraction exactly right", xlim=(0, 1), ylim=(0, 1),
+             title=f"{title}\nECE {report.ece:.3f}, {report.readings} readings")
+    axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+class CalibrationReport(BaseModel):
+    model: str
+    calibration: Calibration
+    fit: Reliability  # on the lines it was fitted on
+    check: Reliability | None  # on another split (e.g. test), when asked
+    diagram: str
+
+
+def _features_and_correct(engine, samples) -> tuple[np.ndarray, np.ndarray]:
+    from pipeline.htr.text import normalize_text
+
+    decoded = engine.decode([sample.crop for sample in samples])
+    features = np.array([features for _, _, features in decoded])
+    correct = np.array([normalize_text(text) == sample.text for (text, _, _), sample in zip(decoded, samples)], float)
+    return features, correct
+
+
+def calibrate_gt(gt_dir: Path, split: str = "val", check_split: str | None = None, target_error: float = 0.02,
+                 model_path: Path | None = None, out_dir: Path = Path("runs/calibration")) -> CalibrationReport:
+    """Fit the crnn engine's calibration on `split` lines of `gt_dir`, save it beside the model, report it."""
+    from pipeline.evaluate_lines import collect_lines
+    from pipeline.recognize.crnn import DEFAULT_MODEL, CrnnEngine
+
+    model_path = Path(model_path or DEFAULT_MODEL)
+    engine = CrnnEngine(model_path)
+    features, correct = _features_and_correct(engine, collect_lines(gt_dir, None if split == "all" else split))
+    calibration = fit_calibration(features, correct)
+    fit = reliability(calibration.probabilities(features), correct, target_error)
+    check = None
+    if check_split:
+        check_features, check_correct = _features_and_correct(engine, collect_lines(gt_dir, check_split))
+        check = reliability(calibration.probabilities(check_features), check_correct, target_error)
+    calibration.save(model_path.with_suffix(".calibration.json"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    diagram = out_dir / "reliability.png"
+    plot_reliability(check or fit, diagram, f"{model_path.stem} on {gt_dir.name} ({check_split or split})")
+    report = CalibrationReport(model=str(model_path), calibration=calibration, fit=fit, check=check, diagram=str(diagram))
+    (out_dir / "calibration.json").write_text(report.model_dump_json(indent=1))
+    return report

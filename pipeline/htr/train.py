@@ -1,0 +1,379 @@
+"""Train the CRNN-CTC recogniser from the packed cache; resumable, time- or sample-budgeted, early stopping.
+
+The run reads `<source>_{train,val}.npz` from the cache (see `pipeline.htr.cache`), mixes the sources
+by the config's weights, augments on the device, and validates every `validate_every_s` seconds with
+greedy decoding. The checkpoint with the best validation score (a weighted mean of per-source CER,
+poilus' unseen hands weighted most) is kept as `best.pt`; `last.pt` lets an interrupted run resume.
+Training stops at the time or sample budget, or after `patience` validations without improvement.
+Only torch, numpy and yaml are needed, so the same module runs on a bare GPU machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.htr.cache import unpack
+from pipeline.htr.model import WIDTH_STRIDE, ModelConfig, build_model, greedy_decode
+
+# Characters the census registers use beyond what the real training data shows (Catalan/Spanish).
+BASE_CHARSET = (" !\"#%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                "ªº°·ÀÁÇÈÉÍÏÑÒÓÚÜàáâçèéêëíîïñòóôöùúûüœ〃")
+
+
+@dataclass
+class TrainConfig:
+    cache_dir: str = "data-cache/htr"
+    data_dir: str = "../shared/data"
+    out_dir: str = "runs/train-crnn"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "lectaurep-dufour-1": 0.3, "lectaurep-riant-4": 0.1, "poilus": 0.3, "synthetic": 0.3})
+    val_weights: dict[str, float] = field(default_factory=lambda: {
+        "lectaurep-dufour-1": 0.2, "lectaurep-riant-4": 0.2, "poilus": 0.4, "synthetic": 0.2})
+    batch_size: int = 48
+    max_width: int = 1600  # longer lines are squeezed (rare: a handful of poilus lines)
+    lr: float = 1.5e-3
+    weight_decay: float = 1e-2
+    warmup_fraction: float = 0.03
+    time_budget_s: float = 7000.0
+    max_samples: int = 10_000_000
+    validate_every_s: float = 60.0
+    patience: int = 8
+    synthetic_train: int = 25000
+    synthetic_val: int = 1000
+    seed: int = 0
+    threads: int = 2
+    init: str | None = None  # start from this checkpoint's weights (a second, fine-tuning stage)
+    cache_height: int = 48
+
+    @classmethod
+    def from_yaml(cls, path: Path, **overrides: object) -> "TrainConfig":
+        import yaml
+
+        raw = yaml.safe_load(path.read_text()) or {}
+        raw.update({key: value for key, value in overrides.items() if value is not None})
+        model = ModelConfig(**raw.pop("model", {}))
+        return cls(model=model, **raw)
+
+
+@dataclass
+class Source:
+    crops: list[np.ndarray]
+    texts: list[str]
+
+
+def resize_to_height(crop: np.ndarray, height: int, max_width: int, width_scale: float = 1.0) -> np.ndarray:
+    import cv2
+
+    width = min(max(int(round(crop.shape[1] * height * width_scale / crop.shape[0])), 8), max_width)
+    return crop if crop.shape == (height, width) else cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def load_sources(cache_dir: Path, split: str, names: list[str], height: int, max_width: int,
+                 width_scale: float = 1.0) -> dict[str, Source]:
+    """The cache's sources for `split`, resized once to the model's input height (and width stretch)."""
+    sources = {}
+    for name in names:
+        path = cache_dir / f"{name}_{split}.npz"
+        if path.exists():
+            crops, texts = unpack(path)
+            sources[name] = Source([resize_to_height(crop, height, max_width, width_scale) for crop in crops], texts)
+    return sources
+
+
+def make_charset(sources: dict[str, Source]) -> list[str]:
+    seen = {char for source in sources.values() for text in source.texts for char in text}
+    return sorted(seen | set(BASE_CHARSET))
+
+
+def encode(text: str, index: dict[str, int]) -> list[int]:
+    return [index[char] for char in text if char in index]
+
+
+def collate(crops: list[np.ndarray], height: int, max_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ink-high float batch `N x 1 x height x W` (W a multiple of the width stride) and each width."""
+    resized = [resize_to_height(crop, height, max_width) for crop in crops]
+    widths = np.array([image.shape[1] for image in resized], np.int64)
+    total = int(math.ceil(widths.max() / WIDTH_STRIDE) * WIDTH_STRIDE)
+    batch = np.zeros((len(resized), 1, height, total), np.float32)
+    for i, image in enumerate(resized):
+        batch[i, 0, :, : image.shape[1]] = 1.0 - image.astype(np.float32) / 255.0
+    return batch, widths
+
+
+class BatchSampler:
+    """Mixed batches: each sample's source drawn by weight, then a random item of that source."""
+
+    def __init__(self, sources: dict[str, Source], weights: dict[str, float], seed: int) -> None:
+        self.names = [name for name in sources if weights.get(name, 0) > 0]
+        total = sum(weights[name] for name in self.names)
+        self.probs = np.array([weights[name] / total for name in self.names])
+        self.sources = sources
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, size: int) -> tuple[list[np.ndarray], list[str]]:
+        picks = self.rng.choice(len(self.names), size=size, p=self.probs)
+        crops, texts = [], []
+        for pick in picks:
+            source = self.sources[self.names[pick]]
+            item = int(self.rng.integers(len(source.texts)))
+            crops.append(source.crops[item])
+            texts.append(source.texts[item])
+        return crops, texts
+
+    def batches(self, size: int, pool: int = 8):
+        """Endless batches of similar widths (less padding): draw `pool` batches' worth, sort, split."""
+        while True:
+            crops, texts = self.sample(size * pool)
+            order = np.argsort([crop.shape[1] for crop in crops])
+            chunks = [order[i:i + size] for i in range(0, len(order), size)]
+            for chunk in self.rng.permutation(len(chunks)):
+                yield [crops[i] for i in chunks[chunk]], [texts[i] for i in chunks[chunk]]
+
+
+def prefetch(batches, height: int, max_width: int, depth: int = 6):
+    """Collate batches in a background thread so the device never waits for numpy work."""
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+
+    def produce() -> None:
+        for crops, texts in batches:
+            ready.put((*collate(crops, height, max_width), texts))
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        yield ready.get()
+
+
+def character_error_rate(predictions: list[str], references: list[str]) -> float:
+    from rapidfuzz.distance import Levenshtein
+
+    errors = sum(Levenshtein.distance(p, r) for p, r in zip(predictions, references))
+    return errors / max(1, sum(len(r) for r in references))
+
+
+def decode_texts(log_probs: np.ndarray, lengths: np.ndarray, charset: list[str]) -> list[str]:
+    return ["".join(charset[label - 1] for label in labels) for labels, _ in greedy_decode(log_probs, lengths)]
+
+
+def validate(model, sources: dict[str, Source], config: TrainConfig, charset: list[str], device) -> dict[str, float]:
+    import torch
+
+    model.eval()
+    scores = {}
+    with torch.no_grad():
+        for name, source in sources.items():
+            order = np.argsort([crop.shape[1] for crop in source.crops])
+            predictions, references = [], []
+            for start in range(0, len(order), 64):
+                items = order[start:start + 64]
+                batch, widths = collate([source.crops[i] for i in items], config.model.height, config.max_width)
+                log_probs = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+                predictions += decode_texts(log_probs, widths // WIDTH_STRIDE, charset)
+                references += [source.texts[i] for i in items]
+            scores[name] = character_error_rate(predictions, references)
+    model.train()
+    return scores
+
+
+def score_of(cers: dict[str, float], weights: dict[str, float]) -> float:
+    used = {name: weight for name, weight in weights.items() if name in cers}
+    return sum(cers[name] * weight for name, weight in used.items()) / max(1e-9, sum(used.values()))
+
+
+def learning_rate(config: TrainConfig, progress: float) -> float:
+    """Linear warm-up then cosine decay over the run's progress (fraction of its budget)."""
+    if progress < config.warmup_fraction:
+        return config.lr * progress / config.warmup_fraction
+    remaining = (progress - config.warmup_fraction) / (1 - config.warmup_fraction)
+    return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, remaining))))
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def save_checkpoint(path: Path, model, optimizer, config: TrainConfig, charset: list[str], state: dict) -> None:
+    import torch
+
+    payload = {"model_config": config.model.to_dict(), "charset": charset, "state_dict": model.state_dict(),
+               "optimizer": optimizer.state_dict() if optimizer is not None else None, "state": state}
+    temporary = path.with_suffix(".tmp")
+    torch.save(payload, temporary)
+    temporary.replace(path)  # atomic: a killed run never leaves a half-written checkpoint
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train(config: TrainConfig, device_name: str = "auto", extra: dict[str, Source] | None = None,
+          init_checkpoint: Path | None = None) -> Path:
+    """Run training as configured; returns the path of the best checkpoint (`<out_dir>/best.pt`)."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    device = pick_device(device_name)
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads)
+    else:  # fp32 weights with TF32 matmuls: fast enough for this small model, no mixed-precision LSTM/CTC risks
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(config.weights)
+    shape = (config.model.height, config.max_width, config.model.width_scale)
+    train_sources = load_sources(Path(config.cache_dir), "train", names, *shape) | (extra or {})
+    val_sources = load_sources(Path(config.cache_dir), "val", names, *shape)
+    if not train_sources:
+        from pipeline.errors import UsageError
+
+        raise UsageError(f"no training data in {config.cache_dir}")
+    weights = dict(config.weights) | {name: config.weights.get(name, 0.3) for name in (extra or {})}
+
+    last = out_dir / "last.pt"
+    resume = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
+    start = torch.load(init_checkpoint, map_location="cpu", weights_only=False) if init_checkpoint and not resume else None
+    charset = (resume or start or {}).get("charset") or make_charset(train_sources)
+    index = {char: i + 1 for i, char in enumerate(charset)}
+    model = build_model(config.model, len(charset) + 1).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = {"samples": 0, "elapsed": 0.0, "best": float("inf"), "bad": 0, "history": []}
+    if resume:
+        model.load_state_dict(resume["state_dict"])
+        optimizer.load_state_dict(resume["optimizer"])
+        state = resume["state"]
+        log(f"resumed from {last} at {state['samples']} samples")
+    elif start:
+        model.load_state_dict(start["state_dict"])
+    (out_dir / "config.json").write_text(json.dumps({"model": config.model.to_dict(), "charset": charset}, ensure_ascii=False))
+    _loop(model, optimizer, config, charset, index, train_sources, val_sources, weights, state, device, out_dir)
+    return out_dir / "best.pt"
+
+
+def _loop(model, optimizer, config, charset, index, train_sources, val_sources, weights, state, device, out_dir) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from pipeline.htr.augment import augment_batch
+
+    batches = prefetch(BatchSampler(train_sources, weights, config.seed + state["samples"]).batches(config.batch_size),
+                       config.model.height, config.max_width)
+    began = time.monotonic() - state["elapsed"]
+    last_validation = time.monotonic()
+    losses: list[float] = []
+    model.train()
+    while True:
+        elapsed = time.monotonic() - began
+        progress = max(elapsed / config.time_budget_s, state["samples"] / config.max_samples)
+        if progress >= 1.0:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, progress)
+        batch, widths, texts = next(batches)
+        images = augment_batch(torch.from_numpy(batch).to(device, non_blocking=True), torch.from_numpy(widths).to(device))
+        targets = [encode(text, index) for text in texts]
+        log_probs = model(images)
+        frames = torch.from_numpy(widths // WIDTH_STRIDE).to(device)
+        flat = torch.tensor([t for ts in targets for t in ts], dtype=torch.long, device=device)
+        loss = F.ctc_loss(log_probs.permute(1, 0, 2), flat, frames,
+                          torch.tensor([len(t) for t in targets], dtype=torch.long, device=device), zero_infinity=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        state["samples"] += len(texts)
+        if time.monotonic() - last_validation >= config.validate_every_s:
+            last_validation = time.monotonic()
+            state["elapsed"] = time.monotonic() - began
+            if _validate_and_keep(model, optimizer, config, charset, val_sources, state, losses, device, out_dir):
+                break
+            losses = []
+    state["elapsed"] = time.monotonic() - began
+    _validate_and_keep(model, optimizer, config, charset, val_sources, state, losses, device, out_dir)
+
+
+def _validate_and_keep(model, optimizer, config, charset, val_sources, state, losses, device, out_dir) -> bool:
+    """Validate, keep the best checkpoint, save `last.pt`; True when early stopping says stop."""
+    cers = validate(model, val_sources, config, charset, device)
+    score = score_of(cers, config.val_weights)
+    entry = {"samples": state["samples"], "elapsed": round(state["elapsed"], 1),
+             "loss": round(float(np.mean(losses)) if losses else float("nan"), 4),
+             "score": round(score, 4), **{k: round(v, 4) for k, v in cers.items()}}
+    state["history"].append(entry)
+    log(json.dumps(entry))
+    if score < state["best"]:
+        state["best"], state["bad"] = score, 0
+        save_checkpoint(out_dir / "best.pt", model, None, config, charset, state)
+    else:
+        state["bad"] += 1
+    save_checkpoint(out_dir / "last.pt", model, optimizer, config, charset, state)
+    (out_dir / "history.json").write_text(json.dumps(state["history"], indent=1))
+    return state["bad"] >= config.patience
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pipeline.htr.train --config C [--cache-dir D] [--out-dir O] [--time-budget S] [--device D]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--out-dir")
+    parser.add_argument("--time-budget", type=float, dest="time_budget_s")
+    parser.add_argument("--max-samples", type=int, dest="max_samples")
+    parser.add_argument("--validate-every", type=float, dest="validate_every_s")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tuning)")
+    args = parser.parse_args(argv)
+    config = TrainConfig.from_yaml(args.config, cache_dir=args.cache_dir, out_dir=args.out_dir,
+                                   time_budget_s=args.time_budget_s, max_samples=args.max_samples,
+                                   validate_every_s=args.validate_every_s)
+    print(train(config, args.device, init_checkpoint=args.init or (Path(config.init) if config.init else None)))
+
+
+if __name__ == "__main__":
+    main()
+
+
+def run_training(config_path: Path, from_corrections: Path | None = None, device: str = "auto",
+                 export_to: Path | None = None) -> Path:
+    """`census train`: build the data cache if missing, train, export ONNX (to `export_to` if given).
+
+    With `from_corrections`, the run's reviewer-corrected cells join the training mix as a source of
+    their own and training starts from the shipped model's weights (fine-tuning)."""
+    from pipeline.htr.cache import build_real_cache, build_synthetic_cache
+    from pipeline.htr.export import export_onnx
+
+    config = TrainConfig.from_yaml(config_path)
+    cache = Path(config.cache_dir)
+    if not (cache / "split.json").exists():
+        log(f"building the data cache in {cache} from {config.data_dir}")
+        build_real_cache(Path(config.data_dir), cache, config.cache_height)
+        build_synthetic_cache(cache, config.cache_height, config.synthetic_train, config.synthetic_val)
+    init = Path(config.init) if config.init else None
+    extra = None
+    if from_corrections is not None:
+        from pipeline.htr.corrections import corrected_cells
+
+        crops, texts = corrected_cells(from_corrections, config.model.height)
+        log(f"{len(texts)} corrected cells from {from_corrections}")
+        extra = {"corrections": Source([resize_to_height(c, config.model.height, config.max_width, config.model.width_scale)
+                                        for c in crops], texts)}
+        init = init or Path(__file__).resolve().parents[2] / "models" / "crnn.pt"
+    best = train(config, device, extra=extra, init_checkpoint=init)
+    return export_onnx(best, export_to or Path(config.out_dir) / "crnn.onnx")

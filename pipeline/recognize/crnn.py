@@ -1,0 +1,102 @@
+"""The `crnn` engine: the project's own CRNN-CTC handwriting recogniser, run with ONNX Runtime on the CPU.
+
+Loads `models/<name>.onnx` and `models/<name>.charset.json` (charset, input height, width stretch),
+and `models/<name>.calibration.json` when present. Crops are normalised (grey, contrast-stretched,
+fixed height), sorted by width and batched so padding stays small; decoding is greedy CTC. Each
+character's confidence is the peak softmax probability of its frames; the sequence confidence is the
+calibrated probability that the whole text is exactly right (`pipeline.htr.calibrate`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import UsageError
+from pipeline.models import Reading
+from pipeline.recognize import register
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL = MODELS_DIR / "crnn.onnx"
+MAX_BATCH_PIXELS = 48 * 4096  # per batch: bounds memory while keeping batches of short cells large
+
+
+class CrnnEngine:
+    name = "crnn"
+
+    def __init__(self, model_path: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        from pipeline.htr.calibrate import Calibration
+
+        if not model_path.exists():
+            raise UsageError(f"crnn model not found: {model_path}")
+        meta = json.loads(model_path.with_suffix(".charset.json").read_text(encoding="utf-8"))
+        self.charset: list[str] = meta["charset"]
+        self.height: int = int(meta["height"])
+        self.width_scale: float = float(meta.get("width_scale", 1.0))
+        self.stride: int = int(meta.get("width_stride", 4))
+        self.model = meta.get("version", model_path.stem)
+        self.calibration = Calibration.load(model_path.with_suffix(".calibration.json"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # one per worker process: pages run in parallel instead
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[Reading]:
+        return [Reading(text=text, confidence=self.calibration.probability(features), char_confidences=chars,
+                        engine=self.name, model=self.model)
+                for text, chars, features in self.decode(crops)]
+
+    def decode(self, crops: Sequence[np.ndarray]) -> list[tuple[str, list[float], np.ndarray]]:
+        """Per crop: greedy text, per-character confidences, and the sequence features calibration uses."""
+        from pipeline.htr.preprocess import normalize_crop
+
+        images = [normalize_crop(crop, self.height, width_scale=self.width_scale) for crop in crops]
+        results: list = [None] * len(images)
+        for batch in self._batches(images):
+            for index, result in zip(batch, self._run([images[i] for i in batch])):
+                results[index] = result
+        return results
+
+    def log_probs(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Frame log-probabilities of normalised images (one padded batch) and each one's frame count."""
+        widths = np.array([image.shape[1] for image in images])
+        total = int(np.ceil(widths.max() / self.stride) * self.stride)
+        batch = np.zeros((len(images), 1, self.height, total), np.float32)
+        for i, image in enumerate(images):
+            batch[i, 0, :, : image.shape[1]] = 1.0 - image.astype(np.float32) / 255.0
+        (log_probs,) = self.session.run(None, {"images": batch})
+        return log_probs, np.maximum(widths // self.stride, 1)
+
+    def _batches(self, images: list[np.ndarray]) -> list[list[int]]:
+        order = sorted(range(len(images)), key=lambda i: images[i].shape[1])
+        batches: list[list[int]] = []
+        for index in order:
+            width = images[index].shape[1]
+            if batches and (len(batches[-1]) + 1) * width * self.height <= MAX_BATCH_PIXELS * self.height / 48:
+                batches[-1].append(index)
+            else:
+                batches.append([index])
+        return batches
+
+    def _run(self, images: list[np.ndarray]) -> list[tuple[str, list[float], np.ndarray]]:
+        from pipeline.htr.calibrate import sequence_features
+        from pipeline.htr.model import greedy_decode
+
+        log_probs, lengths = self.log_probs(images)
+        results = []
+        for i, (labels, frames) in enumerate(greedy_decode(log_probs, lengths)):
+            sequence = log_probs[i, : lengths[i]]
+            text = "".join(self.charset[label - 1] for label in labels)
+            char_confidences = [float(np.exp(sequence[frame, label])) for label, frame in zip(labels, frames)]
+            results.append((text, char_confidences, sequence_features(sequence)))
+        return results
+
+
+@register("crnn")
+def make_crnn_engine(model_path: Path | None = None, threads: int = 1) -> CrnnEngine:
+    return CrnnEngine(Path(model_path) if model_path else DEFAULT_MODEL, threads)
