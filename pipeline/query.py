@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,7 @@ def ensure_snapshot(run_dir: Path, include_restricted: bool) -> Path:
     stamp = target / "fingerprint.json"
     current = json.loads(stamp.read_text(encoding="utf-8"))["fingerprint"] if stamp.is_file() else None
     if current != _fingerprint(run_dir, rule):
+        print("query: the store changed; writing its Parquet snapshot...", file=sys.stderr)
         build_snapshot(run_dir, include_restricted, rule)
     return target
 

@@ -18,6 +18,7 @@ import itertools
 import json
 import re
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -194,6 +195,7 @@ def _indexed_fingerprint(run_dir: Path) -> str | None:
 def ensure_index(run_dir: Path, rule: embargo.EmbargoRule | None = None) -> None:
     rule = rule or embargo.load_rule(run_dir)
     if _indexed_fingerprint(run_dir) != store_fingerprint(run_dir, rule):
+        print("search: the store changed; (re)building the name index...", file=sys.stderr)
         build_index(run_dir, rule)
 
 
