@@ -3,9 +3,10 @@ synthetic register pages, with everything timed in the same invocation on the sa
 
 - end-to-end pages/min on 2 worker processes with the default engine, per-stage breakdown,
   peak RSS per worker process (sampled from outside), and the main process's;
-- cost against batch size (linearity), and scaling 1 -> 2 workers;
-- the local process pool against a Dask LocalCluster (same throughput question, and the two
-  stores must hold identical contents apart from timestamps);
+- cost against batch size (seconds per page on --subset, --pages and optionally --linear
+  pages), and scaling 1 -> 2 workers on the --subset pages;
+- the local process pool against a Dask LocalCluster on the --subset pages (throughput, and the
+  two stores must hold identical contents apart from timestamps);
 - two baselines on the same pages: plain tesseract full-page OCR, and the pipeline with the
   tesseract engine, reported as ratios to the default pipeline;
 - optional sections from other modules (`pipeline.htr.bench`, `review.bench`,
@@ -30,10 +31,15 @@ from typing import Any
 
 # Columns that legitimately differ between two runs of the same pages.
 TIMESTAMP_COLUMNS = {"processed_at"}
-OPTIONAL_SECTIONS = {"htr": "pipeline.htr.bench", "review": "review.bench", "dataset": "pipeline.dataset_bench"}
+OPTIONAL_SECTIONS = {
+    "htr": "pipeline.htr.bench",
+    "review": "review.bench",
+    "dataset": "pipeline.dataset_bench",
+}
 
 
 # --- store comparison (also used by the reliability tests) ------------------------------------
+
 
 def store_contents(run_dir: Path) -> dict[str, list[tuple]]:
     """Every table of RUN_DIR/census.sqlite as sorted rows, timestamp columns left out."""
@@ -41,16 +47,21 @@ def store_contents(run_dir: Path) -> dict[str, list[tuple]]:
 
     connection = sqlite3.connect(f"file:{Path(run_dir) / STORE_NAME}?mode=ro", uri=True)
     try:
-        tables = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
         return {table: _table_rows(connection, table) for table in tables}
     finally:
         connection.close()
 
 
 def _table_rows(connection: sqlite3.Connection, table: str) -> list[tuple]:
-    columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")
-               if row[1] not in TIMESTAMP_COLUMNS]
+    columns = [
+        row[1] for row in connection.execute(f"PRAGMA table_info({table})") if row[1] not in TIMESTAMP_COLUMNS
+    ]
     rows = connection.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
     return sorted(rows, key=repr)
 
@@ -63,12 +74,15 @@ def store_differences(left: Path, right: Path) -> list[str]:
         if a[table] != b[table]:
             only_a = set(a[table]) - set(b[table])
             only_b = set(b[table]) - set(a[table])
-            problems.append(f"{table}: {len(a[table])} vs {len(b[table])} rows, {len(only_a)} only in {left}, "
-                            f"{len(only_b)} only in {right}; e.g. {sorted(only_a or only_b, key=repr)[:1]}")
+            problems.append(
+                f"{table}: {len(a[table])} vs {len(b[table])} rows, {len(only_a)} only in {left}, "
+                f"{len(only_b)} only in {right}; e.g. {sorted(only_a or only_b, key=repr)[:1]}"
+            )
     return problems
 
 
 # --- measuring ---------------------------------------------------------------------------------
+
 
 class RssSampler:
     """Peak resident memory of every child process (workers), sampled from a background thread."""
@@ -105,13 +119,18 @@ class RssSampler:
 
     def figures(self) -> dict[str, Any]:
         mib = 1 << 20
-        return {"peak_rss_per_worker_mib": round(max(self.peaks.values(), default=0) / mib, 1),
-                "peak_rss_each_child_mib": sorted((round(v / mib, 1) for v in self.peaks.values()), reverse=True),
-                "peak_rss_main_mib": round(self.main_peak / mib, 1)}
+        return {
+            "peak_rss_per_worker_mib": round(max(self.peaks.values(), default=0) / mib, 1),
+            "peak_rss_each_child_mib": sorted(
+                (round(peak / mib, 1) for peak in self.peaks.values()), reverse=True
+            ),
+            "peak_rss_main_mib": round(self.main_peak / mib, 1),
+        }
 
 
-def timed_run(pages_dir: Path, run_dir: Path, engine: str, workers: int, executor: str = "local"
-              ) -> dict[str, Any]:
+def timed_run(
+    pages_dir: Path, run_dir: Path, engine: str, workers: int, executor: str = "local"
+) -> dict[str, Any]:
     """One fresh `census run` in-process; its throughput, stage breakdown and memory."""
     from pipeline.runner import RunOptions, run
 
@@ -122,11 +141,21 @@ def timed_run(pages_dir: Path, run_dir: Path, engine: str, workers: int, executo
         summary = run([pages_dir], options, progress=True)
     seconds = time.perf_counter() - started  # includes writing the report, as users wait for it
     processed = summary.pages + summary.pages_failed
-    per_page_ms = {stage: round(1000 * total / max(1, processed), 1) for stage, total in summary.stage_seconds.items()}
-    return {"engine": engine, "workers": workers, "executor": executor, "pages": processed,
-            "pages_failed": summary.pages_failed, "seconds": round(seconds, 2),
-            "pages_per_minute": round(60 * processed / seconds, 1), "stage_ms_per_page": per_page_ms,
-            "accepted_pct": summary.accepted_pct, **sampler.figures()}
+    per_page_ms = {
+        stage: round(1000 * total / max(1, processed), 1) for stage, total in summary.stage_seconds.items()
+    }
+    return {
+        "engine": engine,
+        "workers": workers,
+        "executor": executor,
+        "pages": processed,
+        "pages_failed": summary.pages_failed,
+        "seconds": round(seconds, 2),
+        "pages_per_minute": round(60 * processed / seconds, 1),
+        "stage_ms_per_page": per_page_ms,
+        "accepted_pct": summary.accepted_pct,
+        **sampler.figures(),
+    }
 
 
 def plain_tesseract(pages: list[Path], workers: int) -> dict[str, Any]:
@@ -137,8 +166,13 @@ def plain_tesseract(pages: list[Path], workers: int) -> dict[str, Any]:
     with ProcessPoolExecutor(max_workers=workers) as pool:
         characters = sum(pool.map(_ocr_full_page, pages))
     seconds = time.perf_counter() - started
-    return {"pages": len(pages), "workers": workers, "seconds": round(seconds, 2),
-            "pages_per_minute": round(60 * len(pages) / seconds, 1), "characters_read": characters}
+    return {
+        "pages": len(pages),
+        "workers": workers,
+        "seconds": round(seconds, 2),
+        "pages_per_minute": round(60 * len(pages) / seconds, 1),
+        "characters_read": characters,
+    }
 
 
 def _ocr_full_page(path: Path) -> int:
@@ -149,6 +183,7 @@ def _ocr_full_page(path: Path) -> int:
 
 
 # --- pages ---------------------------------------------------------------------------------------
+
 
 def synthetic_pages(folder: Path, n_pages: int, seed: int) -> list[Path]:
     """`n_pages` synthetic register pages (25 rows × template columns), reused when already there."""
@@ -187,6 +222,7 @@ def subset(pages: list[Path], folder: Path, n_pages: int) -> Path:
 
 # --- the benchmark -------------------------------------------------------------------------------
 
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.runner import DEFAULT_ENGINE
 
@@ -194,19 +230,32 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     engine = args.engine or DEFAULT_ENGINE
     pages = synthetic_pages(work / "pages", args.pages, args.seed)
     small = subset(pages, work / "subset", min(args.subset, len(pages)))
-    results: dict[str, Any] = {"engine": engine, "cpu_count": os.cpu_count(), "pages": len(pages),
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results: dict[str, Any] = {
+        "engine": engine,
+        "cpu_count": os.cpu_count(),
+        "pages": len(pages),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     sections: list[tuple[str, Callable[[], Any]]] = [
         ("end_to_end", lambda: timed_run(work / "pages", work / "run-local-2", engine, 2)),
         ("one_worker", lambda: timed_run(small, work / "run-local-1", engine, 1)),
         ("two_workers_subset", lambda: timed_run(small, work / "run-local-2-subset", engine, 2)),
-        ("dask_local_cluster", lambda: timed_run(work / "pages", work / "run-dask-2", engine, 2, "dask")),
+        ("dask_local_cluster", lambda: timed_run(small, work / "run-dask-2", engine, 2, "dask")),
         ("baseline_plain_tesseract", lambda: plain_tesseract(sorted(small.glob("*.png")), 2)),
         ("baseline_pipeline_tesseract", lambda: timed_run(small, work / "run-tesseract-2", "tesseract", 2)),
     ]
     if args.linear:
-        sections.append(("linearity_big", lambda: timed_run(
-            replicated_pages(pages, work / f"pages-{args.linear}", args.linear), work / "run-big", engine, 2)))
+        sections.append(
+            (
+                "linearity_big",
+                lambda: timed_run(
+                    replicated_pages(pages, work / f"pages-{args.linear}", args.linear),
+                    work / "run-big",
+                    engine,
+                    2,
+                ),
+            )
+        )
     for name, section in sections:
         results[name] = _section(name, section)
     results["derived"] = derived_figures(results, work)
@@ -229,6 +278,7 @@ def _section(name: str, body: Callable[[], Any]) -> Any:
 
 def derived_figures(results: dict[str, Any], work: Path) -> dict[str, Any]:
     """Ratios between sections; None where a section failed."""
+
     def ppm(section: str) -> float | None:
         value = results.get(section)
         return value.get("pages_per_minute") if isinstance(value, dict) else None
@@ -238,19 +288,23 @@ def derived_figures(results: dict[str, Any], work: Path) -> dict[str, Any]:
 
     derived: dict[str, Any] = {
         "scaling_1_to_2_workers": ratio(ppm("two_workers_subset"), ppm("one_worker")),
-        "dask_over_local": ratio(ppm("dask_local_cluster"), ppm("end_to_end")),
+        "dask_over_local": ratio(ppm("dask_local_cluster"), ppm("two_workers_subset")),
         "default_over_plain_tesseract": ratio(ppm("two_workers_subset"), ppm("baseline_plain_tesseract")),
-        "default_over_pipeline_tesseract": ratio(ppm("two_workers_subset"), ppm("baseline_pipeline_tesseract")),
+        "default_over_pipeline_tesseract": ratio(
+            ppm("two_workers_subset"), ppm("baseline_pipeline_tesseract")
+        ),
     }
-    if (work / "run-dask-2" / "census.sqlite").exists() and (work / "run-local-2" / "census.sqlite").exists():
-        derived["dask_store_differences"] = store_differences(work / "run-local-2", work / "run-dask-2")
+    local, dask = work / "run-local-2-subset", work / "run-dask-2"
+    if (local / "census.sqlite").exists() and (dask / "census.sqlite").exists():
+        derived["dask_store_differences"] = store_differences(local, dask)
         derived["dask_store_identical"] = not derived["dask_store_differences"]
-    big, base = results.get("linearity_big"), results.get("end_to_end")
-    if isinstance(big, dict) and isinstance(base, dict) and "seconds" in big and "seconds" in base:
-        # Linear cost: seconds per page stays the same when the batch grows.
-        derived["seconds_per_page"] = {base["pages"]: round(base["seconds"] / base["pages"], 3),
-                                       big["pages"]: round(big["seconds"] / big["pages"], 3)}
-        derived["linearity_ratio"] = ratio(big["seconds"] / big["pages"], base["seconds"] / base["pages"])
+    # Linear cost: seconds per page (2 workers) stays the same as the batch grows.
+    runs = [results.get(name) for name in ("two_workers_subset", "end_to_end", "linearity_big")]
+    runs = [r for r in runs if isinstance(r, dict) and "seconds" in r and r.get("pages")]
+    if len(runs) >= 2:
+        derived["seconds_per_page"] = {r["pages"]: round(r["seconds"] / r["pages"], 3) for r in runs}
+        per_page = [r["seconds"] / r["pages"] for r in runs]
+        derived["linearity_ratio"] = ratio(per_page[-1], per_page[0])
     derived["bars"] = bars(results.get("end_to_end"), derived.get("linearity_ratio"))
     return derived
 
@@ -260,7 +314,9 @@ def bars(end_to_end: Any, linearity: float | None) -> dict[str, bool | None]:
     measured = isinstance(end_to_end, dict) and "pages_per_minute" in end_to_end
     return {
         "pages_per_minute_at_least_60": end_to_end["pages_per_minute"] >= 60 if measured else None,
-        "peak_rss_per_worker_at_most_1GiB": end_to_end["peak_rss_per_worker_mib"] <= 1024 if measured else None,
+        "peak_rss_per_worker_at_most_1GiB": end_to_end["peak_rss_per_worker_mib"] <= 1024
+        if measured
+        else None,
         # Per-page cost of the big batch within 15 % of the small one's.
         "linear_in_pages": linearity <= 1.15 if linearity else None,
     }
@@ -281,8 +337,9 @@ def optional_section(module_name: str, timeout_s: float) -> Any:
         return {"skipped": f"{module_name} is not present"}
     print(f"[bench] {module_name} ...", file=sys.stderr, flush=True)
     try:
-        completed = subprocess.run([sys.executable, "-m", module_name], stdout=subprocess.PIPE, text=True,
-                                   timeout=timeout_s)
+        completed = subprocess.run(
+            [sys.executable, "-m", module_name], stdout=subprocess.PIPE, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"{module_name} took over {timeout_s:.0f} s"}
     lines = [line for line in completed.stdout.splitlines() if line.strip().startswith("{")]
@@ -295,15 +352,24 @@ def print_table(results: dict[str, Any]) -> None:
     rows = [("section", "pages", "workers", "pages/min", "peak RSS/worker MiB")]
     for name, value in results.items():
         if isinstance(value, dict) and "pages_per_minute" in value:
-            rows.append((name, str(value["pages"]), str(value["workers"]), str(value["pages_per_minute"]),
-                         str(value.get("peak_rss_per_worker_mib", ""))))
+            rows.append(
+                (
+                    name,
+                    str(value["pages"]),
+                    str(value["workers"]),
+                    str(value["pages_per_minute"]),
+                    str(value.get("peak_rss_per_worker_mib", "")),
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
     end_to_end = results.get("end_to_end", {})
     if "stage_ms_per_page" in end_to_end:
-        print("stages (ms per page, summed over workers): " + ", ".join(
-            f"{stage} {ms}" for stage, ms in end_to_end["stage_ms_per_page"].items()))
+        print(
+            "stages (ms per page, summed over workers): "
+            + ", ".join(f"{stage} {ms}" for stage, ms in end_to_end["stage_ms_per_page"].items())
+        )
     print("derived: " + json.dumps(results.get("derived", {}), ensure_ascii=False))
     for name in OPTIONAL_SECTIONS:
         if name in results:
@@ -312,17 +378,33 @@ def print_table(results: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pages", type=int, default=50, help="synthetic pages for the main runs (default 50)")
-    parser.add_argument("--subset", type=int, default=10,
-                        help="pages for the 1-worker run and the baselines (default 10)")
-    parser.add_argument("--linear", type=int, default=200,
-                        help="batch size compared with --pages for linear cost; 0 skips (default 200)")
+    parser.add_argument(
+        "--pages", type=int, default=50, help="synthetic pages for the main runs (default 50)"
+    )
+    parser.add_argument(
+        "--subset", type=int, default=10, help="pages for the 1-worker run and the baselines (default 10)"
+    )
+    parser.add_argument(
+        "--linear",
+        type=int,
+        default=0,
+        help="also time a batch of this many pages (copies of the synthetic ones) for linear "
+        "cost; 0 (default): compare --subset with --pages only",
+    )
     parser.add_argument("--engine", default=None, help="engine of the main runs (default: the pipeline's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-optional", dest="optional", action="store_false",
-                        help="skip the other modules' benchmarks (htr, review, dataset)")
-    parser.add_argument("--optional-timeout", type=float, default=300,
-                        help="seconds allowed to each optional benchmark (default 300)")
+    parser.add_argument(
+        "--no-optional",
+        dest="optional",
+        action="store_false",
+        help="skip the other modules' benchmarks (htr, review, dataset)",
+    )
+    parser.add_argument(
+        "--optional-timeout",
+        type=float,
+        default=300,
+        help="seconds allowed to each optional benchmark (default 300)",
+    )
     parser.add_argument("--work", default="runs/bench", help="folder for pages and runs (default runs/bench)")
     parser.add_argument("--out", default="bench.json", help="where to write the figures (default bench.json)")
     return parser.parse_args(argv)

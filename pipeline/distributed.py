@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ServiceError
-from pipeline.runner import (MAX_ATTEMPTS, PageTask, RunOptions, failed_result, init_worker, page_json_path,
-                             run_task, write_atomically)
+from pipeline.runner import (
+    MAX_ATTEMPTS,
+    PageTask,
+    RunOptions,
+    failed_result,
+    init_worker,
+    page_json_path,
+    run_task,
+    write_atomically,
+)
 from pipeline.templates import load_template
 
 CONNECT_TIMEOUT_S = 30
@@ -37,14 +45,16 @@ CLUSTER_CONFIG = {
 }
 
 
+# (template, engine, run_dir) this Dask worker process was initialised with.
+_initialised_with: list[tuple[str, str, str]] = []
+
+
 def process_page_on_worker(task: PageTask, template: str, engine: str, run_dir: str) -> tuple[str, str]:
     """Dask task: load the template and engine once per worker process, then run the page."""
-    from pipeline import runner
-
     settings = (template, engine, run_dir)
-    if runner._worker_state.get("settings") != settings:
+    if _initialised_with != [settings]:
         init_worker(*settings)
-        runner._worker_state["settings"] = settings
+        _initialised_with[:] = [settings]
     return run_task(task)
 
 
@@ -60,8 +70,9 @@ def execute_dask(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
         yield from _submit_and_collect(client, tasks, template, options.engine, run_dir, slots)
 
 
-def _submit_and_collect(client: Any, tasks: list[PageTask], template: str, engine: str, run_dir: str,
-                        slots: int) -> Iterator[str]:
+def _submit_and_collect(
+    client: Any, tasks: list[PageTask], template: str, engine: str, run_dir: str, slots: int
+) -> Iterator[str]:
     from distributed import as_completed
 
     queue = iter(tasks)
@@ -69,8 +80,9 @@ def _submit_and_collect(client: Any, tasks: list[PageTask], template: str, engin
 
     def submit(task: PageTask) -> Any:
         # pure=False: a resumed run must really re-run the page, never reuse a cached result.
-        future = client.submit(process_page_on_worker, task, template, engine, run_dir,
-                               key=f"page-{task.page_id}", pure=False)
+        future = client.submit(
+            process_page_on_worker, task, template, engine, run_dir, key=f"page-{task.page_id}", pure=False
+        )
         by_key[future.key] = task
         return future
 
@@ -91,15 +103,22 @@ def _outcome(future: Any, task: PageTask, template: str, run_dir: str) -> str:
     try:
         future.result()
     except KilledWorker:
-        result = failed_result(task, load_template(template), "worker-crashed",
-                               f"the worker process died on this page {MAX_ATTEMPTS} times")
+        result = failed_result(
+            task,
+            load_template(template),
+            "worker-crashed",
+            f"the worker process died on this page {MAX_ATTEMPTS} times",
+        )
         write_atomically(page_json_path(Path(run_dir), task.page_id), result.model_dump_json().encode())
     except Exception as error:  # a worker that cannot run pages at all: stop, the run resumes later
-        raise ServiceError(f"a Dask worker failed to run page {task.page_id}: {type(error).__name__}: {error}"
-                           ) from error
+        raise ServiceError(
+            f"a Dask worker failed to run page {task.page_id}: {type(error).__name__}: {error}"
+        ) from error
     if not page_json_path(Path(run_dir), task.page_id).exists():
-        raise ServiceError(f"a Dask worker wrote {page_json_path(Path(run_dir), task.page_id)} but it is not "
-                           "visible here: the run directory must be on a filesystem shared by all machines")
+        raise ServiceError(
+            f"a Dask worker wrote {page_json_path(Path(run_dir), task.page_id)} but it is not "
+            "visible here: the run directory must be on a filesystem shared by all machines"
+        )
     return task.page_id
 
 
@@ -133,9 +152,14 @@ def local_cluster(workers: int) -> Iterator[Any]:
 
     with dask.config.set(CLUSTER_CONFIG):
         # The scheduler's HTTP endpoint (health, metrics) on a free loopback port; no dashboard.
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                               silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
     try:
         yield cluster
     finally:

@@ -15,7 +15,7 @@ import html
 import io
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ FILL_ALPHA = 0.28
 
 # --- page overlay -------------------------------------------------------------------------
 
+
 def require_store(run_dir: Path) -> None:
     if not (Path(run_dir) / store.STORE_NAME).is_file():
         raise UsageError(f"{run_dir} is not a run directory (no {store.STORE_NAME}); run `census run` first")
@@ -54,8 +55,11 @@ def resolve_page(run_dir: Path, page: str) -> str:
     with store.connect(run_dir, readonly=True) as connection:
         rows = connection.execute("SELECT page_id, source, page_index FROM pages ORDER BY source, page_index")
         pages = [(row["page_id"], row["source"], row["page_index"]) for row in rows]
-    for matches in ([p for p in pages if p[0] == page], [p for p in pages if p[0].startswith(page)],
-                    [p for p in pages if Path(p[1]).name == page and p[2] == 0]):
+    for matches in (
+        [p for p in pages if p[0] == page],
+        [p for p in pages if p[0].startswith(page)],
+        [p for p in pages if Path(p[1]).name == page and p[2] == 0],
+    ):
         if len(matches) == 1:
             return matches[0][0]
         if len(matches) > 1:
@@ -101,8 +105,12 @@ def _tint_cells(image: np.ndarray, result: PageResult, statuses: dict[str, str],
     overlay = image.copy()
     outlines = []
     for cell in result.cells:
-        corners = cell.polygon or [(cell.bbox.x0, cell.bbox.y0), (cell.bbox.x1, cell.bbox.y0),
-                                   (cell.bbox.x1, cell.bbox.y1), (cell.bbox.x0, cell.bbox.y1)]
+        corners = cell.polygon or [
+            (cell.bbox.x0, cell.bbox.y0),
+            (cell.bbox.x1, cell.bbox.y0),
+            (cell.bbox.x1, cell.bbox.y1),
+            (cell.bbox.x0, cell.bbox.y1),
+        ]
         polygon = np.round(np.array(corners, dtype=np.float64) * scale).astype(np.int32)
         colour = STATUS_COLOURS.get(statuses.get(cell.cell_id, cell.status), GRID_COLOUR)
         cv2.fillPoly(overlay, [polygon], colour)
@@ -119,11 +127,13 @@ def _draw_grid(image: np.ndarray, result: PageResult, scale: float) -> None:
         return
     affine = np.array(result.preprocess.to_original, dtype=np.float64)
     rows, cols = result.grid.row_bounds, result.grid.col_bounds
-    segments = ([((cols[0], y), (cols[-1], y)) for y in rows] + [((x, rows[0]), (x, rows[-1])) for x in cols])
+    segments = [((cols[0], y), (cols[-1], y)) for y in rows] + [((x, rows[0]), (x, rows[-1])) for x in cols]
     thickness = max(1, image.shape[1] // 800)
     for start, end in segments:
         ends = np.array([[*start, 1.0], [*end, 1.0]]) @ affine.T * scale
-        cv2.line(image, tuple(int(v) for v in ends[0]), tuple(int(v) for v in ends[1]), GRID_COLOUR, thickness)
+        cv2.line(
+            image, tuple(int(v) for v in ends[0]), tuple(int(v) for v in ends[1]), GRID_COLOUR, thickness
+        )
 
 
 def write_overlay(run_dir: Path, page: str, out: Path | None = None) -> Path:
@@ -138,27 +148,41 @@ def write_overlay(run_dir: Path, page: str, out: Path | None = None) -> Path:
 
 # --- figures gathered for the report --------------------------------------------------------
 
+
 def gather(run_dir: Path) -> dict[str, Any]:
     """Everything the report shows, as plain data (also handy for tests and `--json` callers)."""
     require_store(run_dir)
     with store.connect(run_dir, readonly=True) as connection:
         counts = store.counts(connection)
         statuses = dict(connection.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall())
-        machine = dict(connection.execute(
-            "SELECT machine_status, COUNT(*) FROM cells GROUP BY machine_status").fetchall())
-        confidences = [row[0] for row in connection.execute(
-            "SELECT confidence FROM cells WHERE machine_status != 'empty'")]
-        pages = [dict(row) for row in connection.execute(
-            "SELECT p.page_id, p.source, p.page_index, p.status, p.error, p.skew_deg, p.n_rows, p.n_cols, "
-            "SUM(c.status = 'needs_review') AS review, COUNT(c.cell_id) AS cells "
-            "FROM pages p LEFT JOIN cells c USING (page_id) GROUP BY p.page_id ORDER BY p.source, p.page_index")]
+        machine = dict(
+            connection.execute(
+                "SELECT machine_status, COUNT(*) FROM cells GROUP BY machine_status"
+            ).fetchall()
+        )
+        confidences = [
+            row[0]
+            for row in connection.execute("SELECT confidence FROM cells WHERE machine_status != 'empty'")
+        ]
+        pages = [
+            dict(row)
+            for row in connection.execute(
+                "SELECT p.page_id, p.source, p.page_index, p.status, p.error, p.skew_deg, p.n_rows, p.n_cols, "
+                "SUM(c.status = 'needs_review') AS review, COUNT(c.cell_id) AS cells "
+                "FROM pages p LEFT JOIN cells c USING (page_id) GROUP BY p.page_id ORDER BY p.source, p.page_index"
+            )
+        ]
     failures = read_failures(run_dir)
     written = sum(n for status, n in machine.items() if status != "empty")
     return {
-        "counts": counts, "cell_statuses": statuses, "failures": [f.model_dump() for f in failures],
+        "counts": counts,
+        "cell_statuses": statuses,
+        "failures": [f.model_dump() for f in failures],
         "failure_reasons": dict(Counter(f.reason for f in failures).most_common()),
         "auto_accept_pct": round(100 * machine.get("accepted", 0) / written, 1) if written else 0.0,
-        "confidences": confidences, "pages": pages, "throughput": throughput(run_dir, pages),
+        "confidences": confidences,
+        "pages": pages,
+        "throughput": throughput(run_dir, pages),
     }
 
 
@@ -166,7 +190,9 @@ def read_failures(run_dir: Path) -> list[Failure]:
     path = run_dir / "failures.jsonl"
     if not path.exists():
         return []
-    return [Failure.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [
+        Failure.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line
+    ]
 
 
 def throughput(run_dir: Path, pages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,12 +207,16 @@ def throughput(run_dir: Path, pages: list[dict[str, Any]]) -> dict[str, Any]:
                 stages[stage] = stages.get(stage, 0.0) + seconds
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    return {"stage_seconds": {k: round(v, 2) for k, v in stages.items()},
-            "seconds": summary.get("seconds"), "pages_per_minute": summary.get("pages_per_minute"),
-            "pages_skipped": summary.get("pages_skipped")}
+    return {
+        "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+        "seconds": summary.get("seconds"),
+        "pages_per_minute": summary.get("pages_per_minute"),
+        "pages_skipped": summary.get("pages_skipped"),
+    }
 
 
 # --- HTML ------------------------------------------------------------------------------------
+
 
 def write_report(run_dir: Path, summary: Any | None = None, max_thumbnails: int = MAX_THUMBNAILS) -> Path:
     """Write RUN_DIR/report.html (and RUN_DIR/summary.json from the run's summary, when given)."""
@@ -204,7 +234,7 @@ def write_report(run_dir: Path, summary: Any | None = None, max_thumbnails: int 
 
 def _page_html(run_dir: Path, data: dict[str, Any], max_thumbnails: int) -> str:
     counts = data["counts"]
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         f"<h1>Census run report</h1><p class=meta>{_e(str(run_dir.resolve()))} &middot; {generated}</p>",
         _counts_html(counts, data),
@@ -213,8 +243,10 @@ def _page_html(run_dir: Path, data: dict[str, Any], max_thumbnails: int) -> str:
         "<h2>Confidence of written cells</h2>" + _histogram_svg(data["confidences"]),
         _thumbnails_html(run_dir, data["pages"], max_thumbnails),
     ]
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Census run report</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Census run report</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>"
+    )
 
 
 def _e(text: Any) -> str:
@@ -229,13 +261,21 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 def _counts_html(counts: dict[str, int], data: dict[str, Any]) -> str:
     plan_failures = sum(1 for f in data["failures"] if f["page_id"] is None)
-    rows = [["pages done", counts["pages"]], ["pages failed", counts["pages_failed"] + plan_failures],
-            ["rows (persons)", counts["rows"]], ["cells", counts["cells"]]]
+    rows = [
+        ["pages done", counts["pages"]],
+        ["pages failed", counts["pages_failed"] + plan_failures],
+        ["rows (persons)", counts["rows"]],
+        ["cells", counts["cells"]],
+    ]
     rows += [[f"cells {status.replace('_', ' ')}", n] for status, n in sorted(data["cell_statuses"].items())]
-    rows += [["auto-accepted (of written cells)", f"{data['auto_accept_pct']} %"],
-             ["corrections", counts["corrections"]]]
-    legend = "".join(f"<span class=chip style='background:{_css(colour)}'></span>{_e(status)} "
-                     for status, colour in STATUS_COLOURS.items())
+    rows += [
+        ["auto-accepted (of written cells)", f"{data['auto_accept_pct']} %"],
+        ["corrections", counts["corrections"]],
+    ]
+    legend = "".join(
+        f"<span class=chip style='background:{_css(colour)}'></span>{_e(status)} "
+        for status, colour in STATUS_COLOURS.items()
+    )
     return f"<h2>Counts</h2>{_table(['', 'count'], rows)}<p class=legend>{legend}</p>"
 
 
@@ -248,23 +288,34 @@ def _failures_html(data: dict[str, Any]) -> str:
         return "<h2>Failures</h2><p>None.</p>"
     reasons = _table(["reason", "pages"], [[r, n] for r, n in data["failure_reasons"].items()])
     shown = data["failures"][:500]
-    detail = _table(["source", "page", "reason", "detail"],
-                    [[f["source"], "" if f["page_index"] is None else f["page_index"], f["reason"], f["detail"]]
-                     for f in shown])
-    more = f"<p>{len(data['failures']) - len(shown)} more in failures.jsonl</p>" if len(
-        data["failures"]) > len(shown) else ""
+    detail = _table(
+        ["source", "page", "reason", "detail"],
+        [
+            [f["source"], "" if f["page_index"] is None else f["page_index"], f["reason"], f["detail"]]
+            for f in shown
+        ],
+    )
+    more = (
+        f"<p>{len(data['failures']) - len(shown)} more in failures.jsonl</p>"
+        if len(data["failures"]) > len(shown)
+        else ""
+    )
     return f"<h2>Failures</h2>{reasons}<details><summary>each failure</summary>{detail}{more}</details>"
 
 
 def _throughput_html(figures: dict[str, Any]) -> str:
     rows = []
     if figures["seconds"] is not None:
-        rows += [["wall-clock seconds (last run)", figures["seconds"]],
-                 ["pages per minute (last run)", figures["pages_per_minute"]],
-                 ["pages already done by an earlier run", figures["pages_skipped"]]]
+        rows += [
+            ["wall-clock seconds (last run)", figures["seconds"]],
+            ["pages per minute (last run)", figures["pages_per_minute"]],
+            ["pages already done by an earlier run", figures["pages_skipped"]],
+        ]
     total = sum(figures["stage_seconds"].values()) or 1.0
-    rows += [[f"stage: {stage}", f"{seconds} s ({100 * seconds / total:.0f} %)"]
-             for stage, seconds in figures["stage_seconds"].items()]
+    rows += [
+        [f"stage: {stage}", f"{seconds} s ({100 * seconds / total:.0f} %)"]
+        for stage, seconds in figures["stage_seconds"].items()
+    ]
     return "<h2>Throughput</h2>" + (_table(["", ""], rows) if rows else "<p>No pages processed.</p>")
 
 
@@ -285,7 +336,7 @@ def _histogram_svg(confidences: list[float]) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text: no embedded glyphs
         figure.savefig(buffer, format="svg")
     svg = buffer.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]
 
 
 def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails: int) -> str:
@@ -297,11 +348,19 @@ def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails:
         parts += [page["error"]] if page["error"] else []
         parts += [f"{page['review']} to review"] if page["review"] else []
         caption = " · ".join(_e(part) for part in parts)
-        image = (f"<img alt='page {_e(page['page_id'])}' src='{_thumbnail_uri(run_dir, page['page_id'])}'>"
-                 if page_image_path(run_dir, page["page_id"]).exists() else "<div class=noimg>no image</div>")
-        figures.append(f"<figure>{image}<figcaption title='{_e(page['page_id'])}'>{caption}</figcaption></figure>")
-    more = (f"<p>{len(pages) - max_thumbnails} more pages: <code>census show RUN_DIR PAGE</code> draws any page.</p>"
-            if len(pages) > max_thumbnails else "")
+        image = (
+            f"<img alt='page {_e(page['page_id'])}' src='{_thumbnail_uri(run_dir, page['page_id'])}'>"
+            if page_image_path(run_dir, page["page_id"]).exists()
+            else "<div class=noimg>no image</div>"
+        )
+        figures.append(
+            f"<figure>{image}<figcaption title='{_e(page['page_id'])}'>{caption}</figcaption></figure>"
+        )
+    more = (
+        f"<p>{len(pages) - max_thumbnails} more pages: <code>census show RUN_DIR PAGE</code> draws any page.</p>"
+        if len(pages) > max_thumbnails
+        else ""
+    )
     return f"<h2>Pages</h2><div class=pages>{''.join(figures)}</div>{more}"
 
 

@@ -40,13 +40,28 @@ def local_run(pages: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def census(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CENSUS, *args], env={**os.environ, "OMP_THREAD_LIMIT": "1", **(env or {})},
-                          capture_output=True, timeout=600)
+    return subprocess.run(
+        [*CENSUS, *args],
+        env={**os.environ, "OMP_THREAD_LIMIT": "1", **(env or {})},
+        capture_output=True,
+        timeout=600,
+    )
 
 
 def test_local_cluster_store_equals_local_pool(pages: Path, local_run: Path, tmp_path: Path) -> None:
-    completed = census("run", str(pages), "--out", str(tmp_path / "run"), "--engine", "null",
-                       "--executor", "dask", "--workers", "2", "--json")
+    completed = census(
+        "run",
+        str(pages),
+        "--out",
+        str(tmp_path / "run"),
+        "--engine",
+        "null",
+        "--executor",
+        "dask",
+        "--workers",
+        "2",
+        "--json",
+    )
     assert completed.returncode == 0, completed.stderr.decode()[-3000:]
     assert json.loads(completed.stdout)["pages"] == 3
     assert store_differences(local_run, tmp_path / "run") == []
@@ -65,15 +80,44 @@ def test_remote_scheduler_by_address(pages: Path, local_run: Path, tmp_path: Pat
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     bin_dir = Path(sys.executable).parent
-    scheduler = subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                  "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    worker = subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--nworkers", "2",
-                               "--host", "127.0.0.1", "--no-dashboard"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scheduler = subprocess.Popen(
+        [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [
+            str(bin_dir / "dask"),
+            "worker",
+            address,
+            "--nthreads",
+            "1",
+            "--nworkers",
+            "2",
+            "--host",
+            "127.0.0.1",
+            "--no-dashboard",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_workers(address, 2)
-        completed = census("run", str(pages), "--out", str(tmp_path / "run"), "--engine", "null",
-                           "--executor", "dask", "--scheduler", address, "--json")
+        completed = census(
+            "run",
+            str(pages),
+            "--out",
+            str(tmp_path / "run"),
+            "--engine",
+            "null",
+            "--executor",
+            "dask",
+            "--scheduler",
+            address,
+            "--json",
+        )
         assert completed.returncode == 0, completed.stderr.decode()[-3000:]
         assert store_differences(local_run, tmp_path / "run") == []
     finally:
@@ -89,11 +133,13 @@ def wait_for_workers(address: str, n_workers: int, timeout: float = 90) -> None:
         client.wait_for_workers(n_workers, timeout=timeout)
 
 
-def test_unreachable_scheduler_is_a_service_error(pages: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_scheduler_is_a_service_error(
+    pages: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("pipeline.distributed.CONNECT_TIMEOUT_S", 3)
-    options = RunOptions(out=tmp_path / "run", engine="null", executor="dask",
-                         scheduler=f"tcp://127.0.0.1:{free_port()}")
+    options = RunOptions(
+        out=tmp_path / "run", engine="null", executor="dask", scheduler=f"tcp://127.0.0.1:{free_port()}"
+    )
     started = time.monotonic()
     with pytest.raises(ServiceError, match="cannot reach the Dask scheduler"):
         run([pages], options, progress=False)
@@ -101,9 +147,20 @@ def test_unreachable_scheduler_is_a_service_error(pages: Path, tmp_path: Path,
 
 
 def test_page_that_keeps_killing_its_dask_worker_is_quarantined(pages: Path, tmp_path: Path) -> None:
-    completed = census("run", str(pages), "--out", str(tmp_path / "run"), "--engine", "faulty",
-                       "--executor", "dask", "--workers", "2", "--json",
-                       env={"CENSUS_FAULTY_MODE": "crash", "CENSUS_FAULTY_MATCH": "synth-0001.png"})
+    completed = census(
+        "run",
+        str(pages),
+        "--out",
+        str(tmp_path / "run"),
+        "--engine",
+        "faulty",
+        "--executor",
+        "dask",
+        "--workers",
+        "2",
+        "--json",
+        env={"CENSUS_FAULTY_MODE": "crash", "CENSUS_FAULTY_MATCH": "synth-0001.png"},
+    )
     assert completed.returncode == ExitCode.PAGES_FAILED, completed.stderr.decode()[-3000:]
     failures = [json.loads(line) for line in (tmp_path / "run" / "failures.jsonl").read_text().splitlines()]
     assert [(Path(f["source"]).name, f["reason"]) for f in failures] == [("synth-0001.png", "worker-crashed")]

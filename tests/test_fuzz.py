@@ -22,7 +22,11 @@ from pipeline import ingest
 from pipeline.errors import PageError, UsageError
 from pipeline.templates import Template, available_templates, load_template
 
-FUZZ = settings(max_examples=int(os.environ.get("CENSUS_FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("CENSUS_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def load_template_text(text: str | bytes) -> Template:
@@ -38,8 +42,14 @@ def shipped_template_data() -> dict:
 
 # --- templates ------------------------------------------------------------------------------
 
-YAML_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                         st.text(max_size=20), st.sampled_from(["2020-13-45", "!!binary AAAA", "0x1F", "~"]))
+YAML_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(["2020-13-45", "!!binary AAAA", "0x1F", "~"]),
+)
 
 
 @FUZZ
@@ -61,8 +71,18 @@ def test_any_bytes_are_a_template_or_a_usage_error(data: bytes) -> None:
         pass
 
 
-@pytest.mark.parametrize("document", ["a: !!timestamp 2020-13-45", "register_year: 1930-02-30", "a: !!int abc",
-                                      "a: !!float x", "[" * 3000, "a: &x [*x]", "!!python/none ''"])
+@pytest.mark.parametrize(
+    "document",
+    [
+        "a: !!timestamp 2020-13-45",
+        "register_year: 1930-02-30",
+        "a: !!int abc",
+        "a: !!float x",
+        "[" * 3000,
+        "a: &x [*x]",
+        "!!python/none ''",
+    ],
+)
 def test_yaml_constructor_edge_cases_are_usage_errors(document: str) -> None:
     """Values PyYAML's safe constructor rejects with ValueError/RecursionError, not YAMLError."""
     with pytest.raises(UsageError):
@@ -76,8 +96,11 @@ def mutated_templates(draw: st.DrawFn) -> dict:
     target = draw(st.sampled_from(["top", "column"]))
     holder = data if target == "top" else draw(st.sampled_from(data["columns"]))
     key = draw(st.sampled_from(sorted(holder)) | st.text(max_size=10))
-    holder[key] = draw(YAML_SCALARS | st.lists(YAML_SCALARS, max_size=3)
-                       | st.dictionaries(st.text(max_size=5), YAML_SCALARS, max_size=3))
+    holder[key] = draw(
+        YAML_SCALARS
+        | st.lists(YAML_SCALARS, max_size=3)
+        | st.dictionaries(st.text(max_size=5), YAML_SCALARS, max_size=3)
+    )
     return data
 
 
@@ -97,13 +120,18 @@ def test_mutated_templates_validate_or_fail_cleanly(data: dict) -> None:
 
 # --- ingest ---------------------------------------------------------------------------------
 
+
 def seed_files() -> dict[str, bytes]:
     """Small valid files of each accepted format, to be cut and corrupted."""
     rng = np.random.default_rng(7)
     pixels = Image.fromarray(rng.integers(0, 255, (240, 260), dtype=np.uint8))
     files = {}
-    for name, options in {"png": {}, "jpeg": {"quality": 80}, "tiff": {"compression": "tiff_lzw"},
-                          "pdf": {"resolution": 100.0}}.items():
+    for name, options in {
+        "png": {},
+        "jpeg": {"quality": 80},
+        "tiff": {"compression": "tiff_lzw"},
+        "pdf": {"resolution": 100.0},
+    }.items():
         buffer = io.BytesIO()
         pixels.save(buffer, format=name.upper(), **options)
         files[name] = buffer.getvalue()
@@ -147,16 +175,24 @@ def test_truncated_files_fail_as_pages(kind: str, data: st.DataObject) -> None:
 def test_corrupted_files_fail_as_pages(kind: str, data: st.DataObject) -> None:
     corrupted = bytearray(SEEDS[kind])
     # Headers hold the interesting structure: bias flips towards the first kilobyte.
-    positions = data.draw(st.lists(st.integers(0, min(len(corrupted), 1024) - 1) | st.integers(0, len(corrupted) - 1),
-                                   min_size=1, max_size=8))
+    positions = data.draw(
+        st.lists(
+            st.integers(0, min(len(corrupted), 1024) - 1) | st.integers(0, len(corrupted) - 1),
+            min_size=1,
+            max_size=8,
+        )
+    )
     for position in positions:
         corrupted[position] = data.draw(st.integers(0, 255))
     outcome_of(bytes(corrupted))
 
 
 @FUZZ
-@given(st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"%PDF-"]),
-       st.binary(max_size=600), st.sampled_from([".png", ".jpg", ".tif", ".pdf", ".txt"]))
+@given(
+    st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"%PDF-"]),
+    st.binary(max_size=600),
+    st.sampled_from([".png", ".jpg", ".tif", ".pdf", ".txt"]),
+)
 def test_magic_then_junk_fails_as_pages(magic: bytes, junk: bytes, suffix: str) -> None:
     outcome_of(magic + junk, suffix)
 

@@ -55,8 +55,12 @@ def chunk(kind: bytes, data: bytes) -> bytes:
 def png_bomb(width: int, height: int) -> bytes:
     """A PNG declaring width x height pixels while holding almost no data."""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + chunk(b"IEND", b"")
+    )
 
 
 def minimal_pdf(objects: list[str], trailer: str = "") -> bytes:
@@ -69,7 +73,9 @@ def minimal_pdf(objects: list[str], trailer: str = "") -> bytes:
     xref = out.tell()
     out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
     out.write("".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R {trailer}>>\nstartxref\n{xref}\n%%EOF\n".encode())
+    out.write(
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R {trailer}>>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return out.getvalue()
 
 
@@ -82,8 +88,15 @@ def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
 def text_without_table(width: int = 2000, height: int = 1400) -> np.ndarray:
     page = np.full((height, width), 235, np.uint8)
     for line in range(12):
-        cv2.putText(page, "Ajuntament de Barcelona - padro municipal, full de familia", (120, 150 + 90 * line),
-                    cv2.FONT_HERSHEY_SIMPLEX, 1.4, 30, 3)
+        cv2.putText(
+            page,
+            "Ajuntament de Barcelona - padro municipal, full de familia",
+            (120, 150 + 90 * line),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            1.4,
+            30,
+            3,
+        )
     return page
 
 
@@ -106,12 +119,18 @@ def hostile_files(clean: Path) -> dict[str, bytes]:
         "truncated.tif": tiff[: len(tiff) // 3],
         "tiff-named.png": tiff,
         "text-named.tif": b"Padro municipal d'habitants, 1930\n" * 20,
-        "no-pages.pdf": minimal_pdf(["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [] /Count 0 >>"]),
+        "no-pages.pdf": minimal_pdf(
+            ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [] /Count 0 >>"]
+        ),
         "encrypted.pdf": minimal_pdf(
-            ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-             "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
-             f"<< /Filter /Standard /V 1 /R 2 /O <{pdf_key}> /U <{pdf_key}> /P -4 >>"],
-            f"/Encrypt 4 0 R /ID [<{pdf_key[:32]}><{pdf_key[:32]}>] "),
+            [
+                "<< /Type /Catalog /Pages 2 0 R >>",
+                "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+                f"<< /Filter /Standard /V 1 /R 2 /O <{pdf_key}> /U <{pdf_key}> /P -4 >>",
+            ],
+            f"/Encrypt 4 0 R /ID [<{pdf_key[:32]}><{pdf_key[:32]}>] ",
+        ),
         "bomb-100k.png": png_bomb(100_000, 100_000),
         "cmyk.jpg": encoded(page.convert("CMYK"), "JPEG", quality=92),
         "sixteen-bit.png": encoded(Image.fromarray(grey.astype(np.uint16) * 257), "PNG"),
@@ -137,8 +156,22 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complete
         (folder / name).write_bytes(data)
     run_dir = tmp_path_factory.mktemp("run") / "run"
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", str(folder), "--out", str(run_dir), "--engine", "null",
-         "--json"], env={**os.environ, "OMP_THREAD_LIMIT": "1"}, capture_output=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            str(folder),
+            "--out",
+            str(run_dir),
+            "--engine",
+            "null",
+            "--json",
+        ],
+        env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+        capture_output=True,
+        timeout=900,
+    )
     return completed, run_dir
 
 
@@ -163,7 +196,9 @@ def page_shape(run_dir: Path, name: str) -> tuple[int, int, int]:
     try:
         row = connection.execute(
             "SELECT p.n_rows, p.n_cols, (SELECT COUNT(*) FROM persons WHERE page_id = p.page_id) "
-            "FROM pages p WHERE p.source LIKE ?", (f"%/{name}",)).fetchone()
+            "FROM pages p WHERE p.source LIKE ?",
+            (f"%/{name}",),
+        ).fetchone()
     finally:
         connection.close()
     return tuple(row)
@@ -179,13 +214,16 @@ def test_batch_finishes_with_failed_pages_exit_code(batch: tuple[subprocess.Comp
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_file_has_its_defined_outcome(batch: tuple[subprocess.CompletedProcess, Path], name: str) -> None:
+def test_each_file_has_its_defined_outcome(
+    batch: tuple[subprocess.CompletedProcess, Path], name: str
+) -> None:
     _, run_dir = batch
     assert outcomes(run_dir).get(name) == EXPECTED[name]
 
 
 @pytest.mark.parametrize("name", sorted(name for name, outcome in EXPECTED.items() if outcome == DONE))
-def test_processed_variants_read_like_the_clean_page(batch: tuple[subprocess.CompletedProcess, Path],
-                                                     name: str) -> None:
+def test_processed_variants_read_like_the_clean_page(
+    batch: tuple[subprocess.CompletedProcess, Path], name: str
+) -> None:
     _, run_dir = batch
     assert page_shape(run_dir, name) == page_shape(run_dir, "clean.png")

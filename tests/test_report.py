@@ -63,8 +63,12 @@ def test_thumbnails_are_capped(run_dir: Path, tmp_path: Path) -> None:
 
 
 def census_show(run_dir: Path, page: str, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "show", str(run_dir), page, "--out", str(out)],
-                          capture_output=True, timeout=300, env={**os.environ})
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "show", str(run_dir), page, "--out", str(out)],
+        capture_output=True,
+        timeout=300,
+        env={**os.environ},
+    )
 
 
 def mean_colour(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -76,7 +80,9 @@ def first_written_cells(run_dir: Path, n: int) -> list[sqlite3.Row]:
     with store.connect(run_dir, readonly=True) as connection:
         return connection.execute(
             "SELECT cell_id, page_id, x0, y0, x1, y1 FROM cells WHERE status = 'needs_review' "
-            "ORDER BY page_id, row, col LIMIT ?", (n,)).fetchall()
+            "ORDER BY page_id, row, col LIMIT ?",
+            (n,),
+        ).fetchall()
 
 
 def tint_towards(observed: np.ndarray, plain: np.ndarray, colour: tuple[int, int, int]) -> float:
@@ -91,7 +97,8 @@ def test_show_colours_cells_by_current_status(run_dir: Path, tmp_path: Path) -> 
         connection.execute(
             "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source) "
             "VALUES (?, '', 'Joan', 'corrected', 'test', '2026-01-01T00:00:00', 'test')",
-            (corrected_cell["cell_id"],))
+            (corrected_cell["cell_id"],),
+        )
         store.reapply_corrections(connection, corrected_cell["page_id"])
     page_id = review_cell["page_id"]
     completed = census_show(run_dir, page_id[:10], tmp_path / "overlay.png")

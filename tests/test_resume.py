@@ -47,8 +47,18 @@ def reference(pages: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 
 def census_run(pages: Path, run_dir: Path, engine: str = "null", workers: int = 2) -> list[str]:
-    return [*CENSUS, "run", str(pages), "--out", str(run_dir), "--engine", engine, "--workers", str(workers),
-            "--json"]
+    return [
+        *CENSUS,
+        "run",
+        str(pages),
+        "--out",
+        str(run_dir),
+        "--engine",
+        engine,
+        "--workers",
+        str(workers),
+        "--json",
+    ]
 
 
 def run_env(**extra: str) -> dict[str, str]:
@@ -57,8 +67,9 @@ def run_env(**extra: str) -> dict[str, str]:
 
 def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     # Its own process group, so one SIGKILL takes the main process and every worker at once.
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -133,33 +144,40 @@ def check_same_as_reference(run_dir: Path, reference_dir: Path) -> None:
     finally:
         connection.close()
     assert sorted(p.name for p in (run_dir / "pages").glob("*.json")) == sorted(
-        p.name for p in (reference_dir / "pages").glob("*.json"))
+        p.name for p in (reference_dir / "pages").glob("*.json")
+    )
 
 
-def test_killed_five_times_then_resumed_equals_uninterrupted_run(pages: Path, reference: tuple[Path, float],
-                                                                  tmp_path: Path) -> None:
+def test_killed_five_times_then_resumed_equals_uninterrupted_run(
+    pages: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
     reference_dir, seconds = reference
     kill_and_resume(pages, tmp_path / "run", seconds, kills=5, seed=1)
     check_same_as_reference(tmp_path / "run", reference_dir)
 
 
 @pytest.mark.slow
-def test_killed_twenty_times_then_resumed_equals_uninterrupted_run(pages: Path, reference: tuple[Path, float],
-                                                                    tmp_path: Path) -> None:
+def test_killed_twenty_times_then_resumed_equals_uninterrupted_run(
+    pages: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
     reference_dir, seconds = reference
     kill_and_resume(pages, tmp_path / "run", seconds, kills=20, seed=2)
     check_same_as_reference(tmp_path / "run", reference_dir)
 
 
-def test_resume_after_completion_does_nothing_again(pages: Path, reference: tuple[Path, float],
-                                                    tmp_path: Path) -> None:
+def test_resume_after_completion_does_nothing_again(
+    pages: Path, reference: tuple[Path, float], tmp_path: Path
+) -> None:
     reference_dir, _ = reference
-    completed = subprocess.run(census_run(pages, reference_dir), env=run_env(), capture_output=True, timeout=600)
+    completed = subprocess.run(
+        census_run(pages, reference_dir), env=run_env(), capture_output=True, timeout=600
+    )
     summary = json.loads(completed.stdout)
     assert (completed.returncode, summary["pages_skipped"], summary["pages"]) == (0, N_PAGES, N_PAGES)
 
 
 # --- workers that die on a page ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def three_pages(pages: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -170,20 +188,26 @@ def three_pages(pages: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def faulty_env(state: Path, **settings: str) -> dict[str, str]:
-    return run_env(CENSUS_FAULTY_MODE="crash", CENSUS_FAULTY_MATCH="synth-0001.png",
-                   CENSUS_FAULTY_STATE=str(state), **settings)
+    return run_env(
+        CENSUS_FAULTY_MODE="crash",
+        CENSUS_FAULTY_MATCH="synth-0001.png",
+        CENSUS_FAULTY_STATE=str(state),
+        **settings,
+    )
 
 
 def failures(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "failures.jsonl").read_text().splitlines()]
 
 
-def test_page_that_always_kills_its_worker_is_quarantined_and_batch_finishes(three_pages: Path,
-                                                                             tmp_path: Path) -> None:
+def test_page_that_always_kills_its_worker_is_quarantined_and_batch_finishes(
+    three_pages: Path, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "run"
     env = faulty_env(tmp_path / "state", CENSUS_FAULTY_TIMES="1000")
-    completed = subprocess.run(census_run(three_pages, run_dir, engine="faulty"), env=env, capture_output=True,
-                               timeout=600)
+    completed = subprocess.run(
+        census_run(three_pages, run_dir, engine="faulty"), env=env, capture_output=True, timeout=600
+    )
     assert completed.returncode == ExitCode.PAGES_FAILED, completed.stderr.decode()[-2000:]
     [failure] = failures(run_dir)
     assert (Path(failure["source"]).name, failure["reason"]) == ("synth-0001.png", "worker-crashed")
@@ -196,8 +220,9 @@ def test_page_that_always_kills_its_worker_is_quarantined_and_batch_finishes(thr
 def test_page_that_kills_its_worker_once_succeeds_on_retry(three_pages: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     env = faulty_env(tmp_path / "state", CENSUS_FAULTY_TIMES="1")
-    completed = subprocess.run(census_run(three_pages, run_dir, engine="faulty"), env=env, capture_output=True,
-                               timeout=600)
+    completed = subprocess.run(
+        census_run(three_pages, run_dir, engine="faulty"), env=env, capture_output=True, timeout=600
+    )
     assert completed.returncode == 0, completed.stderr.decode()[-2000:]
     assert failures(run_dir) == []
     assert len(list((tmp_path / "state").glob("*.attempts"))) == 1
@@ -206,3 +231,21 @@ def test_page_that_kills_its_worker_once_succeeds_on_retry(three_pages: Path, tm
         assert connection.execute("SELECT COUNT(*) FROM pages WHERE status = 'done'").fetchone()[0] == 3
     finally:
         connection.close()
+
+
+def test_store_comparison_sees_a_changed_cell(reference: tuple[Path, float], tmp_path: Path) -> None:
+    """The comparison the tests above rely on does notice a single altered reading."""
+    reference_dir, _ = reference
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    source = sqlite3.connect(reference_dir / "census.sqlite")
+    target = sqlite3.connect(copy / "census.sqlite")
+    try:
+        source.backup(target)
+        target.execute("UPDATE cells SET text = text || 'x' WHERE rowid = (SELECT MIN(rowid) FROM cells)")
+        target.commit()
+    finally:
+        source.close()
+        target.close()
+    [difference] = store_differences(reference_dir, copy)
+    assert difference.startswith("cells:")

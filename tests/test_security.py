@@ -33,11 +33,19 @@ def shipped_template_text() -> str:
 
 # --- YAML ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/object/new:os.system",
-                                 "!!python/name:os.system", "!!python/module:os"])
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "!!python/object/apply:os.system",
+        "!!python/object/new:os.system",
+        "!!python/name:os.system",
+        "!!python/module:os",
+    ],
+)
 def test_python_tags_in_a_template_are_rejected_and_never_run(tag: str, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    payload = f"{tag} [\"touch {marker}\"]" if "apply" in tag or "new" in tag else f"{tag} ''"
+    payload = f'{tag} ["touch {marker}"]' if "apply" in tag or "new" in tag else f"{tag} ''"
     template = tmp_path / "evil.yaml"
     template.write_text(shipped_template_text() + f"\nregister_year: {payload}\n", encoding="utf-8")
     with pytest.raises(UsageError, match="invalid template"):
@@ -50,18 +58,23 @@ def test_no_module_loads_yaml_unsafely() -> None:
     offenders = []
     for path in python_files():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
-                    isinstance(node.func.value, ast.Name) and node.func.value.id == "yaml"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and (isinstance(node.func.value, ast.Name) and node.func.value.id == "yaml")
+            ):
                 loader = next((kw.value for kw in node.keywords if kw.arg == "Loader"), None)
                 unsafe = node.func.attr in {"unsafe_load", "full_load", "unsafe_load_all", "full_load_all"}
                 unsafe |= node.func.attr in {"load", "load_all"} and not (
-                    isinstance(loader, ast.Attribute) and loader.attr in {"SafeLoader", "CSafeLoader"})
+                    isinstance(loader, ast.Attribute) and loader.attr in {"SafeLoader", "CSafeLoader"}
+                )
                 if unsafe:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
 
 
 # --- names that could become paths ------------------------------------------------------------
+
 
 def test_template_lexicon_cannot_name_a_file_outside_the_lexicons(tmp_path: Path) -> None:
     from pipeline.lexicons import LEXICONS_DIR, load_lexicon
@@ -106,18 +119,22 @@ def test_input_names_never_become_output_paths(run_dir: Path) -> None:
 
 # --- census query ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sql", [
-    "COPY (SELECT 1) TO '{outside}/leak.csv'",
-    "COPY persons TO '{outside}/leak.parquet' (FORMAT parquet)",
-    "SELECT * FROM read_csv('/etc/passwd')",
-    "SELECT * FROM read_text('/etc/hostname')",
-    "SELECT * FROM read_parquet('{run_dir}/../*/*.parquet')",
-    "ATTACH '{outside}/other.duckdb' AS other",
-    "SET enable_external_access = true",
-    "INSTALL httpfs",
-    "CREATE TABLE x AS SELECT 1",
-    "SELECT 1; COPY (SELECT 1) TO '{outside}/leak2.csv'",
-])
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT 1) TO '{outside}/leak.csv'",
+        "COPY persons TO '{outside}/leak.parquet' (FORMAT parquet)",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SELECT * FROM read_parquet('{run_dir}/../*/*.parquet')",
+        "ATTACH '{outside}/other.duckdb' AS other",
+        "SET enable_external_access = true",
+        "INSTALL httpfs",
+        "CREATE TABLE x AS SELECT 1",
+        "SELECT 1; COPY (SELECT 1) TO '{outside}/leak2.csv'",
+    ],
+)
 def test_query_cannot_write_or_read_outside_the_run(run_dir: Path, tmp_path: Path, sql: str) -> None:
     from pipeline.query import run_query
 
@@ -134,21 +151,28 @@ def test_query_reads_the_run(run_dir: Path) -> None:
 
 # --- servers bind to 127.0.0.1 ----------------------------------------------------------------
 
+
 def test_no_server_defaults_to_all_interfaces() -> None:
     """No '0.0.0.0' / '::' bind address anywhere in the code, and every --host option defaults to loopback."""
     wildcard = re.compile(r"""["'](0\.0\.0\.0|::)["']""")
-    assert [f"{p.relative_to(ROOT)}" for p in python_files() if wildcard.search(p.read_text(encoding="utf-8"))] == []
+    assert [
+        f"{p.relative_to(ROOT)}" for p in python_files() if wildcard.search(p.read_text(encoding="utf-8"))
+    ] == []
     import typer.main
 
     from pipeline.cli import app
 
-    def commands(command, prefix=""):  # noqa: ANN001, ANN202 - click objects
+    def commands(command, prefix=""):
         yield prefix, command
         for name, sub in getattr(command, "commands", {}).items():
             yield from commands(sub, f"{prefix} {name}")
 
-    hosts = [(name, param.default) for name, command in commands(typer.main.get_command(app))
-             for param in command.params if param.name in {"host", "bind", "listen"}]
+    hosts = [
+        (name, param.default)
+        for name, command in commands(typer.main.get_command(app))
+        for param in command.params
+        if param.name in {"host", "bind", "listen"}
+    ]
     assert all(default in {"127.0.0.1", "localhost"} for _, default in hosts), hosts
 
 
@@ -167,8 +191,11 @@ def test_label_studio_and_browse_bind_loopback(run_dir: Path) -> None:
 def listening_addresses(pids: set[int]) -> set[str]:
     import psutil
 
-    return {connection.laddr.ip for connection in psutil.net_connections(kind="inet")
-            if connection.status == psutil.CONN_LISTEN and connection.pid in pids}
+    return {
+        connection.laddr.ip
+        for connection in psutil.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN and connection.pid in pids
+    }
 
 
 @pytest.mark.server
@@ -197,14 +224,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_token_never_in_messages_or_logs(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture) -> None:
+def test_token_never_in_messages_or_logs(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+) -> None:
     """Every failure path of the client (unreachable server, then a server refusing the token)."""
     from http.server import BaseHTTPRequestHandler
 
     from review.client import ReviewClient
 
     class Refuse(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self.send_response(401)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -227,7 +256,7 @@ def test_token_never_in_messages_or_logs(caplog: pytest.LogCaptureFixture, capfd
     assert TOKEN not in everything and TOKEN[:16] not in everything
 
 
-def _urls_to_fail_on(handler: type):  # noqa: ANN202 - a generator of (url, server)
+def _urls_to_fail_on(handler: type):
     import threading
     from http.server import HTTPServer
 

@@ -34,10 +34,17 @@ MODES = ("crash", "raise", "sleep")
 class FaultyEngine:
     name = "faulty"
 
-    def __init__(self, base: Engine, mode: str, match: str, times: int, state: Path | None,
-                 sleep_s: float) -> None:
+    def __init__(
+        self, base: Engine, mode: str, match: str, times: int, state: Path | None, sleep_s: float
+    ) -> None:
         self.base, self.mode, self.match, self.times, self.state, self.sleep_s = (
-            base, mode, match, times, state, sleep_s)
+            base,
+            mode,
+            match,
+            times,
+            state,
+            sleep_s,
+        )
         self.model = f"faulty({base.name})"
 
     def recognize(self, crops: Sequence[np.ndarray]) -> list[Reading]:
@@ -83,7 +90,11 @@ def make_faulty_engine() -> FaultyEngine:
     state = os.environ.get("CENSUS_FAULTY_STATE")
     if times and not state:
         raise UsageError("CENSUS_FAULTY_TIMES needs CENSUS_FAULTY_STATE (a folder to count attempts in)")
-    return FaultyEngine(base=get_engine(os.environ.get("CENSUS_FAULTY_BASE", "null")), mode=mode,
-                        match=os.environ.get("CENSUS_FAULTY_MATCH", "*"), times=times,
-                        state=Path(state) if state else None,
-                        sleep_s=float(os.environ.get("CENSUS_FAULTY_SLEEP", "5")))
+    return FaultyEngine(
+        base=get_engine(os.environ.get("CENSUS_FAULTY_BASE", "null")),
+        mode=mode,
+        match=os.environ.get("CENSUS_FAULTY_MATCH", "*"),
+        times=times,
+        state=Path(state) if state else None,
+        sleep_s=float(os.environ.get("CENSUS_FAULTY_SLEEP", "5")),
+    )
