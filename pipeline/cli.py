@@ -211,9 +211,14 @@ def evaluate(
     """Evaluate recognition against ground truth: CER/WER per line (default) or per table cell (--tables)."""
     if tables:
         from pipeline.evaluate import evaluate_tables
+        from pipeline.runner import DEFAULT_TEMPLATE
 
-        result = evaluate_tables(gt_dir, template, engine)
-        typer.echo(result.model_dump_json() if hasattr(result, "model_dump_json") else json.dumps(result))
+        result = evaluate_tables(gt_dir, template or DEFAULT_TEMPLATE, engine)
+        for page in result.per_page:
+            typer.echo(f"{page.image}#{page.page_index}\tcells {page.matched_cells}/{page.gt_cells}\t"
+                       f"rows {page.matched_rows}/{page.gt_rows}\tcolumns {page.columns_correct}/{page.columns}\t"
+                       f"{page.error or ''}")
+        typer.echo(result.model_dump_json(exclude=None if as_json else {"per_page"}))
         return
     from pipeline.evaluate_lines import evaluate_lines, summary_line
 
