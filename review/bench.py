@@ -85,6 +85,15 @@ def page_result(index: int, rows: int, confidence_of, status_of, model: str) -> 
     return PageResult(page=info, template=TEMPLATE, cells=cells, persons=persons), texts
 
 
+def default_confidence(row: int, col: int) -> float:
+    return round(0.3 + 0.05 * ((row * 7 + col * 3) % 12), 2)
+
+
+def half_review(row: int, col: int) -> bool:
+    """Which cells need review when not all do: a checkerboard."""
+    return (row + col) % 2 == 0
+
+
 def make_review_run(run_dir: Path, pages: int, rows: int, all_review: bool = True, model: str = "v1") -> int:
     """A run with rendered pages whose cells (all, or every other one) need review; returns the queue size."""
     template = load_template(TEMPLATE)
@@ -93,8 +102,8 @@ def make_review_run(run_dir: Path, pages: int, rows: int, all_review: bool = Tru
         store.create(connection, template)
         for index in range(pages):
             result, texts = page_result(
-                index, rows, confidence_of=lambda row, col: round(0.3 + 0.05 * ((row * 7 + col * 3) % 12), 2),
-                status_of=lambda row, col: "needs_review" if all_review or (row + col) % 2 == 0 else "accepted",
+                index, rows, confidence_of=default_confidence,
+                status_of=lambda row, col: "needs_review" if all_review or half_review(row, col) else "accepted",
                 model=model)
             width, height = render_page(texts, run_dir / "images" / f"{result.page.page_id}.jpg")
             result.page.width, result.page.height = width, height

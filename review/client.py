@@ -93,6 +93,10 @@ class ReviewClient:
             title=title, label_config=label_config, description=description,
             sampling="Sequential sampling", show_skip_button=True, enable_empty_annotation=True,
             maximum_annotations=1, show_collab_predictions=True), idempotent=False)
+        # The first tab, and the label stream started from it, follow the review priority.
+        self.call("create the review-order view", lambda: self.sdk.views.create(
+            project=created.id, data={"title": "Review order", "ordering": ["tasks:data.priority"]}),
+            idempotent=False, project=created.id)
         return int(created.id)
 
     def ensure_local_storage(self, project: int, path: str) -> None:

@@ -3,9 +3,9 @@
 One task per cell, keyed by its cell id (`data.cell_id`). Pushing again reads the project
 back through the export API and only imports cells it does not hold yet; a cell whose
 machine reading changed (re-recognised by a newer model) gets its task data and prediction
-replaced, never a second task. Tasks are imported in review order, key fields (names, ages,
-relations) first, then by rising confidence, so the sequential label stream starts with the
-most valuable fixes. The project used for each server URL is remembered in the store's meta
+replaced, never a second task. Review order: key fields (names, ages, relations) first, then
+by rising confidence; tasks are imported in that order and the project's first tab sorts by
+`data.priority`, so the label stream starts with the most valuable fixes, also after re-pushes. The project used for each server URL is remembered in the store's meta
 table.
 """
 
@@ -61,10 +61,15 @@ def remember_project(connection: Any, url: str, project: int) -> None:
         connection.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (project_key(url), str(project)))
 
 
-def review_order(cell: dict, template: Template) -> tuple:
-    """Key fields first, then the least confident readings."""
+def priority(cell: dict, template: Template) -> float:
+    """Review priority, lowest first and comparable across pushes: key fields (in [0, 1)) before
+    the others (in [1, 2)), each by rising confidence."""
     key_field = cell["field"] is not None and template.column(cell["field"]).key_field
-    return (not key_field, cell["confidence"], cell["page_id"], cell["row"], cell["col"])
+    return round((0.0 if key_field else 1.0) + min(max(cell["confidence"], 0.0), 0.9999), 4)
+
+
+def review_order(cell: dict, template: Template) -> tuple:
+    return (priority(cell, template), cell["page_id"], cell["row"], cell["col"])
 
 
 def queued_cells(connection: Any, template: Template) -> list[dict]:
@@ -93,7 +98,7 @@ def local_url(path: Path, document_root: Path) -> str:
     return "/data/local-files/?d=" + quote(path.relative_to(document_root).as_posix())
 
 
-def task_data(cell: dict, template: Template, run_dir: Path, document_root: Path, rank: int) -> dict:
+def task_data(cell: dict, template: Template, run_dir: Path, document_root: Path) -> dict:
     """What the labeling interface shows for one cell (and the keys push compares next time)."""
     column = template.column(cell["field"]) if cell["field"] else None
     label = f"{column.label} — {column.type}{' · key field' if column.key_field else ''}" if column else "unmapped"
@@ -107,7 +112,7 @@ def task_data(cell: dict, template: Template, run_dir: Path, document_root: Path
         "crop": local_url(crops.crop_path(run_dir, cell["cell_id"]), document_root),
         "row_strip": local_url(crops.row_strip_path(run_dir, cell["page_id"], cell["row"]), document_root),
         "machine_text": cell["machine_text"], "model_version": model_version(cell),
-        "confidence": round(cell["confidence"], 4), "priority": rank,
+        "confidence": round(cell["confidence"], 4), "priority": priority(cell, template),
     }
 
 
@@ -185,10 +190,9 @@ def push(run_dir: Path, client: ReviewClient, document_root: Path, project: int 
         stale = [cell for cell in queue if cell["cell_id"] in existing and cell["page_id"] in shown
                  and reading_changed(existing[cell["cell_id"]][1], cell)]
         rows = row_boxes(connection, {cell["page_id"] for cell in fresh + stale})
-    ranks = {cell["cell_id"]: rank for rank, cell in enumerate(queue)}
 
     def data(cell: dict) -> dict:
-        return task_data(cell, template, run_dir, document_root, ranks[cell["cell_id"]])
+        return task_data(cell, template, run_dir, document_root)
 
     # Task URLs are known in advance: cut the crops while Label Studio imports the tasks.
     with ThreadPoolExecutor(max_workers=1) as background:

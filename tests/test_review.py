@@ -134,6 +134,19 @@ def test_push_orders_tasks_serves_crops_and_is_idempotent(live: Live) -> None:
     assert (again.project, again.created, again.updated, again.unchanged) == (first.project, 0, 0, queue)
     assert len(live.tasks(first.project)) == queue
 
+    # A name newly routed to review with a very low confidence: pushed last, yet shown first.
+    result, _ = bench.page_result(1, 4, lambda row, col: 0.05 if (row, col) == (3, 0) else bench.default_confidence(
+        row, col), lambda row, col: "needs_review" if bench.half_review(row, col) or (row, col) == (3, 0)
+        else "accepted", model="v1")
+    with store.connect(run_dir) as connection:
+        store.write_page(connection, result, template)
+    assert live.push(run_dir).created == 1
+    views = live.client.sdk.views.list(project=first.project)
+    assert [view.data["ordering"] for view in views] == [["tasks:data.priority"]]
+    shown = [task.data for task in live.client.sdk.tasks.list(project=first.project, view=views[0].id)]
+    assert shown[0]["cell_id"] == cell_of(1, 3, "name") and len(shown) == queue + 1
+    assert [data["priority"] for data in shown] == sorted(data["priority"] for data in shown)
+
 
 def test_rerecognised_cell_updates_its_prediction_not_a_new_task(live: Live) -> None:
     run_dir, queue = live.new_run()
