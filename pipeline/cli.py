@@ -35,13 +35,19 @@ def run(
     engine: Annotated[str, typer.Option(help="Recognition engine: crnn, tesseract, trocr, null.")] = "crnn",
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     executor: Annotated[str, typer.Option(help="local (process pool) or dask.")] = "local",
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (tcp://HOST:8786).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (tcp://HOST:8786); without it, --executor dask starts a LocalCluster. "
+             "See docs/cluster.md.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
 ) -> None:
     """Run the pipeline on scans; exit 3 when some pages failed (see RUN_DIR/failures.jsonl)."""
     from pipeline.runner import RunOptions
     from pipeline.runner import run as run_pipeline
 
+    if executor not in ("local", "dask"):
+        raise typer.BadParameter(f"{executor!r} is not local or dask", param_hint="--executor")
+    if scheduler and executor != "dask":
+        raise typer.BadParameter("--scheduler needs --executor dask", param_hint="--scheduler")
     options = RunOptions(out=out, template=template, engine=engine, workers=workers,
                          executor=executor, scheduler=scheduler)
     summary = run_pipeline(inputs, options)
