@@ -172,8 +172,10 @@ def table_bbox(table: TableRules | None, shape: tuple[int, ...]) -> BBox:
 def header_at_bottom(table: TableRules) -> bool:
     """True when the table's distinctive header band is at the bottom: the page is upside down.
 
-    With row rules, the header is the band whose height differs from the regular rows; with
+    With regular row rules, the header is the band whose height differs from the rows; with
     only a few rules (header rule, borders), it is the short band at one end of the table.
+    Irregular bands (free-form entries ruled off by hand) decide nothing: turning a page
+    wrongly is worse than leaving an upside-down one for review.
     """
     rules = np.array(sorted(set(table.row_rules) | {table.bottom}), dtype=np.float64)
     gaps = np.diff(rules)
@@ -182,7 +184,10 @@ def header_at_bottom(table: TableRules) -> bool:
         return False
     if len(gaps) <= 3:
         return bool(gaps[-1] < 0.6 * gaps[0] and gaps[-1] < 0.25 * gaps.sum())
-    typical = float(np.median(gaps[1:-1]))
+    rows = gaps[1:-1]
+    typical = float(np.median(rows))
+    if len(rows) < 3 or np.mean(np.abs(rows - typical) <= 0.15 * typical) < 0.7:  # not regular rows
+        return False
     header_at_top = gaps[0] > 1.3 * typical and gaps[-1] <= 1.15 * typical
     header_below = gaps[-1] > 1.3 * typical and gaps[0] <= 1.15 * typical
     return bool(header_below and not header_at_top)
