@@ -61,5 +61,11 @@ review: review-install ## start Label Studio (port LS_PORT) and push RUN_DIR's r
 browse: install ## web view of RUN_DIR on 127.0.0.1:BROWSE_PORT (datasette, embargo-masked copy)
 	$(CENSUS) browse $(RUN_DIR) --port $(BROWSE_PORT)
 
+DATA ?= ../shared/data
+train: install ## train the handwriting recogniser (2 stages, GPU if present), export to models/, recalibrate
+	$(CENSUS) train --config models/crnn.yaml
+	$(CENSUS) train --config models/crnn-stage2.yaml --export models/crnn.onnx
+	$(CENSUS) calibrate $(DATA) --check-split test
+
 clean: ## remove run outputs (not the virtualenv)
 	rm -rf runs test-artifacts

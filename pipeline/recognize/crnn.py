@@ -21,7 +21,9 @@ from pipeline.recognize import register
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = MODELS_DIR / "crnn.onnx"
-MAX_BATCH_PIXELS = 48 * 4096  # per batch: bounds memory while keeping batches of short cells large
+BLANK_LEVEL = 200  # a normalised crop whose darkest pixel is lighter than this holds no ink
+BLANK_FEATURES = np.array([0.0, 0.0])  # log-probability 0: certain (an empty cell is empty)
+MAX_BATCH_WIDTH = 4096  # summed padded width per batch: bounds memory, keeps batches of short cells large
 
 
 class CrnnEngine:
@@ -56,8 +58,11 @@ class CrnnEngine:
         from pipeline.htr.preprocess import normalize_crop
 
         images = [normalize_crop(crop, self.height, width_scale=self.width_scale) for crop in crops]
-        results: list = [None] * len(images)
-        for batch in self._batches(images):
+        # no ink at all (flat crop, stretched to white): nothing is written, and the model never saw blanks
+        results: list = [("", [], BLANK_FEATURES) if image.min() > BLANK_LEVEL else None for image in images]
+        inked = [i for i, result in enumerate(results) if result is None]
+        for batch in self._batches([images[i] for i in inked]):
+            batch = [inked[i] for i in batch]
             for index, result in zip(batch, self._run([images[i] for i in batch])):
                 results[index] = result
         return results
@@ -77,7 +82,7 @@ class CrnnEngine:
         batches: list[list[int]] = []
         for index in order:
             width = images[index].shape[1]
-            if batches and (len(batches[-1]) + 1) * width * self.height <= MAX_BATCH_PIXELS * self.height / 48:
+            if batches and (len(batches[-1]) + 1) * width <= MAX_BATCH_WIDTH:
                 batches[-1].append(index)
             else:
                 batches.append([index])

@@ -1,0 +1,61 @@
+"""Confidence calibration: Platt fit, ECE, accept threshold, and `census calibrate` on a small fixture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.htr.calibrate import (Calibration, accept_threshold, calibrate_gt, expected_calibration_error,
+                                    fit_calibration, reliability)
+from pipeline.recognize.crnn import DEFAULT_MODEL
+from tests.test_htr import write_gt_page
+
+
+def test_platt_fit_recovers_a_calibrated_probability() -> None:
+    rng = np.random.default_rng(0)
+    features = np.column_stack([rng.normal(-3, 2, 4000), rng.normal(-1, 0.5, 4000)])
+    truth = 1 / (1 + np.exp(-(0.8 * features[:, 0] + 0.5 * features[:, 1] + 2.0)))
+    correct = (rng.random(4000) < truth).astype(float)
+    calibration = fit_calibration(features, correct)
+    predicted = calibration.probabilities(features)
+    assert expected_calibration_error(predicted, correct)[0] < 0.03
+    raw = np.exp(np.minimum(features[:, 0], 0))  # the uncalibrated best-path probability is far off
+    assert expected_calibration_error(raw, correct)[0] > expected_calibration_error(predicted, correct)[0]
+
+
+def test_accept_threshold_meets_the_target_error() -> None:
+    confidence = np.array([0.99, 0.98, 0.97, 0.9, 0.8, 0.5, 0.4])
+    correct = np.array([1, 1, 1, 1, 0, 1, 0], float)
+    threshold, accepted, error = accept_threshold(confidence, correct, 0.0)
+    assert threshold == 0.9 and accepted == pytest.approx(4 / 7) and error == 0.0
+    assert accept_threshold(confidence, correct, 0.25)[0] == 0.5
+    assert accept_threshold(np.array([0.9]), np.array([0.0]), 0.02)[0] is None
+    report = reliability(confidence, correct, 0.0)
+    assert report.readings == 7 and sum(count for _, _, count in report.bins) == 7
+
+
+def test_uncalibrated_is_best_path_probability(tmp_path: Path) -> None:
+    assert Calibration.load(tmp_path / "absent.json").probability(np.array([np.log(0.25), -2.0])) == pytest.approx(0.25)
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="models/crnn.onnx not shipped")
+def test_calibrate_on_fixture_writes_calibration_beside_model_and_diagram(tmp_path: Path) -> None:
+    model = tmp_path / "model" / "crnn.onnx"
+    model.parent.mkdir()
+    for suffix in (".onnx", ".charset.json"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), model.with_suffix(suffix))
+    gt = tmp_path / "gt"
+    texts = ["Maria Serra", "jornalera", "Girona", "fill", "casat", "34", "Josep", "ídem", "Lleida", "pagès"]
+    for page in range(3):
+        write_gt_page(gt, f"page-{page}", texts[page * 3:page * 3 + 4], seed=page)
+    report = calibrate_gt(gt, split="all", check_split=None, target_error=0.2, model_path=model, out_dir=tmp_path / "out")
+    stored = json.loads(model.with_suffix(".calibration.json").read_text())
+    assert stored["coef"] == report.calibration.coef and report.fit.readings == 12
+    assert 0 <= report.fit.ece <= 1 and (tmp_path / "out" / "reliability.png").stat().st_size > 1000
+    from pipeline.recognize.crnn import CrnnEngine
+
+    assert CrnnEngine(model).calibration.coef == report.calibration.coef  # the engine applies it

@@ -1,0 +1,70 @@
+"""`census eval GT_DIR` lines mode on a small fixture (rendered pages with ALTO and PAGE XML) and on real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.evaluate_lines import evaluate_lines, score_engine
+from pipeline.recognize.crnn import DEFAULT_MODEL
+from tests.test_htr import write_gt_page
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_model = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="models/crnn.onnx not shipped")
+
+
+@pytest.fixture(scope="module")
+def gt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("gt")
+    write_gt_page(folder, "page-a", ["Josep Puig", "jornaler", "Barcelona"], seed=1)
+    write_gt_page(folder, "page-b", ["filla", "12-3-1890", "XXX Serra"], page_xml=True, seed=2)
+    return folder
+
+
+def test_scores_are_jiwer_cer_and_wer_per_page() -> None:
+    from pipeline.evaluate_lines import LineSample
+
+    samples = [LineSample("p1", "a", "abcd", None), LineSample("p2", "b", "ef gh", None)]  # type: ignore[arg-type]
+    score = score_engine("x", samples, ["abed", "ef gh"], 1.0)
+    assert score.cer == pytest.approx(1 / 9) and score.wer == pytest.approx(1 / 3)
+    assert [p.cer for p in score.pages] == [0.25, 0.0] and score.exact == 0.5 and score.chars == 9
+
+
+@needs_model
+def test_eval_lines_on_fixture_skips_unread_lines(gt_dir: Path) -> None:
+    report = evaluate_lines(gt_dir, "crnn,null")
+    crnn, null = report.engines
+    assert crnn.lines == null.lines == 5  # the `XXX` line is excluded
+    assert {p.page for p in crnn.pages} == {"page-a", "page-b"}
+    assert null.cer == 1.0 and crnn.cer < 0.5
+
+
+@needs_model
+def test_census_eval_prints_json_last_line(gt_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", str(gt_dir), "--engine", "crnn"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert {"cer", "wer", "lines", "chars"} <= set(summary) and summary["lines"] == 5
+    assert "page-a" in result.output
+
+
+def test_census_eval_on_folder_without_ground_truth_is_a_usage_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "no ground-truth pages" in result.stderr
+
+
+@needs_model
+@pytest.mark.skipif(not (DATA / "lectaurep").is_dir(), reason="real data not in ../shared/data")
+def test_census_eval_runs_on_a_real_register_folder_as_is() -> None:
+    folder = DATA / "lectaurep" / "lectaurep-dufour-1"
+    result = CliRunner().invoke(app, ["eval", str(folder), "--pages", "DAFANCH96_048MIC07644_L-1", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["lines"] > 20 and 0 <= summary["cer"] < 0.5

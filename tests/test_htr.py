@@ -1,0 +1,195 @@
+"""The handwriting recogniser's own parts: text normalisation, ground-truth lines, crops, split,
+a tiny CRNN that overfits a handful of lines, the training loop (checkpoints, resume) and ONNX export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.htr.data import crop_line, find_pages, make_split, read_lines, unit_of
+from pipeline.htr.text import is_unread, normalize_text
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FONT_CHARS = "abcdeilmnorstu"
+
+ALTO = """<?xml version="1.0" encoding="UTF-8"?>
+<alto xmlns="http://www.loc.gov/standards/alto/ns-v4#"><Description><sourceImageInformation>
+<fileName>some-other-name.jpg</fileName></sourceImageInformation></Description><Layout><Page WIDTH="{w}" HEIGHT="{h}">
+<PrintSpace>{lines}</PrintSpace></Page></Layout></alto>"""
+ALTO_LINE = """<TextBlock><TextLine ID="l{i}" HPOS="{x}" VPOS="{y}" WIDTH="{lw}" HEIGHT="{lh}">
+<Shape><Polygon POINTS="{points}"/></Shape><String CONTENT="{text}"/></TextLine></TextBlock>"""
+PAGE = """<?xml version="1.0" encoding="UTF-8"?>
+<PcGts xmlns="http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"><Page imageFilename="x.png"
+imageWidth="{w}" imageHeight="{h}"><TextRegion id="r1">{lines}</TextRegion></Page></PcGts>"""
+PAGE_LINE = """<TextLine id="l{i}"><Coords points="{points}"/><TextEquiv><Unicode>{text}</Unicode></TextEquiv></TextLine>"""
+
+
+def write_gt_page(folder: Path, stem: str, texts: list[str], page_xml: bool = False, seed: int = 0) -> Path:
+    """A page image with one rendered handwriting line per text and its ALTO (or PAGE) XML beside it."""
+    import cv2
+
+    from pipeline.htr.synthetic import font_split
+    from pipeline.synth.fonts import render_text
+
+    rng = np.random.default_rng(seed)
+    font = font_split()["train"][0]
+    rendered = [render_text(text, font, 40, rng) for text in texts]
+    width = max(image.shape[1] for image in rendered) + 80
+    height = sum(image.shape[0] + 30 for image in rendered) + 60
+    page = np.full((height, width), 235, np.uint8)
+    lines, y = [], 40
+    for i, (text, image) in enumerate(zip(texts, rendered)):
+        h, w = image.shape
+        page[y:y + h, 40:40 + w] = np.minimum(page[y:y + h, 40:40 + w], image)
+        x0, y0, x1, y1 = 36, y - 4, 44 + w, y + h + 4
+        if page_xml:
+            lines.append(PAGE_LINE.format(i=i, points=f"{x0},{y0} {x1},{y0} {x1},{y1} {x0},{y1}", text=text))
+        else:
+            lines.append(ALTO_LINE.format(i=i, x=x0, y=y0, lw=x1 - x0, lh=y1 - y0, text=text,
+                                          points=f"{x0} {y0} {x1} {y0} {x1} {y1} {x0} {y1}"))
+        y += h + 30
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{stem}.png"), page)
+    template = PAGE if page_xml else ALTO
+    (folder / f"{stem}.xml").write_text(template.format(w=width, h=height, lines="".join(lines)), encoding="utf-8")
+    return folder / f"{stem}.png"
+
+
+def test_normalize_text_conventions() -> None:
+    assert normalize_text("co\u0301pia  de  l’ŀ") == "cópia de l'l·l"
+    assert normalize_text("dud^t 1^er") == "dudt 1er"
+    assert is_unread("Canal de XXX") and not is_unread("Canal de Suez")
+
+
+def test_alto_and_page_lines_pair_by_stem(tmp_path: Path) -> None:
+    write_gt_page(tmp_path, "alto-page", ["Maria Puig", "jornaler"])
+    write_gt_page(tmp_path, "page-page", ["fill", "Barcelona"], page_xml=True)
+    (tmp_path / "orphan.xml").write_text("<alto/>")
+    pages = {page.stem: page for page in find_pages(tmp_path)}
+    assert set(pages) == {"alto-page", "page-page"}  # paired by stem, not by the XML's fileName
+    assert [line.text for line in pages["alto-page"].lines] == ["Maria Puig", "jornaler"]
+    assert [line.text for line in read_lines(pages["page-page"].xml)] == ["fill", "Barcelona"]
+    assert len(pages["page-page"].lines[0].polygon) == 4
+
+
+def test_crop_line_paints_outside_the_polygon_paper_white() -> None:
+    page = np.zeros((100, 100), np.uint8)  # all "ink" (a neighbouring line's strokes)...
+    page[38:62, 18:82] = 200  # ...except the line's own paper
+    crop = crop_line(page, [(20, 40), (79, 40), (20, 59)], pad=2)  # a triangle: its bbox corner is outside
+    assert crop.shape == (24, 64)
+    assert crop[-1, -1] == 200  # outside the (dilated) polygon: painted with the paper's grey
+    assert crop[0, 0] == 200 and crop[5, 5] == 200  # inside: the page's own pixels
+
+
+def test_split_keeps_wills_together_and_is_deterministic() -> None:
+    stems = {"poilus": [f"will_{w:03d}-{p}" for w in range(30) for p in range(3)], "reg": [f"p{i}" for i in range(40)]}
+    split = make_split(stems, {"poilus": (5, 3), "reg": (6, 2)})
+    assert split == make_split(stems, {"poilus": (5, 3), "reg": (6, 2)})
+    assert len(split["test"]["poilus"]) == 5 and len(split["val"]["reg"]) == 2
+    assert unit_of("will_007-2", "poilus") == "will_007" and unit_of("p-1", "reg") == "p-1"
+    assert not set(split["test"]["poilus"]) & set(split["train"]["poilus"])
+
+
+def _tiny_config():
+    from pipeline.htr.model import ModelConfig
+
+    return ModelConfig(height=16, channels=[8, 16, 16, 16], hidden=32, lstm_layers=1, dropout=0.0)
+
+
+def _tiny_lines() -> tuple[list[np.ndarray], list[str]]:
+    from pipeline.htr.preprocess import normalize_crop
+    from pipeline.htr.synthetic import font_split
+    from pipeline.synth.fonts import render_text
+
+    texts = ["ma", "son", "toi", "rue"]
+    font = font_split()["train"][0]
+    rng = np.random.default_rng(3)
+    return [normalize_crop(render_text(t, font, 32, rng, slant=0.0), 16) for t in texts], texts
+
+
+def test_tiny_crnn_overfits_a_handful_of_lines() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from pipeline.htr.model import WIDTH_STRIDE, build_model, greedy_decode
+    from pipeline.htr.train import collate, decode_texts, encode
+
+    torch.manual_seed(0)
+    crops, texts = _tiny_lines()
+    charset = sorted(set("".join(texts)))
+    index = {c: i + 1 for i, c in enumerate(charset)}
+    model = build_model(_tiny_config(), len(charset) + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    batch, widths = collate(crops, 16, 400)
+    images = torch.from_numpy(batch)
+    targets = torch.tensor([t for text in texts for t in encode(text, index)])
+    target_lengths = torch.tensor([len(text) for text in texts])
+    losses = []
+    for _ in range(300):
+        log_probs = model(images)
+        loss = F.ctc_loss(log_probs.permute(1, 0, 2), targets, torch.from_numpy(widths // WIDTH_STRIDE), target_lengths)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.2 * losses[0]
+    model.eval()
+    with torch.no_grad():
+        decoded = decode_texts(model(images).numpy(), widths // WIDTH_STRIDE, charset)
+    assert decoded == texts
+    assert greedy_decode(np.log(np.array([[[0.1, 0.9], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]])))[0] == ([1, 1], [0, 3])
+
+
+@pytest.fixture
+def tiny_cache(tmp_path: Path) -> Path:
+    from pipeline.htr.cache import pack, unpack
+
+    crops, texts = _tiny_lines()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    pack(crops * 2, texts * 2, cache / "synthetic_train.npz")
+    pack(crops, texts, cache / "synthetic_val.npz")
+    back, back_texts = unpack(cache / "synthetic_val.npz")
+    assert back_texts == texts and [c.shape for c in back] == [c.shape for c in crops]
+    return cache
+
+
+def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+    import torch
+
+    from pipeline.htr.export import export_onnx, load_checkpoint
+    from pipeline.htr.train import TrainConfig, train
+
+    config = TrainConfig(cache_dir=str(tiny_cache), out_dir=str(tmp_path / "run"), model=_tiny_config(),
+                         weights={"synthetic": 1.0}, val_weights={"synthetic": 1.0}, batch_size=4,
+                         time_budget_s=3.0, validate_every_s=1.0, threads=1)
+    best = train(config, "cpu")
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert best.exists() and history and history[-1]["synthetic"] >= 0
+    first_samples = history[-1]["samples"]
+    config.time_budget_s = 6.0  # a longer budget: the run resumes from last.pt and goes on
+    train(config, "cpu")
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["samples"] > first_samples
+
+    onnx_path = export_onnx(best, tmp_path / "model" / "tiny.onnx", version="tiny-test")
+    meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
+    assert meta["height"] == 16 and meta["version"] == "tiny-test"
+    model, _, _, _ = load_checkpoint(best)
+    images = np.random.default_rng(0).random((3, 1, 16, 92)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images)).numpy()
+    (got,) = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"images": images})
+    assert got.shape == expected.shape == (3, 23, len(meta["charset"]) + 1)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.skipif(not (DATA / "lectaurep").is_dir(), reason="real data not in ../shared/data")
+def test_real_alto_pages_parse_with_unread_lines_flagged() -> None:
+    pages = find_pages(DATA / "lectaurep" / "lectaurep-riant-4")
+    assert len(pages) == 30 and all(page.image.suffix == ".jpg" for page in pages)
+    lines = [line for page in pages for line in page.lines]
+    assert len(lines) > 1000 and all("^" not in line.text for line in lines)
