@@ -72,6 +72,17 @@ def readonly(path: Path) -> Iterator[sqlite3.Connection]:
         connection.close()
 
 
+def file_fingerprint(path: Path) -> str:
+    """Changes whenever the SQLite file (or its write-ahead log) is written."""
+    parts = []
+    for suffix in ("", "-wal"):
+        part = Path(str(path) + suffix)
+        if part.exists():
+            stat = part.stat()
+            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+    return "/".join(parts)
+
+
 def store_path(run_dir: Path) -> Path:
     path = Path(run_dir) / store.STORE_NAME
     if not path.is_file():
@@ -138,6 +149,30 @@ STATS_TYPES = {
     "cells_corrected": pa.int32(),
     "consistency_flags": pa.string(),
 }
+
+
+def cell_stats(path: Path) -> pa.Table:
+    """Per-row cell statistics, cached beside the store (RUN_DIR/index/cell_stats.parquet) while
+    the store is unchanged: scanning millions of cells is the slowest part of reading a run, and
+    exports, the query snapshot and the search index all need it."""
+    import pyarrow.parquet as pq
+
+    cache = Path(path).parent / "index" / "cell_stats.parquet"
+    fingerprint = file_fingerprint(path)
+    if cache.is_file():
+        cached = pq.read_table(cache)
+        if (cached.schema.metadata or {}).get(b"fingerprint") == fingerprint.encode():
+            return cached.replace_schema_metadata(None)
+    raw = read_arrow(path, _cell_stats_sql())
+    stats = pa.table({name: conform(raw[name], kind) for name, kind in STATS_TYPES.items()})
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp")
+        pq.write_table(stats.replace_schema_metadata({"fingerprint": fingerprint}), tmp)
+        tmp.replace(cache)
+    except OSError:  # a read-only run directory: no cache, same result
+        pass
+    return stats
 
 
 def read_arrow(path: Path, sql: str) -> pa.Table:
@@ -270,8 +305,7 @@ def persons_table(path: Path, template: Template, rule: embargo.EmbargoRule) -> 
     table = pa.table({name: conform(raw[name], kind) for name, kind in kinds.items()})
     with readonly(path) as connection:
         table = _apply_overlay(table, latest_corrections(connection, template))
-    stats = read_arrow(path, _cell_stats_sql())
-    stats = pa.table({name: conform(stats[name], kind) for name, kind in STATS_TYPES.items()})
+    stats = cell_stats(path)
     year = template.register_year
     birth_key = embargo.birth_date_field(template)
     births = table[birth_key] if birth_key else pa.chunked_array([pa.nulls(table.num_rows, pa.string())])

@@ -91,13 +91,7 @@ def index_dir(run_dir: Path) -> Path:
 
 def store_fingerprint(run_dir: Path, rule: embargo.EmbargoRule) -> str:
     """Changes whenever the store (or its WAL) is written, or the embargo cutoff moves."""
-    parts = [rule.cutoff().isoformat(), str(rule.years)]
-    for suffix in ("", "-wal"):
-        path = Path(str(dataset.store_path(run_dir)) + suffix)
-        if path.exists():
-            stat = path.stat()
-            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
-    return "/".join(parts)
+    return f"{rule.cutoff().isoformat()}/{rule.years}/{dataset.file_fingerprint(dataset.store_path(run_dir))}"
 
 
 def _name_cell_boxes(run_dir: Path) -> dict[str, tuple[int, int, int, int]]:

@@ -116,6 +116,8 @@ def test_corrections_are_the_current_values(run_dir: Path, tmp_path: Path):
     row = int(cell_id.split(":r")[1].split(":")[0])
     person = persons[f"{page_id}:r{row}"]
     assert person["age"] == 77 and person["cells_corrected"] == 1
+    # the cached per-row cell statistics were refreshed, not reused, after the store changed
+    assert (run_dir / "index" / "cell_stats.parquet").is_file()
 
 
 def test_page_xml_holds_a_table_with_cells_and_text(run_dir: Path, tmp_path: Path):
