@@ -158,6 +158,29 @@ def timed_run(
     }
 
 
+def cpu_per_page(pages_dir: Path, run_dir: Path, engine: str) -> dict[str, Any]:
+    """CPU seconds one page costs (this process plus its tesseract children), pages run one after the
+    other in this process: unlike wall-clock figures, barely moved by other programs on the machine."""
+    from pipeline import runner
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    runner.init_worker(runner.DEFAULT_TEMPLATE, engine, str(run_dir))
+    tasks, _ = runner.plan([pages_dir])
+    before = os.times()
+    outcomes = [runner.run_task(task)[1] for task in tasks]
+    after = os.times()
+    cpu = sum(after[i] - before[i] for i in range(4))  # user, system, children's user and system
+    per_page = cpu / max(1, len(tasks))
+    return {
+        "pages": len(tasks),
+        "pages_failed": outcomes.count("failed"),
+        "cpu_seconds_per_page": round(per_page, 3),
+        "wall_seconds_per_page": round((after[4] - before[4]) / max(1, len(tasks)), 3),
+        # What 2 dedicated cores would sustain, with one page per core at a time.
+        "projected_pages_per_minute_on_2_idle_cores": round(2 * 60 / per_page, 1) if per_page else None,
+    }
+
+
 def plain_tesseract(pages: list[Path], workers: int) -> dict[str, Any]:
     """Baseline: full-page tesseract OCR of each page (no layout, no fields), `workers` in parallel."""
     from concurrent.futures import ProcessPoolExecutor
@@ -235,9 +258,11 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "pages": len(pages),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_1_5_15_min_at_start": [round(load, 2) for load in os.getloadavg()],
     }
     sections: list[tuple[str, Callable[[], Any]]] = [
         ("end_to_end", lambda: timed_run(work / "pages", work / "run-local-2", engine, 2)),
+        ("cpu_profile", lambda: cpu_per_page(small, work / "run-cpu", engine)),
         ("one_worker", lambda: timed_run(small, work / "run-local-1", engine, 1)),
         ("two_workers_subset", lambda: timed_run(small, work / "run-local-2-subset", engine, 2)),
         ("dask_local_cluster", lambda: timed_run(small, work / "run-dask-2", engine, 2, "dask")),
@@ -258,6 +283,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         )
     for name, section in sections:
         results[name] = _section(name, section)
+    # Other processes competing for the cores skew every figure: keep the evidence with them.
+    results["load_average_1_5_15_min_at_end"] = [round(load, 2) for load in os.getloadavg()]
     results["derived"] = derived_figures(results, work)
     for name, module in OPTIONAL_SECTIONS.items():
         if args.optional:

@@ -48,6 +48,11 @@ def test_report_shows_counts_failures_and_throughput(run_dir: Path) -> None:
     data = gather(run_dir)
     assert data["counts"]["pages"] == 2
     assert data["failure_reasons"] == {"empty-file": 1}
+    with store.connect(run_dir, readonly=True) as connection:
+        written = connection.execute("SELECT COUNT(*) FROM cells WHERE machine_status != 'empty'").fetchone()[
+            0
+        ]
+    assert written and sum(data["confidence_bins"]) == written
     assert "&lt;img src=x onerror=alert(1)&gt;.png" in document  # shown, escaped
     assert "<img src=x" not in document
     for label in ("pages done", "auto-accepted", "empty-file", "pages per minute", "stage: recognise"):

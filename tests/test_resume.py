@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -110,28 +111,37 @@ def assert_store_sound(run_dir: Path) -> None:
             connection.close()
 
 
-def kill_and_resume(pages: Path, run_dir: Path, reference_seconds: float, kills: int, seed: int) -> None:
-    """SIGKILL `kills` runs at random moments (every third one mid store write), then finish the run.
+def kill_and_resume(pages: Path, run_dir: Path, reference_seconds: float, kills: int, seed: int) -> Counter:
+    """SIGKILL `kills` runs at random moments (every third one mid store write), then finish the run;
+    returns what the kills interrupted: 'store-write', 'processing' (pages still without a result),
+    or 'finishing' (store fill from results, failures file, report).
 
     Only kills that hit a running process count: a run that finished first is redone with a
     kill drawn within its own, shorter, duration.
     """
     rng = random.Random(seed)
-    kills_done, longest = 0, reference_seconds
-    while kills_done < kills:
+    interrupted: Counter = Counter()
+    longest = reference_seconds
+    while sum(interrupted.values()) < kills:
         started = time.monotonic()
         process = start(census_run(pages, run_dir), run_env())
-        if kills_done % 3 == 2:
+        mid_store_write = sum(interrupted.values()) % 3 == 2
+        if mid_store_write:
             kill_while_store_written(process, run_dir)
         else:
             kill_after(process, rng.uniform(0.2, longest))
         if process.returncode == -signal.SIGKILL:
-            kills_done += 1
+            results = len(list((run_dir / "pages").glob("*.json")))
+            interrupted[
+                "store-write" if mid_store_write else "processing" if results < N_PAGES else "finishing"
+            ] += 1
         else:
             longest = max(0.3, time.monotonic() - started)
         assert_store_sound(run_dir)
     completed = subprocess.run(census_run(pages, run_dir), env=run_env(), capture_output=True, timeout=600)
     assert completed.returncode == 0, completed.stderr.decode()[-2000:]
+    print(f"kills interrupted: {dict(interrupted)}")
+    return interrupted
 
 
 def check_same_as_reference(run_dir: Path, reference_dir: Path) -> None:
@@ -161,8 +171,9 @@ def test_killed_twenty_times_then_resumed_equals_uninterrupted_run(
     pages: Path, reference: tuple[Path, float], tmp_path: Path
 ) -> None:
     reference_dir, seconds = reference
-    kill_and_resume(pages, tmp_path / "run", seconds, kills=20, seed=2)
+    interrupted = kill_and_resume(pages, tmp_path / "run", seconds, kills=20, seed=2)
     check_same_as_reference(tmp_path / "run", reference_dir)
+    assert interrupted["store-write"] >= 6 and interrupted["processing"] >= 1
 
 
 def test_resume_after_completion_does_nothing_again(
