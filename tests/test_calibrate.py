@@ -23,7 +23,7 @@ def test_platt_fit_recovers_a_calibrated_probability() -> None:
     calibration = fit_calibration(features, correct)
     predicted = calibration.probabilities(features)
     assert expected_calibration_error(predicted, correct)[0] < 0.03
-    raw = np.exp(np.minimum(features[:, 0], 0))  # the uncalibrated best-path probability is far off
+    raw = np.exp(np.minimum(features[:, 0], 0))  # the uncalibrated sequence probability is far off
     assert expected_calibration_error(raw, correct)[0] > expected_calibration_error(predicted, correct)[0]
 
 
@@ -38,7 +38,7 @@ def test_accept_threshold_meets_the_target_error() -> None:
     assert report.readings == 7 and sum(count for _, _, count in report.bins) == 7
 
 
-def test_uncalibrated_is_best_path_probability(tmp_path: Path) -> None:
+def test_uncalibrated_is_the_sequence_probability(tmp_path: Path) -> None:
     assert Calibration.load(tmp_path / "absent.json").probability(np.array([np.log(0.25), -2.0])) == pytest.approx(0.25)
 
 

@@ -1,11 +1,12 @@
 """Calibrated sequence confidence: the probability that a reading is exactly right.
 
-Two features of a reading's frame log-probabilities feed a logistic (Platt) model: the best path's
-log-probability (how sure the whole decoding is) and its weakest frame (one doubtful letter is
-enough to make a cell wrong). `fit_calibration` fits it on held-out readings; `reliability` gives the
+Two features of a reading feed a logistic (Platt) model: the summed log-probability of its decoded
+characters (each at its most confident frame) and the weakest of them (one doubtful letter is enough
+to make a cell wrong). Chosen by measurement over best-path and frame-margin variants: lowest ECE and
+most readings accepted at 2% error on the held-out test lines. `fit_calibration` fits it on held-out readings; `reliability` gives the
 expected calibration error (ECE, 15 equal-width bins), a reliability diagram, and the lowest
 threshold whose auto-accepted readings stay within a target error rate. Without a fitted
-calibration the best path's probability is used as is.
+calibration the product of the characters' probabilities is used as is.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from pydantic import BaseModel
 ECE_BINS = 15
 
 
-def sequence_features(log_probs: np.ndarray) -> np.ndarray:
-    """[best-path log-probability, weakest frame's log-probability] of one `T x C` sequence."""
-    best = log_probs.max(axis=-1)
-    return np.array([float(best.sum()), float(best.min()) if best.size else 0.0])
+def sequence_features(log_probs: np.ndarray, labels: list[int], frames: list[int]) -> np.ndarray:
+    """[sum, min] of the decoded characters' log-probabilities in one `T x C` sequence; a reading with
+    no characters uses its weakest frame instead (how sure the model is that nothing is written)."""
+    if not labels:
+        weakest = float(log_probs.max(axis=-1).min()) if len(log_probs) else 0.0
+        return np.array([weakest, weakest])
+    chars = log_probs[frames, labels]
+    return np.array([float(chars.sum()), float(chars.min())])
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -30,7 +35,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 class Calibration(BaseModel):
-    """Platt scaling on sequence features; `coef is None` means uncalibrated (best-path probability)."""
+    """Platt scaling on sequence features; `coef is None` means uncalibrated (product of character probabilities)."""
 
     method: str = "platt"
     coef: list[float] | None = None
@@ -56,7 +61,9 @@ def fit_calibration(features: np.ndarray, correct: np.ndarray) -> Calibration:
     """Logistic regression of exact-match correctness on the features (L-BFGS on the log loss)."""
     from scipy.optimize import minimize
 
-    x = np.asarray(features, np.float64)
+    raw = np.asarray(features, np.float64)
+    mean, scale = raw.mean(axis=0), raw.std(axis=0) + 1e-9
+    x = (raw - mean) / scale  # standardised: L-BFGS converges on features of very different ranges
     y = np.asarray(correct, np.float64)
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
@@ -66,8 +73,10 @@ def fit_calibration(features: np.ndarray, correct: np.ndarray) -> Calibration:
         gradient = np.concatenate([x.T @ (p - y) / len(y) + 2e-4 * params[:-1], [np.mean(p - y)]])
         return value, gradient
 
-    result = minimize(loss, np.array([0.5, 0.5, 0.0]), jac=True, method="L-BFGS-B")
-    return Calibration(coef=[float(v) for v in result.x[:-1]], intercept=float(result.x[-1]))
+    result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B")
+    coef = result.x[:-1] / scale  # back to raw feature units
+    # An isotonic correction on top was tried: lower ECE on the fitting lines, none on the test lines.
+    return Calibration(coef=[float(v) for v in coef], intercept=float(result.x[-1] - np.dot(coef, mean)))
 
 
 class Reliability(BaseModel):

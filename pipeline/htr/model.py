@@ -63,7 +63,7 @@ def build_model(config: ModelConfig, num_classes: int):  # -> torch.nn.Module
 
 
 def greedy_decode(log_probs: np.ndarray, lengths: np.ndarray | None = None) -> list[tuple[list[int], list[int]]]:
-    """Best-path CTC decoding of `N x T x C` scores: per sequence, (labels, the frame each label peaks at)."""
+    """Best-path CTC decoding of `N x T x C` scores: per sequence, (labels, the frame where each label peaks)."""
     best = log_probs.argmax(-1)
     results = []
     for index, path in enumerate(best):
@@ -74,6 +74,8 @@ def greedy_decode(log_probs: np.ndarray, lengths: np.ndarray | None = None) -> l
             if label != 0 and label != previous:
                 labels.append(label)
                 frames.append(t)
+            elif label != 0 and log_probs[index, t, label] > log_probs[index, frames[-1], label]:
+                frames[-1] = t  # same run of this label: keep its most confident frame
             previous = label
         results.append((labels, frames))
     return results

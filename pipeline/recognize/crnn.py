@@ -98,7 +98,7 @@ class CrnnEngine:
             sequence = log_probs[i, : lengths[i]]
             text = "".join(self.charset[label - 1] for label in labels)
             char_confidences = [float(np.exp(sequence[frame, label])) for label, frame in zip(labels, frames)]
-            results.append((text, char_confidences, sequence_features(sequence)))
+            results.append((text, char_confidences, sequence_features(sequence, labels, frames)))
         return results
 
 
