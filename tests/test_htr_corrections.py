@@ -43,3 +43,34 @@ def test_corrected_cells_are_latest_corrections_with_their_crops(tmp_path: Path)
     assert texts == ["Rosa", "fill"]
     assert all(crop.shape[0] == 48 and crop.dtype == np.uint8 for crop in crops)
     assert all(crop.min() < 100 for crop in crops)  # the written word is in the crop
+
+
+def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+    import yaml
+
+    from pipeline.htr.cache import pack
+    from pipeline.htr.train import run_training
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "crnn.pt"
+    if not shipped.exists():
+        pytest.skip("models/crnn.pt not shipped")
+    run_dir = tmp_path / "run"
+    make_run_with_corrections(run_dir)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    crops, texts = corrected_cells(run_dir, 48)
+    pack(crops, texts, cache / "synthetic_val.npz")
+    (cache / "split.json").write_text("{}")  # a cache is present: nothing to build
+    shipped_config = json.loads(shipped.with_suffix(".charset.json").read_text())["model"]
+    config = {"cache_dir": str(cache), "out_dir": str(tmp_path / "out"), "model": shipped_config,
+              "weights": {"synthetic": 0.0}, "val_weights": {"synthetic": 1.0}, "batch_size": 2,
+              "time_budget_s": 2, "validate_every_s": 100, "threads": 1}
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(config))
+    onnx_path = run_training(tmp_path / "ft.yaml", from_corrections=run_dir, device="cpu")
+    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert history[-1]["samples"] > 0 and onnx_path.exists()
+    assert json.loads(onnx_path.with_suffix(".charset.json").read_text())["charset"] == \
+        json.loads(shipped.with_suffix(".charset.json").read_text())["charset"]  # fine-tuned, same charset
