@@ -9,7 +9,6 @@ deterministically (sha1 order of the page stem, or of the will for poilus), neve
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,12 +158,3 @@ def make_split(stems_by_corpus: dict[str, list[str]], holdout: dict[str, tuple[i
 def split_of(stem: str, corpus: str, split: dict[str, dict[str, list[str]]]) -> str | None:
     unit = unit_of(stem, corpus)
     return next((name for name in SPLITS if unit in split[name].get(corpus, [])), None)
-
-
-def corpus_of(folder: Path) -> str:
-    """Corpus name of a data folder: its own name, or the parent's for lectaurep sub-registers."""
-    return folder.name if folder.name in ("poilus", "lectaurep") else folder.parent.name if folder.parent.name == "lectaurep" else folder.name
-
-
-def load_split(path: Path) -> dict[str, dict[str, list[str]]]:
-    return json.loads(path.read_text())

@@ -31,12 +31,3 @@ def normalize_text(text: str) -> str:
 def is_unread(text: str) -> bool:
     """True when the transcription contains words the transcriber could not read."""
     return UNREAD_MARK in text
-
-
-def build_charset(texts: list[str], min_count: int = 1) -> list[str]:
-    """Sorted list of characters seen at least `min_count` times (index 0 is reserved for the CTC blank)."""
-    counts: dict[str, int] = {}
-    for text in texts:
-        for char in text:
-            counts[char] = counts.get(char, 0) + 1
-    return sorted(char for char, count in counts.items() if count >= min_count)
