@@ -36,6 +36,8 @@ def test_accept_threshold_meets_the_target_error() -> None:
     assert accept_threshold(np.array([0.9]), np.array([0.0]), 0.02)[0] is None
     report = reliability(confidence, correct, 0.0)
     assert report.readings == 7 and sum(count for _, _, count in report.bins) == 7
+    fixed = reliability(confidence, correct, 0.0, threshold=0.8, fixed=True)  # a threshold chosen elsewhere
+    assert fixed.threshold == 0.8 and fixed.accepted == pytest.approx(5 / 7) and fixed.accepted_error == pytest.approx(0.2)
 
 
 def test_uncalibrated_is_the_sequence_probability(tmp_path: Path) -> None:

@@ -120,10 +120,21 @@ def accept_threshold(confidence: np.ndarray, correct: np.ndarray, target_error: 
     return threshold, float(accepted.mean()), float(1 - correct[accepted].mean())
 
 
-def reliability(confidence: np.ndarray, correct: np.ndarray, target_error: float) -> Reliability:
+def accepted_at(confidence: np.ndarray, correct: np.ndarray, threshold: float | None) -> tuple[float, float]:
+    """Fraction auto-accepted at `threshold` and the fraction of those that are wrong."""
+    accepted = confidence >= threshold if threshold is not None else np.zeros(len(confidence), bool)
+    return float(accepted.mean()) if len(accepted) else 0.0, float(1 - correct[accepted].mean()) if accepted.any() else 0.0
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, target_error: float,
+                threshold: float | None = None, fixed: bool = False) -> Reliability:
+    """Calibration report; with `fixed`, measured at the given `threshold` (chosen on other data)."""
     confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
     ece, bins = expected_calibration_error(confidence, correct)
-    threshold, accepted, accepted_error = accept_threshold(confidence, correct, target_error)
+    if fixed:
+        accepted, accepted_error = accepted_at(confidence, correct, threshold)
+    else:
+        threshold, accepted, accepted_error = accept_threshold(confidence, correct, target_error)
     return Reliability(readings=len(correct), accuracy=float(correct.mean()) if len(correct) else 0.0, ece=ece,
                        target_error=target_error, threshold=threshold, accepted=accepted,
                        accepted_error=accepted_error, bins=bins)
@@ -182,7 +193,8 @@ def calibrate_gt(gt_dir: Path, split: str = "val", check_split: str | None = Non
     check = None
     if check_split:
         check_features, check_correct = _features_and_correct(engine, collect_lines(gt_dir, check_split))
-        check = reliability(calibration.probabilities(check_features), check_correct, target_error)
+        # the threshold suggested on the fitting lines, measured on unseen ones
+        check = reliability(calibration.probabilities(check_features), check_correct, target_error, fit.threshold, fixed=True)
     calibration.save(model_path.with_suffix(".calibration.json"))
     out_dir.mkdir(parents=True, exist_ok=True)
     diagram = out_dir / "reliability.png"
