@@ -111,31 +111,49 @@ def assert_store_sound(run_dir: Path) -> None:
             connection.close()
 
 
-def kill_and_resume(pages: Path, run_dir: Path, reference_seconds: float, kills: int, seed: int) -> Counter:
-    """SIGKILL `kills` runs at random moments (every third one mid store write), then finish the run;
-    returns what the kills interrupted: 'store-write', 'processing' (pages still without a result),
-    or 'finishing' (store fill from results, failures file, report).
+def kill_after_next_result(process: subprocess.Popen, run_dir: Path, timeout: float = 120) -> None:
+    """Kill as soon as one more page result appears: the other worker is mid-page, the store mid-fill."""
+    results = run_dir / "pages"
+    before = len(list(results.glob("*.json")))
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if len(list(results.glob("*.json"))) > before:
+            break
+        time.sleep(0.005)
+    kill_group(process)
 
-    Only kills that hit a running process count: a run that finished first is redone with a
-    kill drawn within its own, shorter, duration.
+
+KILL_MOMENTS = ("random", "after-next-result", "store-write")
+
+
+def kill_and_resume(pages: Path, run_dir: Path, reference_seconds: float, kills: int, seed: int) -> Counter:
+    """SIGKILL `kills` runs, in turn at a random moment, right after a page result is written, and
+    mid store write; then finish the run. Returns what the kills interrupted: 'store-write',
+    'processing' (pages still without a result) or 'finishing' (store fill, failures, report).
+
+    Only kills that hit a running process count: a run that finished first is redone (a random
+    kill is then drawn within that run's own, shorter, duration).
     """
     rng = random.Random(seed)
     interrupted: Counter = Counter()
-    longest = reference_seconds
+    longest, attempt = reference_seconds, 0
+    n_pages = len(list(pages.glob("*.png")))
     while sum(interrupted.values()) < kills:
+        moment = KILL_MOMENTS[attempt % len(KILL_MOMENTS)]
+        attempt += 1
         started = time.monotonic()
         process = start(census_run(pages, run_dir), run_env())
-        mid_store_write = sum(interrupted.values()) % 3 == 2
-        if mid_store_write:
+        if moment == "store-write":
             kill_while_store_written(process, run_dir)
+        elif moment == "after-next-result":
+            kill_after_next_result(process, run_dir)
         else:
             kill_after(process, rng.uniform(0.2, longest))
         if process.returncode == -signal.SIGKILL:
             results = len(list((run_dir / "pages").glob("*.json")))
-            interrupted[
-                "store-write" if mid_store_write else "processing" if results < N_PAGES else "finishing"
-            ] += 1
-        else:
+            stage = "processing" if results < n_pages else "finishing"
+            interrupted["store-write" if moment == "store-write" else stage] += 1
+        elif moment == "random":
             longest = max(0.3, time.monotonic() - started)
         assert_store_sound(run_dir)
     completed = subprocess.run(census_run(pages, run_dir), env=run_env(), capture_output=True, timeout=600)
@@ -144,13 +162,13 @@ def kill_and_resume(pages: Path, run_dir: Path, reference_seconds: float, kills:
     return interrupted
 
 
-def check_same_as_reference(run_dir: Path, reference_dir: Path) -> None:
+def check_same_as_reference(run_dir: Path, reference_dir: Path, n_pages: int = N_PAGES) -> None:
     assert_store_sound(run_dir)
     assert store_differences(reference_dir, run_dir) == []
     connection = sqlite3.connect(run_dir / "census.sqlite")
     try:
         pages = connection.execute("SELECT COUNT(*), COUNT(DISTINCT source) FROM pages WHERE status = 'done'")
-        assert pages.fetchone() == (N_PAGES, N_PAGES)  # none lost, none duplicated
+        assert pages.fetchone() == (n_pages, n_pages)  # none lost, none duplicated
     finally:
         connection.close()
     assert sorted(p.name for p in (run_dir / "pages").glob("*.json")) == sorted(
@@ -166,14 +184,29 @@ def test_killed_five_times_then_resumed_equals_uninterrupted_run(
     check_same_as_reference(tmp_path / "run", reference_dir)
 
 
+@pytest.fixture(scope="module")
+def twelve_pages(pages: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve distinct files (copies of the four pages, each with its own content hash)."""
+    from pipeline.bench import replicated_pages
+
+    return replicated_pages(sorted(pages.glob("*.png")), tmp_path_factory.mktemp("twelve") / "pages", 12)
+
+
 @pytest.mark.slow
 def test_killed_twenty_times_then_resumed_equals_uninterrupted_run(
-    pages: Path, reference: tuple[Path, float], tmp_path: Path
+    twelve_pages: Path, tmp_path: Path
 ) -> None:
-    reference_dir, seconds = reference
-    interrupted = kill_and_resume(pages, tmp_path / "run", seconds, kills=20, seed=2)
-    check_same_as_reference(tmp_path / "run", reference_dir)
-    assert interrupted["store-write"] >= 6 and interrupted["processing"] >= 1
+    reference_dir = tmp_path / "reference"
+    started = time.monotonic()
+    completed = subprocess.run(
+        census_run(twelve_pages, reference_dir), env=run_env(), capture_output=True, timeout=900
+    )
+    assert completed.returncode == 0, completed.stderr.decode()[-2000:]
+    interrupted = kill_and_resume(
+        twelve_pages, tmp_path / "run", time.monotonic() - started, kills=20, seed=2
+    )
+    check_same_as_reference(tmp_path / "run", reference_dir, n_pages=12)
+    assert interrupted["store-write"] >= 5 and interrupted["processing"] >= 1
 
 
 def test_resume_after_completion_does_nothing_again(
