@@ -336,6 +336,10 @@ def derived_figures(results: dict[str, Any], work: Path) -> dict[str, Any]:
         derived["seconds_per_page"] = {r["pages"]: round(r["seconds"] / r["pages"], 3) for r in runs}
         per_page = [r["seconds"] / r["pages"] for r in runs]
         derived["linearity_ratio"] = ratio(per_page[-1], per_page[0])
+        # Wall-clock moves with other programs' load; the main process's CPU per page does not.
+        derived["main_process_cpu_ms_per_page"] = {
+            r["pages"]: r["main_process_cpu_ms_per_page"] for r in runs
+        }
     derived["bars"] = bars(results.get("end_to_end"), derived.get("linearity_ratio"))
     return derived
 
