@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.models import Cell, PageResult, Person
+from pipeline.models import BBox, Cell, PageResult, Person
 from pipeline.templates import Template
 
 STORE_NAME = "census.sqlite"
@@ -118,7 +118,10 @@ def write_page(connection: sqlite3.Connection, result: PageResult, template: Tem
               cell.bbox.x1, cell.bbox.y1, cell.engine, cell.model, cell.text, cell.status)
              for cell in result.cells])
         insert_persons(connection, page_id, result.persons, template)
-        reapply_corrections(connection, page_id)
+        if connection.execute("SELECT 1 FROM corrections c JOIN cells USING (cell_id) WHERE cells.page_id = ? "
+                              "LIMIT 1", (page_id,)).fetchone():
+            # Reviewers corrected this page before it was re-recognised: their values win.
+            recompute_page(connection, page_id, template)
 
 
 def insert_persons(connection: sqlite3.Connection, page_id: str, persons: list[Person], template: Template) -> None:
@@ -143,6 +146,28 @@ def replace_derived(connection: sqlite3.Connection, page_id: str, cells: list[Ce
                            [(_json_value(cell.value), cell.cell_id) for cell in cells])
     connection.execute("DELETE FROM persons WHERE page_id = ?", (page_id,))
     insert_persons(connection, page_id, persons, template)
+
+
+def page_cells(connection: sqlite3.Connection, page_id: str) -> list[Cell]:
+    """The stored cells of a page, current texts (corrections applied), in row/column order."""
+    rows = connection.execute("SELECT * FROM cells WHERE page_id = ? ORDER BY row, col", (page_id,))
+    return [Cell(cell_id=row["cell_id"], page_id=page_id, row=row["row"], col=row["col"], field=row["field"],
+                 text=row["text"], value=json.loads(row["value"]) if row["value"] is not None else None,
+                 confidence=row["confidence"], status=row["status"], reasons=json.loads(row["reasons"]),
+                 bbox=BBox(x0=row["x0"], y0=row["y0"], x1=row["x1"], y1=row["y1"]),
+                 engine=row["engine"] or "", model=row["model"] or "")
+            for row in rows]
+
+
+def recompute_page(connection: sqlite3.Connection, page_id: str, template: Template) -> None:
+    """Re-overlay corrections and re-derive typed values, persons and households of one page
+    (inside the caller's transaction)."""
+    from pipeline import fields, households
+
+    reapply_corrections(connection, page_id)
+    cells, persons = fields.interpret(page_cells(connection, page_id), template)
+    persons = households.assign_households(persons, template, page_id)
+    replace_derived(connection, page_id, cells, persons, template)
 
 
 def reapply_corrections(connection: sqlite3.Connection, page_id: str) -> None:

@@ -10,7 +10,6 @@ re-overlaid, its typed values, person rows and households re-derived, in the sam
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ from pydantic import BaseModel
 
 from pipeline import store
 from pipeline.errors import UsageError
-from pipeline.models import BBox, Cell
 from pipeline.templates import Template
 from review.client import ReviewClient
 from review.push import remembered_project
@@ -87,26 +85,6 @@ def corrections_of(tasks: list[dict], project: int, reviewers: dict[int, str]) -
     return sorted(found, key=lambda correction: (correction.cell_id, correction.corrected_at))
 
 
-def page_cells(connection: Any, page_id: str) -> list[Cell]:
-    rows = connection.execute("SELECT * FROM cells WHERE page_id = ? ORDER BY row, col", (page_id,))
-    return [Cell(cell_id=row["cell_id"], page_id=page_id, row=row["row"], col=row["col"], field=row["field"],
-                 text=row["text"], value=json.loads(row["value"]) if row["value"] is not None else None,
-                 confidence=row["confidence"], status=row["status"], reasons=json.loads(row["reasons"]),
-                 bbox=BBox(x0=row["x0"], y0=row["y0"], x1=row["x1"], y1=row["y1"]),
-                 engine=row["engine"] or "", model=row["model"] or "")
-            for row in rows]
-
-
-def recompute_page(connection: Any, page_id: str, template: Template) -> None:
-    """Re-overlay corrections and re-derive typed values, persons and households of one page."""
-    from pipeline import fields, households
-
-    store.reapply_corrections(connection, page_id)
-    cells, persons = fields.interpret(page_cells(connection, page_id), template)
-    persons = households.assign_households(persons, template, page_id)
-    store.replace_derived(connection, page_id, cells, persons, template)
-
-
 def insert_correction(connection: Any, correction: Correction) -> str | None:
     """Append one correction unless already there; the page id it touched, else None."""
     current = connection.execute("SELECT page_id, text FROM cells WHERE cell_id = ?",
@@ -127,7 +105,7 @@ def apply_batch(connection: Any, batch: list[Correction], template: Template) ->
         touched = [insert_correction(connection, correction) for correction in batch]
         pages = {page_id for page_id in touched if page_id}
         for page_id in sorted(pages):
-            recompute_page(connection, page_id, template)
+            store.recompute_page(connection, page_id, template)
     return sum(1 for page_id in touched if page_id), pages
 
 

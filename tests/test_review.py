@@ -217,17 +217,18 @@ def test_pull_appends_corrections_once_and_recomputes(live: Live) -> None:
 KILLED_PULL = """
 import os, sys
 from pathlib import Path
+from pipeline import store
 from review import pull, server
 from review.client import ReviewClient
 pull.BATCH = 2
 calls = []
-original = pull.recompute_page
+original = store.recompute_page
 def dies_in_third_batch(connection, page_id, template):
     calls.append(page_id)
     if len(calls) == 3:
         os._exit(9)  # killed mid-transaction: corrections of batch 3 inserted but not committed
     original(connection, page_id, template)
-pull.recompute_page = dies_in_third_batch
+store.recompute_page = dies_in_third_batch
 pull.pull(Path(sys.argv[1]), ReviewClient(sys.argv[2], server.read_token(Path(sys.argv[3]))))
 """
 

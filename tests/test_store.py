@@ -1,0 +1,46 @@
+"""The store: idempotent page writes, and reviewers' corrections surviving a re-recognised page."""
+
+from __future__ import annotations
+
+from pipeline import fields, store
+from pipeline.models import BBox, Cell, PageInfo, PageResult
+from pipeline.templates import load_template
+
+TEMPLATE = load_template("padro-catala-1930")
+
+
+def page_result(name: str, age: str) -> PageResult:
+    def cell(col: int, field: str, text: str) -> Cell:
+        return Cell(cell_id=f"p-p0:r0:c{col}", page_id="p-p0", row=0, col=col, field=field, text=text,
+                    confidence=0.99, status="needs_review", bbox=BBox(x0=col * 100, y0=0, x1=col * 100 + 90, y1=40))
+
+    cells, persons = fields.interpret([cell(0, "name", name), cell(3, "age", age)], TEMPLATE)
+    return PageResult(page=PageInfo(page_id="p-p0", source="/scans/a.png", page_index=0, width=2000, height=1500),
+                      template=TEMPLATE.name, cells=cells, persons=persons)
+
+
+def test_writing_a_page_twice_replaces_it(tmp_path):
+    with store.connect(tmp_path) as connection:
+        store.create(connection, TEMPLATE)
+        store.write_page(connection, page_result("Josep Puig", "34"), TEMPLATE)
+        store.write_page(connection, page_result("Josep Puig", "34"), TEMPLATE)
+        assert store.counts(connection)["cells"] == 2
+        assert connection.execute("SELECT COUNT(*) FROM persons").fetchone()[0] == 1
+
+
+def test_corrections_win_over_a_re_recognised_page(tmp_path):
+    with store.connect(tmp_path) as connection:
+        store.create(connection, TEMPLATE)
+        store.write_page(connection, page_result("Josep Puig", "3A"), TEMPLATE)
+        with connection:
+            connection.execute(
+                "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source, "
+                "annotation_id) VALUES ('p-p0:r0:c3', '3A', '38', 'corrected', 'anna', '2026-11-25T10:00:00', "
+                "'test', '1')")
+            store.recompute_page(connection, "p-p0", TEMPLATE)
+        assert connection.execute("SELECT age FROM persons").fetchone()[0] == 38
+        # a newer model reads the page again: the reviewer's value must survive
+        store.write_page(connection, page_result("Josep Puig", "36"), TEMPLATE)
+        cell = connection.execute("SELECT text, status, value FROM cells WHERE cell_id = 'p-p0:r0:c3'").fetchone()
+        assert (cell["text"], cell["status"], cell["value"]) == ("38", "corrected", "38")
+        assert connection.execute("SELECT age FROM persons").fetchone()[0] == 38
