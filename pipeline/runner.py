@@ -98,6 +98,7 @@ def plan(inputs: list[Path]) -> tuple[list[PageTask], list[Failure]]:
 
     tasks: list[PageTask] = []
     failures: list[Failure] = []
+    first_source: dict[str, Path] = {}  # content hash -> first file with that content
     for path in ingest.find_inputs(inputs):
         try:
             info = ingest.probe(path)
@@ -108,6 +109,11 @@ def plan(inputs: list[Path]) -> tuple[list[PageTask], list[Failure]]:
             failures.append(Failure(source=str(path), reason="internal-error",
                                     detail=f"{type(error).__name__}: {error}"))
             continue
+        if info.sha256 in first_source:
+            # Same bytes under another name: its pages are the same pages, processed once.
+            print(f"skipping {path}: same content as {first_source[info.sha256]}", file=sys.stderr)
+            continue
+        first_source[info.sha256] = path
         tasks.extend(PageTask(source=path.resolve(), page_index=index, page_id=f"{info.sha256}-p{index}")
                      for index in range(info.n_pages))
     return tasks, failures

@@ -69,6 +69,7 @@ def test_bad_files_are_recorded_and_the_batch_goes_on(scans, tmp_path):
     batch.mkdir()
     good = sorted(scans.glob("*.png"))[0]
     (batch / good.name).write_bytes(good.read_bytes())
+    (batch / "copy-of-the-same-scan.png").write_bytes(good.read_bytes())  # processed once, not a failure
     (batch / "empty.jpg").write_bytes(b"")
     (batch / "notes.png").write_text("not an image at all")
     (batch / "cut.png").write_bytes(good.read_bytes()[:5000])
