@@ -324,7 +324,9 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
     with store.connect(run_dir) as connection:
         store.create(connection, template)
         ensure_same_template(connection, template)
-        fill_store(connection, template, run_dir, [t.page_id for t in tasks if t.page_id in done_before])
+        # Each page is stored in one transaction, so a page already in the store is complete.
+        stored = {row[0] for row in connection.execute("SELECT page_id FROM pages")}
+        fill_store(connection, template, run_dir, sorted(done_before - stored))
         finished = _progress(execute(todo, options), total=len(todo), enabled=progress)
         fill_store(connection, template, run_dir, finished)
         failures += page_failures(connection, tasks)
