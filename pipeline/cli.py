@@ -58,8 +58,10 @@ def run(
             f"pages: {summary.pages} done ({summary.pages_skipped} from an earlier run), {summary.failures} failed\n"
             f"rows: {summary.rows}   cells: {summary.cells} ({summary.cells_empty} empty)\n"
             f"auto-accepted: {summary.accepted_pct}% of written cells   review queue: {summary.review_queue}\n"
-            f"speed: {summary.pages_per_minute} pages/min\n"
-            f"results: {summary.run_dir}\n  store:    {summary.store}\n  failures: {summary.failures_file}")
+            f"speed: {summary.pages_per_minute if summary.pages_per_minute else '- (nothing new)'} pages/min\n"
+            f"results: {summary.run_dir}\n  store:    {summary.store}\n  report:   {Path(summary.run_dir) / 'report.html'}\n"
+            f"  failures: {summary.failures_file}\n"
+            f"next: census review push {summary.run_dir} (Label Studio), census query/search/export {summary.run_dir}")
     if summary.failures:
         raise typer.Exit(int(ExitCode.PAGES_FAILED))
 
