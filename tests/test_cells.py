@@ -1,0 +1,29 @@
+"""Cell crops: blank detection, rule remnants and side trimming."""
+
+import cv2
+import numpy as np
+
+from pipeline.cells import is_blank, text_crop, trim_sides
+from pipeline.models import BBox
+
+
+def page_with_word() -> np.ndarray:
+    page = np.full((120, 600), 235, np.uint8)
+    cv2.rectangle(page, (0, 0), (599, 119), 40, 2)  # the cell's ruling
+    cv2.putText(page, "Puig", (60, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 30, 3)
+    return page
+
+
+def test_blank_cell_is_blank_and_written_one_is_not():
+    page = page_with_word()
+    assert not is_blank(text_crop(page, BBox(x0=0, y0=0, x1=600, y1=120)))
+    empty = np.full((120, 600), 235, np.uint8)
+    cv2.rectangle(empty, (0, 0), (599, 119), 40, 2)
+    assert is_blank(text_crop(empty, BBox(x0=0, y0=0, x1=600, y1=120)))
+
+
+def test_side_paper_is_trimmed_with_a_margin():
+    crop = text_crop(page_with_word(), BBox(x0=0, y0=0, x1=600, y1=120))
+    assert crop.shape[1] < 300  # the word is ~110 px wide in a 600 px cell
+    assert crop[:, :10].min() > 200 and crop[:, -10:].min() > 200  # paper margins kept on both sides
+    assert trim_sides(np.full((40, 200), 255, np.uint8)).shape == (40, 200)  # nothing written: unchanged
