@@ -48,7 +48,7 @@ test: install ## run the default test suite (fast; no slow or gpu tests)
 test-all: install ## run every test including slow ones
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'not gpu'
 
-bench: install ## benchmark: pages/min on 2 workers, per-stage breakdown
+bench: install ## benchmark: pages/min, stages, RSS, 1→2 workers, Dask, baselines, recogniser, review, 1M dataset → bench.json
 	$(BIN)/python -m pipeline.bench
 
 review-install: venv ## install Label Studio 1.23.2 in its own virtualenv .venv-ls (once; takes minutes)
