@@ -10,10 +10,8 @@ import io
 import json
 import os
 import sqlite3
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import cv2
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from badfiles import minimal_pdf, png_bomb
 from pipeline.errors import ExitCode
 
 DONE = "done"
@@ -46,37 +45,6 @@ EXPECTED = {
     "all-white.png": "no-table",
     "no-table.png": "no-table",
 }
-
-
-def chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A PNG declaring width x height pixels while holding almost no data."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
-        + chunk(b"IEND", b"")
-    )
-
-
-def minimal_pdf(objects: list[str], trailer: str = "") -> bytes:
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n{body}\nendobj\n".encode())
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    out.write("".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode())
-    out.write(
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R {trailer}>>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return out.getvalue()
 
 
 def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:

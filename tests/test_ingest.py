@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from badfiles import minimal_pdf, png_bomb
 from pipeline.errors import PageError, UsageError
 from pipeline.ingest import find_inputs, load_page, probe
 
@@ -28,31 +27,6 @@ def _reason(path: Path, page_index: int = 0) -> str:
         probe(path)
         load_page(path, page_index)
     return caught.value.reason
-
-
-def _png_with_header(width: int, height: int) -> bytes:
-    """A PNG whose IHDR declares width x height but holds almost no data (a bomb header)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(
-        b"IEND", b"")
-
-
-def _pdf(objects: list[str], trailer: str = "") -> bytes:
-    """A minimal PDF with a correct xref table."""
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n{body}\nendobj\n".encode())
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    out.write("".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R {trailer}>>\n".encode())
-    out.write(f"startxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
 
 
 def test_find_inputs_expands_folders_sorted_and_skips_hidden(tmp_path: Path) -> None:
@@ -130,10 +104,10 @@ def test_truncated_images(tmp_path: Path, fmt: str, keep: float) -> None:
 
 def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
     huge = tmp_path / "bomb.png"
-    huge.write_bytes(_png_with_header(100_000, 100_000))
+    huge.write_bytes(png_bomb(100_000, 100_000))
     assert _reason(huge) == "decompression-bomb"
     over_our_limit = tmp_path / "big.png"  # 132 Mpx: under Pillow's own limit, over ours
-    over_our_limit.write_bytes(_png_with_header(12_000, 11_000))
+    over_our_limit.write_bytes(png_bomb(12_000, 11_000))
     assert _reason(over_our_limit) == "decompression-bomb"
     with pytest.raises(PageError) as caught:
         load_page(over_our_limit, 0, max_pixels=1_000_000)
@@ -143,7 +117,7 @@ def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
 def test_encrypted_pdf(tmp_path: Path) -> None:
     key = "ab" * 32
     path = tmp_path / "locked.pdf"
-    path.write_bytes(_pdf(["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    path.write_bytes(minimal_pdf(["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
                            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
                            f"<< /Filter /Standard /V 1 /R 2 /O <{key}> /U <{key}> /P -4 >>"],
                           f"/Encrypt 4 0 R /ID [<{key[:32]}><{key[:32]}>] "))
@@ -152,7 +126,7 @@ def test_encrypted_pdf(tmp_path: Path) -> None:
 
 def test_pdf_without_pages(tmp_path: Path) -> None:
     path = tmp_path / "blank.pdf"
-    path.write_bytes(_pdf(["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [] /Count 0 >>"]))
+    path.write_bytes(minimal_pdf(["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [] /Count 0 >>"]))
     assert _reason(path) == "pdf-no-pages"
 
 
