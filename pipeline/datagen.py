@@ -488,6 +488,8 @@ def generate_bulk(
                 written += len(members)
                 page += 1
             _insert_bulk(connection, keys, batch_pages_rows, batch_persons, batch_cells)
+        with connection:
+            store.refresh_row_stats(connection)
     return written
 
 

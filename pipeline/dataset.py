@@ -121,25 +121,6 @@ def latest_corrections(connection: sqlite3.Connection, template: Template) -> di
     return overlay
 
 
-def _cell_stats_sql() -> str:
-    """One scan of the cells: per row, name confidence, min confidence, review and correction
-    counts, and the household consistency reasons the fields stage recorded on its cells."""
-    from pipeline.households import HOUSEHOLD_REASONS
-
-    flags = " || ".join(
-        f"CASE WHEN MAX(instr(reasons, '{reason}')) > 0 THEN '{reason},' ELSE '' END"
-        for reason in HOUSEHOLD_REASONS
-    )
-    return f"""
-SELECT page_id, row,
-       MAX(CASE WHEN field = 'name' THEN CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END END)
-           AS confidence,
-       MIN(CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END) AS min_confidence,
-       SUM(status = 'needs_review') AS cells_needs_review, SUM(status = 'corrected') AS cells_corrected,
-       NULLIF(RTRIM({flags}, ','), '') AS consistency_flags
-FROM cells WHERE status != 'empty' GROUP BY page_id, row"""
-
-
 STATS_TYPES = {
     "page_id": pa.string(),
     "row": pa.int32(),
@@ -163,7 +144,7 @@ def cell_stats(path: Path) -> pa.Table:
         cached = pq.read_table(cache)
         if (cached.schema.metadata or {}).get(b"fingerprint") == fingerprint.encode():
             return cached.replace_schema_metadata(None)
-    raw = read_arrow(path, _cell_stats_sql())
+    raw = read_arrow(path, "SELECT * FROM row_stats" if has_row_stats(path) else store.row_stats_sql())
     stats = pa.table({name: conform(raw[name], kind) for name, kind in STATS_TYPES.items()})
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +154,12 @@ def cell_stats(path: Path) -> pa.Table:
     except OSError:  # a read-only run directory: no cache, same result
         pass
     return stats
+
+
+def has_row_stats(path: Path) -> bool:
+    """Whether the store keeps its row statistics at write time (stores made since they existed)."""
+    with readonly(path) as connection:
+        return connection.execute("SELECT 1 FROM meta WHERE key = 'row_stats'").fetchone() is not None
 
 
 def read_arrow(path: Path, sql: str) -> pa.Table:

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS corrections (
     reviewer TEXT, corrected_at TEXT NOT NULL, source TEXT NOT NULL,
     annotation_id TEXT, UNIQUE (source, annotation_id, corrected_at));
 CREATE INDEX IF NOT EXISTS corrections_cell ON corrections(cell_id, corrected_at);
+CREATE TABLE IF NOT EXISTS row_stats (
+    page_id TEXT NOT NULL, row INTEGER NOT NULL, confidence REAL, min_confidence REAL,
+    cells_needs_review INTEGER, cells_corrected INTEGER, consistency_flags TEXT,
+    PRIMARY KEY (page_id, row));
 CREATE VIEW IF NOT EXISTS review_queue AS
     SELECT c.*, p.source, p.page_index FROM cells c JOIN pages p USING (page_id)
     WHERE c.status = 'needs_review';
@@ -72,7 +76,10 @@ def persons_columns(template: Template) -> list[tuple[str, str]]:
 
 def create(connection: sqlite3.Connection, template: Template) -> None:
     """Create the schema (idempotent) and the persons table typed by `template`."""
+    new_store = connection.execute("SELECT name FROM sqlite_master WHERE name = 'pages'").fetchone() is None
     connection.executescript(SCHEMA)
+    if new_store:  # stores made before row_stats existed keep scanning their cells instead
+        connection.execute("INSERT OR IGNORE INTO meta VALUES ('row_stats', '1')")
     typed = ", ".join(f"{name} {sql_type}" for name, sql_type in persons_columns(template))
     connection.execute(
         f"CREATE TABLE IF NOT EXISTS persons (person_id TEXT PRIMARY KEY, page_id TEXT NOT NULL, "
@@ -122,6 +129,8 @@ def write_page(connection: sqlite3.Connection, result: PageResult, template: Tem
                               "LIMIT 1", (page_id,)).fetchone():
             # Reviewers corrected this page before it was re-recognised: their values win.
             recompute_page(connection, page_id, template)
+        else:
+            refresh_row_stats(connection, page_id)
 
 
 def insert_persons(connection: sqlite3.Connection, page_id: str, persons: list[Person], template: Template) -> None:
@@ -170,6 +179,34 @@ def recompute_page(connection: sqlite3.Connection, page_id: str, template: Templ
     replace_derived(connection, page_id, cells, persons, template)
 
 
+def row_stats_sql(where: str = "") -> str:
+    """Per register row: name confidence, min confidence, review and correction counts, and the
+    household consistency reasons the fields stage recorded on its cells."""
+    from pipeline.households import HOUSEHOLD_REASONS
+
+    flags = " || ".join(f"CASE WHEN MAX(instr(reasons, '{reason}')) > 0 THEN '{reason},' ELSE '' END"
+                        for reason in HOUSEHOLD_REASONS)
+    return f"""
+SELECT page_id, row,
+       MAX(CASE WHEN field = 'name' THEN CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END END)
+           AS confidence,
+       MIN(CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END) AS min_confidence,
+       SUM(status = 'needs_review') AS cells_needs_review, SUM(status = 'corrected') AS cells_corrected,
+       NULLIF(RTRIM({flags}, ','), '') AS consistency_flags
+FROM cells WHERE status != 'empty' {where} GROUP BY page_id, row"""
+
+
+def refresh_row_stats(connection: sqlite3.Connection, page_id: str | None = None) -> None:
+    """Recompute the row statistics of one page (or of every page), inside the caller's transaction:
+    kept at write time so that readers of a million-person run need not scan all its cells."""
+    if page_id is None:
+        connection.execute("DELETE FROM row_stats")
+        connection.execute(f"INSERT INTO row_stats {row_stats_sql()}")
+        return
+    connection.execute("DELETE FROM row_stats WHERE page_id = ?", (page_id,))
+    connection.execute(f"INSERT INTO row_stats {row_stats_sql('AND page_id = ?')}", (page_id,))
+
+
 def reapply_corrections(connection: sqlite3.Connection, page_id: str) -> None:
     """Overlay each cell's latest correction on its machine reading (inside the caller's transaction)."""
     connection.execute(
@@ -180,6 +217,7 @@ def reapply_corrections(connection: sqlite3.Connection, page_id: str) -> None:
                  FROM corrections) AS latest
            WHERE latest.rank = 1 AND latest.cell_id = cells.cell_id AND cells.page_id = ?""",
         (page_id,))
+    refresh_row_stats(connection, page_id)
 
 
 def counts(connection: sqlite3.Connection) -> dict[str, int]:

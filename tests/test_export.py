@@ -72,6 +72,7 @@ def test_household_flags_come_from_the_fields_stage_reasons(run_dir: Path, tmp_p
             "WHERE page_id = ? AND row = ? AND field IN ('age', 'relation')",
             (page_id, row),
         )
+        store.refresh_row_stats(connection, page_id)  # what the store does when the fields stage writes reasons
         connection.commit()
     export(run_dir, "jsonl", tmp_path)
     households = {h["household_id"]: h for h in map(json.loads, (tmp_path / "households.jsonl").open())}

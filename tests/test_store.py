@@ -44,3 +44,19 @@ def test_corrections_win_over_a_re_recognised_page(tmp_path):
         cell = connection.execute("SELECT text, status, value FROM cells WHERE cell_id = 'p-p0:r0:c3'").fetchone()
         assert (cell["text"], cell["status"], cell["value"]) == ("38", "corrected", "38")
         assert connection.execute("SELECT age FROM persons").fetchone()[0] == 38
+
+
+def test_row_statistics_are_kept_at_write_time_and_follow_corrections(tmp_path):
+    with store.connect(tmp_path) as connection:
+        store.create(connection, TEMPLATE)
+        store.write_page(connection, page_result("Josep Puig", "3A"), TEMPLATE)
+        stats = connection.execute("SELECT cells_needs_review, cells_corrected FROM row_stats").fetchone()
+        assert tuple(stats) == (2, 0)
+        with connection:
+            connection.execute(
+                "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source, "
+                "annotation_id) VALUES ('p-p0:r0:c3', '3A', '38', 'corrected', 'anna', '2026-11-25T10:00:00', "
+                "'test', '1')")
+            store.recompute_page(connection, "p-p0", TEMPLATE)
+        stats = connection.execute("SELECT cells_needs_review, cells_corrected FROM row_stats").fetchone()
+        assert tuple(stats) == (1, 1)
