@@ -19,6 +19,9 @@ from pipeline.browse import DB_NAME, FACETS, build_browse_db, datasette_command
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Headless, and quiet on this machine's closed network.
+HEADLESS_CHROMIUM = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +111,7 @@ def test_headless_chromium_renders_facets_and_crops(server: str, tmp_path: Path)
     url = f"{server}/{DB_NAME}/persons?restricted=0&_facet_size=4"  # the metadata's facets, short
     done = subprocess.run(
         [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *HEADLESS_CHROMIUM,
             f"--user-data-dir={tmp_path / 'profile'}",
             "--window-size=1400,1600",
             "--virtual-time-budget=5000",
@@ -135,15 +130,7 @@ def test_headless_chromium_renders_facets_and_crops(server: str, tmp_path: Path)
         assert len(set(image.convert("L").resize((140, 110)).getdata())) > 20  # a rendered page, not blank
     dom = subprocess.run(
         [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *HEADLESS_CHROMIUM,
             f"--user-data-dir={tmp_path / 'profile2'}",
             "--virtual-time-budget=5000",
             "--dump-dom",

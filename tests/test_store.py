@@ -19,6 +19,15 @@ def page_result(name: str, age: str) -> PageResult:
                       template=TEMPLATE.name, cells=cells, persons=persons)
 
 
+def correct_age_to_38(connection) -> None:
+    """What a review pull does: append a correction, then recompute the page."""
+    with connection:
+        connection.execute(
+            "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source, "
+            "annotation_id) VALUES ('p-p0:r0:c3', '3A', '38', 'corrected', 'anna', '2026-11-25T10:00:00', 'test', '1')")
+        store.recompute_page(connection, "p-p0", TEMPLATE)
+
+
 def test_writing_a_page_twice_replaces_it(tmp_path):
     with store.connect(tmp_path) as connection:
         store.create(connection, TEMPLATE)
@@ -32,12 +41,7 @@ def test_corrections_win_over_a_re_recognised_page(tmp_path):
     with store.connect(tmp_path) as connection:
         store.create(connection, TEMPLATE)
         store.write_page(connection, page_result("Josep Puig", "3A"), TEMPLATE)
-        with connection:
-            connection.execute(
-                "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source, "
-                "annotation_id) VALUES ('p-p0:r0:c3', '3A', '38', 'corrected', 'anna', '2026-11-25T10:00:00', "
-                "'test', '1')")
-            store.recompute_page(connection, "p-p0", TEMPLATE)
+        correct_age_to_38(connection)
         assert connection.execute("SELECT age FROM persons").fetchone()[0] == 38
         # a newer model reads the page again: the reviewer's value must survive
         store.write_page(connection, page_result("Josep Puig", "36"), TEMPLATE)
@@ -52,11 +56,6 @@ def test_row_statistics_are_kept_at_write_time_and_follow_corrections(tmp_path):
         store.write_page(connection, page_result("Josep Puig", "3A"), TEMPLATE)
         stats = connection.execute("SELECT cells_needs_review, cells_corrected FROM row_stats").fetchone()
         assert tuple(stats) == (2, 0)
-        with connection:
-            connection.execute(
-                "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source, "
-                "annotation_id) VALUES ('p-p0:r0:c3', '3A', '38', 'corrected', 'anna', '2026-11-25T10:00:00', "
-                "'test', '1')")
-            store.recompute_page(connection, "p-p0", TEMPLATE)
+        correct_age_to_38(connection)
         stats = connection.execute("SELECT cells_needs_review, cells_corrected FROM row_stats").fetchone()
         assert tuple(stats) == (1, 1)
