@@ -40,7 +40,8 @@ def test_handwriting_fonts_draw_catalan_letters() -> None:
 def test_font_check_rejects_missing_glyphs() -> None:
     dejavu = print_fonts()[0]
     assert font_draws(dejavu, REQUIRED_CHARS)
-    assert not font_draws(dejavu, "〃")  # no installed font has U+3003: it renders .notdef
+    assert not font_draws(dejavu, "\u4e2d")  # DejaVu has no CJK: it renders .notdef
+    assert font_draws(dejavu, "id. 〃")  # no font has U+3003, render_text strokes it itself
     assert not font_draws(handwriting_fonts()[0], "\u4e2d")  # CJK: the box, not a glyph
 
 

@@ -26,10 +26,11 @@ DITTOS = ("id.", "íd.", "ídem", "idem", "d°", '"', "id", "〃")
 
 def font_split() -> dict[str, list[Path]]:
     """Handwriting fonts for training and the held-out ones for the synthetic test."""
-    from pipeline.synth.fonts import handwriting_fonts
+    from pipeline.synth.fonts import extra_handwriting_fonts, handwriting_fonts
 
     fonts = handwriting_fonts()
-    return {"train": [f for f in fonts if f.name not in TEST_FONTS], "test": [f for f in fonts if f.name in TEST_FONTS]}
+    return {"train": [f for f in fonts if f.name not in TEST_FONTS] + extra_handwriting_fonts(),
+            "test": [f for f in fonts if f.name in TEST_FONTS]}
 
 
 @cache
@@ -129,14 +130,20 @@ def render_cell(text: str, font: Path, rng: np.random.Generator) -> np.ndarray:
 
 
 def synthetic_cells(count: int, fonts: list[Path], seed: int) -> tuple[list[np.ndarray], list[str]]:
-    """`count` (crop, text) pairs rendered with `fonts`, reproducible from `seed`."""
+    """`count` (crop, text) pairs rendered with `fonts`, reproducible from `seed`; each text in one
+    of the fonts that draw all its letters (texts none of them draws are skipped)."""
+    from pipeline.synth.fonts import font_draws
+
     rng = np.random.default_rng(seed)
     crops, texts = [], []
     while len(crops) < count:
         text = sample_text(rng)
         if not text:
             continue
-        crops.append(render_cell(text, fonts[int(rng.integers(len(fonts)))], rng))
+        drawing = [font for font in fonts if font_draws(font, text)]
+        if not drawing:  # a glyph no font has: its label would not match the image
+            continue
+        crops.append(render_cell(text, drawing[int(rng.integers(len(drawing)))], rng))
         texts.append(text)
     return crops, texts
 

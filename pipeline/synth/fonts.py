@@ -23,6 +23,10 @@ FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 # (fonts-dancingscript, fonts-kaushanscript, fonts-breip, fonts-dkg-handwriting, fonts-kristi).
 HANDWRITING_PATTERNS = ("DancingScript-*.otf", "KaushanScript-*.otf", "Breip*.ttf", "breip*.ttf",
                         "dkg*.ttf", "Kristi*.ttf")
+# More hands for the recogniser's synthetic training cells only (Makefile installs them too): some
+# lack a few Catalan/Spanish letters, so each renders only the texts it draws (`font_draws`).
+EXTRA_HANDWRITING_PATTERNS = ("Ecolier-court.ttf", "ComicNeue-Italic.otf", "Joscelyn-Regular.otf", "KleeOne-Regular.ttf",
+                              "YuseiMagic-Regular.ttf", "lobster.otf", "Delphine.ttf", "SteveHand.ttf")
 PRINT_FONT_NAMES = ("DejaVuSerif.ttf", "DejaVuSans.ttf", "DejaVuSerifCondensed.ttf",
                     "DejaVuSansCondensed.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSans-Bold.ttf")
 # Letters a font must draw properly to write Catalan/Spanish/French register entries.
@@ -48,18 +52,20 @@ def _glyph_bitmap(font: ImageFont.FreeTypeFont, char: str) -> np.ndarray:
 
 
 def font_draws(path: Path, chars: str = REQUIRED_CHARS) -> bool:
-    """True when the font draws every char in `chars` as a real glyph (not blank, not the
-    missing-glyph box, and for accented letters not the same as the bare letter)."""
+    """True when `render_text` can write `chars` in this font: every char is a real glyph (not blank,
+    not the missing-glyph box, and for accented letters not the same as the bare letter), apart from
+    spaces and the ditto mark, which `render_text` strokes itself."""
+    return all(_draws_char(Path(path), char) for char in set(chars) - {" ", DITTO_MARK})
+
+
+@cache
+def _draws_char(path: Path, char: str) -> bool:
     font = _font(path, 48)
-    missing = _glyph_bitmap(font, "\ue000")  # private-use code point: renders .notdef
-    for char in chars:
-        bitmap = _glyph_bitmap(font, char)
-        if not bitmap.any() or np.array_equal(bitmap, missing):
-            return False
-        base = unicodedata.normalize("NFD", char)[0]
-        if base != char and np.array_equal(bitmap, _glyph_bitmap(font, base)):
-            return False
-    return True
+    bitmap = _glyph_bitmap(font, char)
+    if not bitmap.any() or np.array_equal(bitmap, _glyph_bitmap(font, "\ue000")):  # U+E000 renders .notdef
+        return False
+    base = unicodedata.normalize("NFD", char)[0]
+    return base == char or not np.array_equal(bitmap, _glyph_bitmap(font, base))
 
 
 @cache
@@ -72,6 +78,11 @@ def _usable_handwriting_fonts() -> tuple[Path, ...]:
 def handwriting_fonts() -> list[Path]:
     """Installed handwriting fonts that render every Catalan/Spanish/French letter, sorted."""
     return list(_usable_handwriting_fonts())
+
+
+def extra_handwriting_fonts() -> list[Path]:
+    """Installed extra hands (`EXTRA_HANDWRITING_PATTERNS`), whatever letters they draw, sorted."""
+    return _find_files(EXTRA_HANDWRITING_PATTERNS)
 
 
 @cache
