@@ -199,11 +199,12 @@ def calibrate(
     target_error: Annotated[float, typer.Option(help="Highest error rate among auto-accepted readings.")] = 0.02,
     model: Annotated[Path | None, typer.Option(help="ONNX model (default models/crnn.onnx).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the reliability diagram and report.")] = Path("runs/calibration"),
+    cells: Annotated[int, typer.Option(help="Synthetic cells added to the fit (training fonts) and checked (held-out fonts).")] = 1500,
 ) -> None:
-    """Fit the crnn engine's confidence calibration on held-out lines; store it beside the model."""
+    """Fit the crnn engine's confidence calibration on held-out lines and synthetic cells; store it beside the model."""
     from pipeline.htr.calibrate import calibrate_gt
 
-    typer.echo(calibrate_gt(gt_dir, split, check_split, target_error, model, out).model_dump_json())
+    typer.echo(calibrate_gt(gt_dir, split, check_split, target_error, model, out, cells).model_dump_json())
 
 
 @app.command(name="eval")

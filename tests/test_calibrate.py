@@ -44,6 +44,19 @@ def test_uncalibrated_is_the_sequence_probability(tmp_path: Path) -> None:
     assert Calibration.load(tmp_path / "absent.json").probability(np.array([np.log(0.25), -2.0])) == pytest.approx(0.25)
 
 
+def test_confidence_reaches_near_one_for_certain_readings() -> None:
+    """Readings whose characters all have log-probability ~0 are right: calibrated confidence must follow
+    (raw Platt features capped it at sigmoid(intercept))."""
+    rng = np.random.default_rng(0)
+    certain = -rng.uniform(0, 0.01, size=(400, 2))
+    doubtful = -rng.uniform(0.5, 6, size=(400, 2))
+    features = np.concatenate([certain, doubtful])
+    correct = np.concatenate([np.ones(400), rng.random(400) < 0.4]).astype(float)
+    calibration = fit_calibration(features, correct)
+    assert calibration.probability(np.array([-0.001, -0.001])) > 0.97
+    assert calibration.probability(np.array([-4.0, -3.0])) < 0.6
+
+
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="models/crnn.onnx not shipped")
 def test_calibrate_on_fixture_writes_calibration_beside_model_and_diagram(tmp_path: Path) -> None:
     model = tmp_path / "model" / "crnn.onnx"
@@ -54,9 +67,11 @@ def test_calibrate_on_fixture_writes_calibration_beside_model_and_diagram(tmp_pa
     texts = ["Maria Serra", "jornalera", "Girona", "fill", "casat", "34", "Josep", "ídem", "Lleida", "pagès"]
     for page in range(3):
         write_gt_page(gt, f"page-{page}", texts[page * 3:page * 3 + 4], seed=page)
-    report = calibrate_gt(gt, split="all", check_split=None, target_error=0.2, model_path=model, out_dir=tmp_path / "out")
+    report = calibrate_gt(gt, split="all", check_split=None, target_error=0.2, model_path=model, out_dir=tmp_path / "out",
+                          cells=20)
     stored = json.loads(model.with_suffix(".calibration.json").read_text())
-    assert stored["coef"] == report.calibration.coef and report.fit.readings == 12
+    assert stored["coef"] == report.calibration.coef and report.fit.readings == 12 + 20  # lines + synthetic cells
+    assert report.check_cells is not None and report.check_cells.readings == 20
     assert 0 <= report.fit.ece <= 1 and (tmp_path / "out" / "reliability.png").stat().st_size > 1000
     from pipeline.recognize.crnn import CrnnEngine
 

@@ -24,6 +24,7 @@ DEFAULT_MODEL = MODELS_DIR / "crnn.onnx"
 BLANK_LEVEL = 200  # a normalised crop whose darkest pixel is lighter than this holds no ink
 BLANK_FEATURES = np.array([0.0, 0.0])  # log-probability 0: certain (an empty cell is empty)
 MAX_BATCH_WIDTH = 4096  # summed padded width per batch: bounds memory, keeps batches of short cells large
+MAX_PADDING = 1.25  # widest crop of a batch / its narrowest
 
 
 class CrnnEngine:
@@ -82,7 +83,9 @@ class CrnnEngine:
         batches: list[list[int]] = []
         for index in order:
             width = images[index].shape[1]
-            if batches and (len(batches[-1]) + 1) * width <= MAX_BATCH_WIDTH:
+            narrowest = images[batches[-1][0]].shape[1] if batches else 0
+            # little padding, as in training: a long blank tail shifts the backward LSTM's reading
+            if batches and (len(batches[-1]) + 1) * width <= MAX_BATCH_WIDTH and width <= MAX_PADDING * narrowest + 16:
                 batches[-1].append(index)
             else:
                 batches.append([index])
