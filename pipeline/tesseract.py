@@ -1,13 +1,17 @@
-"""The one place that runs the tesseract binary (through pytesseract), with a timeout.
+"""The one place that runs tesseract (in-process, through tesserocr), with a timeout.
 
-Tesseract reads print well (register headers, preprinted numbers). Every call runs with
-OMP_THREAD_LIMIT=1 so a worker process uses one core, and a missing binary or a call that
-runs past its timeout becomes a `ServiceError` (exit code 4), not a crash.
+Tesseract reads print well (register headers, preprinted numbers). Each worker process keeps one
+loaded tesseract per language set, runs it with OMP_THREAD_LIMIT=1 (one core per worker), and
+missing language data or a call that runs past its timeout becomes a `ServiceError` (exit code 4),
+not a crash.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
@@ -30,36 +34,66 @@ class OcrWord(BaseModel):
     line: tuple[int, int, int]  # (block, paragraph, line) numbers: words of one text line share it
 
 
+TESSDATA_DIRS = (Path("/usr/share/tesseract-ocr/5/tessdata"), Path("/usr/share/tesseract-ocr/4.00/tessdata"))
+
+
+def tessdata_dir() -> Path:
+    """The language models: $TESSDATA_PREFIX, else the Debian tesseract-ocr-* packages' folder."""
+    if os.environ.get("TESSDATA_PREFIX"):
+        return Path(os.environ["TESSDATA_PREFIX"])
+    return next((path for path in TESSDATA_DIRS if path.is_dir()), TESSDATA_DIRS[0])
+
+
+@cache
+def _api(lang: str, psm: int, tessdata: Path):  # -> tesserocr.PyTessBaseAPI
+    """One tesseract per (language, layout mode) and process: the models load once, not per page
+    (a tesseract process per call cost ~100 ms of start-up and model loading)."""
+    import tesserocr
+
+    try:
+        return tesserocr.PyTessBaseAPI(path=f"{tessdata}/", lang=lang, psm=psm)
+    except RuntimeError as error:
+        raise ServiceError(f"tesseract language data for {lang!r} is not installed in {tessdata} "
+                           "(apt-get install tesseract-ocr-cat tesseract-ocr-spa tesseract-ocr-fra)") from error
+
+
+_API_LOCK = threading.Lock()  # a tesseract instance reads one image at a time (Dask workers may use threads)
+
+
 def ocr_words(image: np.ndarray, lang: str = DEFAULT_LANG, psm: int = 6,
               timeout_s: float = DEFAULT_TIMEOUT_S) -> list[OcrWord]:
     """Words in a grey uint8 image (dark ink on light paper), in tesseract's reading order."""
-    import pytesseract
+    from PIL import Image
 
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # inherited by the tesseract subprocess
-    try:
-        data = pytesseract.image_to_data(image, lang=lang, config=f"--psm {psm}",
-                                         output_type=pytesseract.Output.DICT, timeout=timeout_s)
-    except pytesseract.TesseractNotFoundError as error:
-        raise ServiceError(
-            "tesseract is not installed or not on PATH (apt-get install tesseract-ocr)") from error
-    except RuntimeError as error:  # pytesseract signals its timeout this way
-        raise ServiceError(f"tesseract did not answer within {timeout_s:.0f} s: {error}") from error
-    except pytesseract.TesseractError as error:
-        raise ServiceError(f"tesseract failed: {error}") from error
-    return _words_from_data(data)
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one core per worker process
+    api = _api(lang, psm, tessdata_dir())
+    with _API_LOCK:
+        api.SetImage(Image.fromarray(np.ascontiguousarray(image)))
+        if not api.Recognize(timeout=max(1, int(timeout_s * 1000))):
+            api.Clear()
+            raise ServiceError(f"tesseract did not answer within {timeout_s:.2f} s")
+        words = _words(api)
+        api.Clear()
+    return words
 
 
-def _words_from_data(data: dict[str, list]) -> list[OcrWord]:
-    words = []
-    for index, text in enumerate(data["text"]):
-        confidence = float(data["conf"][index])
-        if confidence < 0 or not str(text).strip():
-            continue  # layout rows (page, block, line) carry conf -1 and no text
-        left, top = int(data["left"][index]), int(data["top"][index])
-        words.append(OcrWord(
-            text=str(text).strip(), confidence=min(1.0, confidence / 100.0),
-            x0=left, y0=top, x1=left + int(data["width"][index]), y1=top + int(data["height"][index]),
-            line=(int(data["block_num"][index]), int(data["par_num"][index]), int(data["line_num"][index]))))
+def _words(api) -> list[OcrWord]:
+    from tesserocr import RIL, iterate_level
+
+    words, block, paragraph, line = [], 0, 0, 0
+    for word in iterate_level(api.GetIterator(), RIL.WORD):
+        if word.IsAtBeginningOf(RIL.BLOCK):
+            block, paragraph, line = block + 1, 0, 0
+        if word.IsAtBeginningOf(RIL.PARA):
+            paragraph, line = paragraph + 1, 0
+        if word.IsAtBeginningOf(RIL.TEXTLINE):
+            line += 1
+        text, confidence = (word.GetUTF8Text(RIL.WORD) or "").strip(), float(word.Confidence(RIL.WORD))
+        box = word.BoundingBox(RIL.WORD)
+        if not text or confidence < 0 or box is None:
+            continue
+        words.append(OcrWord(text=text, confidence=min(1.0, confidence / 100.0), x0=box[0], y0=box[1], x1=box[2],
+                             y1=box[3], line=(block, paragraph, line)))
     return words
 
 

@@ -31,10 +31,8 @@ def test_ocr_words_gives_boxes_in_image_pixels() -> None:
     assert words[0].x0 < words[1].x0 and all(0 <= word.y0 < word.y1 <= 52 for word in words)
 
 
-def test_missing_binary_is_a_service_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pytesseract
-
-    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
+def test_missing_language_data_is_a_service_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
     with pytest.raises(ServiceError, match="not installed"):
         ocr_line(_printed("x"))
 
