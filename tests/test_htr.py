@@ -197,3 +197,17 @@ def test_real_alto_pages_parse_with_unread_lines_flagged() -> None:
     assert len(pages) == 30 and all(page.image.suffix == ".jpg" for page in pages)
     lines = [line for page in pages for line in page.lines]
     assert len(lines) > 1000 and all("^" not in line.text for line in lines)
+
+
+def test_synthetic_cells_use_only_fonts_that_draw_the_text() -> None:
+    from pipeline.errors import UsageError
+    from pipeline.htr.synthetic import font_split, synthetic_cells
+    from pipeline.synth.fonts import font_draws
+
+    fonts = font_split()["train"]
+    crops, texts = synthetic_cells(60, fonts, seed=5)
+    assert len(crops) == len(texts) == 60 and all(any(font_draws(f, text) for f in fonts) for text in texts)
+    no_accents = [f for f in fonts if not font_draws(f, "ñóú")]  # Ecolier: a French school cursive
+    assert no_accents and all(not set(text) & set("ñóúÑÓÚ") for text in synthetic_cells(60, no_accents, seed=5)[1])
+    with pytest.raises(UsageError, match="fonts"):
+        synthetic_cells(5, [], seed=5)

@@ -132,16 +132,22 @@ def render_cell(text: str, font: Path, rng: np.random.Generator) -> np.ndarray:
 def synthetic_cells(count: int, fonts: list[Path], seed: int) -> tuple[list[np.ndarray], list[str]]:
     """`count` (crop, text) pairs rendered with `fonts`, reproducible from `seed`; each text in one
     of the fonts that draw all its letters (texts none of them draws are skipped)."""
+    from pipeline.errors import UsageError
     from pipeline.synth.fonts import font_draws
 
     rng = np.random.default_rng(seed)
     crops, texts = [], []
+    skipped = 0
     while len(crops) < count:
         text = sample_text(rng)
         if not text:
             continue
         drawing = [font for font in fonts if font_draws(font, text)]
         if not drawing:  # a glyph no font has: its label would not match the image
+            skipped += 1
+            if skipped > 100 + count:
+                raise UsageError(f"the fonts {[font.name for font in fonts]} cannot write the register texts "
+                                 "(handwriting fonts missing? `make system-packages` installs them)")
             continue
         crops.append(render_cell(text, drawing[int(rng.integers(len(drawing)))], rng))
         texts.append(text)
