@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import json
 from pathlib import Path
 from typing import Annotated
 
