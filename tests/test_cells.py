@@ -1,9 +1,9 @@
-"""Cell crops: blank detection, rule remnants and side trimming."""
+"""Cell crops: blank detection, rule remnants and trimming to the writing."""
 
 import cv2
 import numpy as np
 
-from pipeline.cells import is_blank, text_crop, trim_sides
+from pipeline.cells import is_blank, text_crop, trim_to_writing
 from pipeline.models import BBox
 
 
@@ -22,8 +22,18 @@ def test_blank_cell_is_blank_and_written_one_is_not():
     assert is_blank(text_crop(empty, BBox(x0=0, y0=0, x1=600, y1=120)))
 
 
-def test_side_paper_is_trimmed_with_a_margin():
+def test_paper_around_the_writing_is_trimmed_with_a_margin():
     crop = text_crop(page_with_word(), BBox(x0=0, y0=0, x1=600, y1=120))
     assert crop.shape[1] < 300  # the word is ~110 px wide in a 600 px cell
-    assert crop[:, :10].min() > 200 and crop[:, -10:].min() > 200  # paper margins kept on both sides
-    assert trim_sides(np.full((40, 200), 255, np.uint8)).shape == (40, 200)  # nothing written: unchanged
+    assert 40 < crop.shape[0] < 90  # the word is ~30 px tall in a 120 px cell
+    assert crop[:, :10].min() > 200 and crop[:, -10:].min() > 200  # paper margins kept on all sides
+    assert crop[:3].min() > 200 and crop[-3:].min() > 200
+    assert trim_to_writing(np.full((40, 200), 255, np.uint8)).shape == (40, 200)  # nothing written: unchanged
+
+
+def test_specks_of_dust_do_not_keep_blank_paper_in_the_crop():
+    page = page_with_word()
+    for x, y in ((500, 30), (540, 95), (20, 100)):  # scan noise far from the word
+        page[y:y + 2, x:x + 2] = 30
+    crop = text_crop(page, BBox(x0=0, y0=0, x1=600, y1=120))
+    assert crop.shape[1] < 300 and crop.shape[0] < 90
