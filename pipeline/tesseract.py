@@ -88,8 +88,11 @@ def _words(api) -> list[OcrWord]:
             paragraph, line = paragraph + 1, 0
         if word.IsAtBeginningOf(RIL.TEXTLINE):
             line += 1
-        text, confidence = (word.GetUTF8Text(RIL.WORD) or "").strip(), float(word.Confidence(RIL.WORD))
-        box = word.BoundingBox(RIL.WORD)
+        try:
+            text = (word.GetUTF8Text(RIL.WORD) or "").strip()
+        except RuntimeError:  # tesserocr's "No text returned": a word box without text
+            continue
+        confidence, box = float(word.Confidence(RIL.WORD)), word.BoundingBox(RIL.WORD)
         if not text or confidence < 0 or box is None:
             continue
         words.append(OcrWord(text=text, confidence=min(1.0, confidence / 100.0), x0=box[0], y0=box[1], x1=box[2],
