@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # layout imports this module's primitives; at run time it is 
 MAX_SKEW_DEG = 10.0
 COARSE_STEP_DEG = 0.25
 FINE_STEP_DEG = 0.01
-MAX_INK_POINTS = 150_000  # ink pixels sampled for deskew: 400k gave the same error (max 0.004-0.007° on 60 pages), 27% slower
+MAX_INK_POINTS = 150_000  # ink pixels sampled for deskew; 3 x 20 test pages: max error 0.0066° (400k: 0.0041°), 27% faster
 CROP_MARGIN = 24  # px kept around the table
 PAPER = 255
 
