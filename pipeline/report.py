@@ -88,10 +88,19 @@ def render_overlay(run_dir: Path, page_id: str, width: int | None = None) -> np.
 
 def _read_page_image(path: Path, width: int | None) -> np.ndarray | None:
     """Decode the JPEG straight at a reduced size when a thumbnail is wanted (much faster)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or width is None or width >= image.shape[1]:
-        return image
-    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    from PIL import Image
+
+    if width is None:
+        return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        with Image.open(path) as page:
+            height = max(1, round(page.height * width / page.width))
+            if width >= page.width:
+                width, height = page.size
+            page.draft("RGB", (width, height))  # JPEG: decode at 1/2, 1/4 or 1/8 of the size, not less than asked
+            image = cv2.cvtColor(np.asarray(page.convert("RGB")), cv2.COLOR_RGB2BGR)
+    except OSError:  # missing or unreadable (PIL's UnidentifiedImageError is an OSError)
+        return None
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
