@@ -69,12 +69,12 @@ def ocr_words(image: np.ndarray, lang: str = DEFAULT_LANG, psm: int = 6,
     api = _api(lang, psm, tessdata_dir())
     with _API_LOCK:
         api.SetImage(Image.fromarray(np.ascontiguousarray(image)))
-        if not api.Recognize(timeout=max(1, int(timeout_s * 1000))):
-            api.Clear()
-            raise ServiceError(f"tesseract did not answer within {timeout_s:.2f} s")
-        words = _words(api)
-        api.Clear()
-    return words
+        try:
+            if not api.Recognize(timeout=max(1, int(timeout_s * 1000))):
+                raise ServiceError(f"tesseract did not answer within {timeout_s:.2f} s")
+            return _words(api)
+        finally:
+            api.Clear()  # drop this image's results: the instance serves the next call
 
 
 def _words(api) -> list[OcrWord]:

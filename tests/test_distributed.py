@@ -39,9 +39,11 @@ def local_run(pages: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
-def census(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def dask_run(pages: Path, out: Path, *options: str, engine: str = "null",
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`census run PAGES --out OUT --engine ENGINE --executor dask --json OPTIONS...` in a subprocess."""
     return subprocess.run(
-        [*CENSUS, *args],
+        [*CENSUS, "run", str(pages), "--out", str(out), "--engine", engine, "--executor", "dask", "--json", *options],
         env={**os.environ, "OMP_THREAD_LIMIT": "1", **(env or {})},
         capture_output=True,
         timeout=600,
@@ -49,19 +51,7 @@ def census(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def test_local_cluster_store_equals_local_pool(pages: Path, local_run: Path, tmp_path: Path) -> None:
-    completed = census(
-        "run",
-        str(pages),
-        "--out",
-        str(tmp_path / "run"),
-        "--engine",
-        "null",
-        "--executor",
-        "dask",
-        "--workers",
-        "2",
-        "--json",
-    )
+    completed = dask_run(pages, tmp_path / "run", "--workers", "2")
     assert completed.returncode == 0, completed.stderr.decode()[-3000:]
     assert json.loads(completed.stdout)["pages"] == 3
     assert store_differences(local_run, tmp_path / "run") == []
@@ -105,19 +95,7 @@ def test_remote_scheduler_by_address(pages: Path, local_run: Path, tmp_path: Pat
     )
     try:
         wait_for_workers(address, 2)
-        completed = census(
-            "run",
-            str(pages),
-            "--out",
-            str(tmp_path / "run"),
-            "--engine",
-            "null",
-            "--executor",
-            "dask",
-            "--scheduler",
-            address,
-            "--json",
-        )
+        completed = dask_run(pages, tmp_path / "run", "--scheduler", address)
         assert completed.returncode == 0, completed.stderr.decode()[-3000:]
         assert store_differences(local_run, tmp_path / "run") == []
     finally:
@@ -147,20 +125,8 @@ def test_unreachable_scheduler_is_a_service_error(
 
 
 def test_page_that_keeps_killing_its_dask_worker_is_quarantined(pages: Path, tmp_path: Path) -> None:
-    completed = census(
-        "run",
-        str(pages),
-        "--out",
-        str(tmp_path / "run"),
-        "--engine",
-        "faulty",
-        "--executor",
-        "dask",
-        "--workers",
-        "2",
-        "--json",
-        env={"CENSUS_FAULTY_MODE": "crash", "CENSUS_FAULTY_MATCH": "synth-0001.png"},
-    )
+    completed = dask_run(pages, tmp_path / "run", "--workers", "2", engine="faulty",
+                         env={"CENSUS_FAULTY_MODE": "crash", "CENSUS_FAULTY_MATCH": "synth-0001.png"})
     assert completed.returncode == ExitCode.PAGES_FAILED, completed.stderr.decode()[-3000:]
     failures = [json.loads(line) for line in (tmp_path / "run" / "failures.jsonl").read_text().splitlines()]
     assert [(Path(f["source"]).name, f["reason"]) for f in failures] == [("synth-0001.png", "worker-crashed")]
