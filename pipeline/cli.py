@@ -206,6 +206,24 @@ def calibrate(
     typer.echo(calibrate_gt(gt_dir, split, check_split, target_error, model, out, cells).model_dump_json())
 
 
+@app.command(name="lm")
+def language_model(
+    gt_dir: Annotated[Path, typer.Argument(help="Folder of page images with ALTO/PAGE XML (its training split is used).")],
+    model: Annotated[Path | None, typer.Option(help="ONNX model the LM is for (default models/crnn.onnx).")] = None,
+    split: Annotated[str, typer.Option(help="Pages whose lines it learns: train (default) or all.")] = "train",
+    order: Annotated[int, typer.Option(help="Characters of context + 1.")] = 7,
+) -> None:
+    """Build the crnn engine's character language model (beside the model) from ground-truth lines and the register vocabulary."""
+    import json
+
+    from pipeline.evaluate_lines import DEFAULT_SPLIT_FILE
+    from pipeline.htr.lm import build_model_lm
+    from pipeline.recognize.crnn import DEFAULT_MODEL
+
+    chosen = None if split == "all" else split
+    typer.echo(json.dumps(build_model_lm(gt_dir, Path(model or DEFAULT_MODEL), chosen, DEFAULT_SPLIT_FILE, order)))
+
+
 @app.command(name="eval")
 def evaluate(
     gt_dir: Annotated[Path, typer.Argument(help="Folder of page images with ALTO/PAGE XML (lines) or table GT.")],

@@ -17,8 +17,8 @@ from tests.test_htr import write_gt_page
 
 def test_platt_fit_recovers_a_calibrated_probability() -> None:
     rng = np.random.default_rng(0)
-    features = np.column_stack([rng.normal(-3, 2, 4000), rng.normal(-1, 0.5, 4000)])
-    truth = 1 / (1 + np.exp(-(0.8 * features[:, 0] + 0.5 * features[:, 1] + 2.0)))
+    features = np.column_stack([rng.normal(-3, 2, 4000), rng.normal(-1, 0.5, 4000), rng.normal(-1, 1, 4000)])
+    truth = 1 / (1 + np.exp(-(0.8 * features[:, 0] + 0.5 * features[:, 1] + 0.3 * features[:, 2] + 2.0)))
     correct = (rng.random(4000) < truth).astype(float)
     calibration = fit_calibration(features, correct)
     predicted = calibration.probabilities(features)
@@ -41,20 +41,20 @@ def test_accept_threshold_meets_the_target_error() -> None:
 
 
 def test_uncalibrated_is_the_sequence_probability(tmp_path: Path) -> None:
-    assert Calibration.load(tmp_path / "absent.json").probability(np.array([np.log(0.25), -2.0])) == pytest.approx(0.25)
+    assert Calibration.load(tmp_path / "absent.json").probability(np.array([np.log(0.25), -2.0, -1.0])) == pytest.approx(0.25)
 
 
 def test_confidence_reaches_near_one_for_certain_readings() -> None:
     """Readings whose characters all have log-probability ~0 are right: calibrated confidence must follow
     (raw Platt features capped it at sigmoid(intercept))."""
     rng = np.random.default_rng(0)
-    certain = -rng.uniform(0, 0.01, size=(400, 2))
-    doubtful = -rng.uniform(0.5, 6, size=(400, 2))
+    certain = -rng.uniform(0, 0.01, size=(400, 3))
+    doubtful = -rng.uniform(0.5, 6, size=(400, 3))
     features = np.concatenate([certain, doubtful])
     correct = np.concatenate([np.ones(400), rng.random(400) < 0.4]).astype(float)
     calibration = fit_calibration(features, correct)
-    assert calibration.probability(np.array([-0.001, -0.001])) > 0.97
-    assert calibration.probability(np.array([-4.0, -3.0])) < 0.6
+    assert calibration.probability(np.array([-0.001, -0.001, -0.001])) > 0.97
+    assert calibration.probability(np.array([-4.0, -3.0, -2.0])) < 0.6
 
 
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="models/crnn.onnx not shipped")
@@ -76,3 +76,20 @@ def test_calibrate_on_fixture_writes_calibration_beside_model_and_diagram(tmp_pa
     from pipeline.recognize.crnn import CrnnEngine
 
     assert CrnnEngine(model).calibration.coef == report.calibration.coef  # the engine applies it
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="models/crnn.onnx not shipped")
+def test_calibrate_replaces_a_calibration_file_of_an_older_format(tmp_path: Path) -> None:
+    model = tmp_path / "crnn.onnx"
+    for suffix in (".onnx", ".charset.json"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), model.with_suffix(suffix))
+    model.with_suffix(".calibration.json").write_text(json.dumps({"method": "platt", "coef": [1.0, 2.0], "intercept": 0.0}))
+    from pipeline.errors import UsageError
+    from pipeline.recognize.crnn import CrnnEngine
+
+    with pytest.raises(UsageError, match="census calibrate"):
+        CrnnEngine(model)
+    gt = tmp_path / "gt"
+    write_gt_page(gt, "page-0", ["Maria Serra", "jornalera", "Girona"], seed=0)
+    report = calibrate_gt(gt, split="all", target_error=0.2, model_path=model, out_dir=tmp_path / "out", cells=10)
+    assert CrnnEngine(model).calibration.coef == report.calibration.coef

@@ -62,20 +62,20 @@ def build_model(config: ModelConfig, num_classes: int):  # -> torch.nn.Module
     return CRNN()
 
 
+def collapse_path(path: np.ndarray, scores: np.ndarray) -> tuple[list[int], list[int]]:
+    """CTC collapse of one per-frame label path: its labels, and the frame where each label peaks in `scores` (`T x C`)."""
+    labels, frames, previous = [], [], 0
+    for t, label in enumerate(path.tolist()):
+        if label != 0 and label != previous:
+            labels.append(label)
+            frames.append(t)
+        elif label != 0 and scores[t, label] > scores[frames[-1], label]:
+            frames[-1] = t  # same run of this label: keep its most confident frame
+        previous = label
+    return labels, frames
+
+
 def greedy_decode(log_probs: np.ndarray, lengths: np.ndarray | None = None) -> list[tuple[list[int], list[int]]]:
     """Best-path CTC decoding of `N x T x C` scores: per sequence, (labels, the frame where each label peaks)."""
-    best = log_probs.argmax(-1)
-    results = []
-    for index, path in enumerate(best):
-        end = int(lengths[index]) if lengths is not None else len(path)
-        labels, frames, previous = [], [], 0
-        for t in range(end):
-            label = int(path[t])
-            if label != 0 and label != previous:
-                labels.append(label)
-                frames.append(t)
-            elif label != 0 and log_probs[index, t, label] > log_probs[index, frames[-1], label]:
-                frames[-1] = t  # same run of this label: keep its most confident frame
-            previous = label
-        results.append((labels, frames))
-    return results
+    ends = lengths if lengths is not None else [log_probs.shape[1]] * len(log_probs)
+    return [collapse_path(scores[:end].argmax(-1), scores[:end]) for scores, end in zip(log_probs, ends)]

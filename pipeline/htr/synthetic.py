@@ -34,7 +34,7 @@ def font_split() -> dict[str, list[Path]]:
 
 
 @cache
-def _vocabularies() -> dict[str, tuple[str, ...]]:
+def register_vocabularies() -> dict[str, tuple[str, ...]]:
     from pipeline.lexicons import load_lexicon
     from pipeline.templates import available_templates, load_template
 
@@ -72,7 +72,7 @@ def _age(rng: np.random.Generator) -> str:
 
 def sample_text(rng: np.random.Generator) -> str:
     """One cell's text, in the proportions a register page has them."""
-    vocab = _vocabularies()
+    vocab = register_vocabularies()
     kind = rng.random()
     if kind < 0.25:
         text = _name(rng, vocab)

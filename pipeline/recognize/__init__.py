@@ -29,6 +29,7 @@ _FACTORIES: dict[str, Callable[..., Engine]] = {}
 _BUILTIN_MODULES = {
     "tesseract": "pipeline.recognize.tesseract",
     "crnn": "pipeline.recognize.crnn",
+    "crnn-greedy": "pipeline.recognize.crnn",  # the same model without the language model, for comparison
     "trocr": "pipeline.recognize.trocr",
     "null": "pipeline.recognize.null",
     "faulty": "pipeline.recognize.faulty",  # fault injection for reliability tests

@@ -1,10 +1,12 @@
 """The `crnn` engine: the project's own CRNN-CTC handwriting recogniser, run with ONNX Runtime on the CPU.
 
 Loads `models/<name>.onnx` and `models/<name>.charset.json` (charset, input height, width stretch),
-and `models/<name>.calibration.json` when present. Crops are normalised (grey, contrast-stretched,
-fixed height), sorted by width and batched so padding stays small; decoding is greedy CTC. Each
-character's confidence is the peak softmax probability of its frames; the sequence confidence is the
-calibrated probability that the whole text is exactly right (`pipeline.htr.calibrate`).
+and `models/<name>.calibration.json` and `models/<name>.lm.tsv.gz` when present. Crops are normalised
+(grey, contrast-stretched, fixed height), sorted by width and batched so padding stays small. Decoding
+is a CTC beam search with the character language model (`pipeline.htr.lm`), or greedy without one
+(and in the `crnn-greedy` engine, kept for comparison). Each character's confidence is the peak
+softmax probability of its frames; the sequence confidence is the calibrated probability that the
+whole text is exactly right (`pipeline.htr.calibrate`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pipeline.recognize import register
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = MODELS_DIR / "crnn.onnx"
 BLANK_LEVEL = 200  # a normalised crop whose darkest pixel is lighter than this holds no ink
-BLANK_FEATURES = np.array([0.0, 0.0])  # log-probability 0: certain (an empty cell is empty)
+BLANK_FEATURES = np.array([0.0, 0.0, 0.0])  # log-probability 0: certain (an empty cell is empty)
 MAX_BATCH_WIDTH = 4096  # summed padded width per batch: bounds memory, keeps batches of short cells large
 MAX_PADDING = 1.25  # widest crop of a batch / its narrowest
 
@@ -30,10 +32,11 @@ MAX_PADDING = 1.25  # widest crop of a batch / its narrowest
 class CrnnEngine:
     name = "crnn"
 
-    def __init__(self, model_path: Path, threads: int = 1) -> None:
+    def __init__(self, model_path: Path, threads: int = 1, language_model: bool = True, calibrated: bool = True) -> None:
         import onnxruntime as ort
 
         from pipeline.htr.calibrate import Calibration
+        from pipeline.htr.lm import LmDecoder, NgramLM
 
         if not model_path.exists():
             raise UsageError(f"crnn model not found: {model_path}")
@@ -43,7 +46,12 @@ class CrnnEngine:
         self.width_scale: float = float(meta.get("width_scale", 1.0))
         self.stride: int = int(meta.get("width_stride", 4))
         self.model = meta.get("version", model_path.stem)
-        self.calibration = Calibration.load(model_path.with_suffix(".calibration.json"))
+        # `census calibrate` reads uncalibrated: the file it replaces may be from an older model
+        self.calibration = Calibration.load(model_path.with_suffix(".calibration.json")) if calibrated else Calibration()
+        lm_path = model_path.with_suffix(".lm.tsv.gz")
+        self.decoder = LmDecoder(NgramLM.load(lm_path), self.charset) if language_model and lm_path.exists() else None
+        if self.decoder:
+            self.model += f"+lm{self.decoder.lm.order}"  # provenance: which decoding read the value
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # one per worker process: pages run in parallel instead
         options.inter_op_num_threads = 1
@@ -91,20 +99,33 @@ class CrnnEngine:
                 batches.append([index])
         return batches
 
+    def _paths(self, log_probs: np.ndarray, lengths: np.ndarray) -> list[tuple[list[int], list[int], float | None]]:
+        """Per sequence: labels, the frame where each peaks, and the log-probability of the text (None: greedy)."""
+        from pipeline.htr.model import greedy_decode
+
+        if self.decoder is None:
+            return [(labels, frames, None) for labels, frames in greedy_decode(log_probs, lengths)]
+        return [self.decoder.decode(scores[:end]) for scores, end in zip(log_probs, lengths)]
+
     def _run(self, images: list[np.ndarray]) -> list[tuple[str, list[float], np.ndarray]]:
         from pipeline.htr.calibrate import sequence_features
-        from pipeline.htr.model import greedy_decode
 
         log_probs, lengths = self.log_probs(images)
         results = []
-        for i, (labels, frames) in enumerate(greedy_decode(log_probs, lengths)):
+        for i, (labels, frames, text_log_prob) in enumerate(self._paths(log_probs, lengths)):
             sequence = log_probs[i, : lengths[i]]
             text = "".join(self.charset[label - 1] for label in labels)
             char_confidences = [float(np.exp(sequence[frame, label])) for label, frame in zip(labels, frames)]
-            results.append((text, char_confidences, sequence_features(sequence, labels, frames)))
+            results.append((text, char_confidences, sequence_features(sequence, labels, frames, text_log_prob)))
         return results
 
 
 @register("crnn")
 def make_crnn_engine(model_path: Path | None = None, threads: int = 1) -> CrnnEngine:
     return CrnnEngine(Path(model_path) if model_path else DEFAULT_MODEL, threads)
+
+
+@register("crnn-greedy")
+def make_crnn_greedy_engine(model_path: Path | None = None, threads: int = 1) -> CrnnEngine:
+    """The same model decoded greedily, without the language model: for side-by-side evaluation."""
+    return CrnnEngine(Path(model_path) if model_path else DEFAULT_MODEL, threads, language_model=False)
