@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pipeline.htr.preprocess import percentiles
 from pipeline.models import BBox
 
 # Fraction of the cell's smaller side trimmed on each edge, so that ruling lines (and
@@ -38,7 +39,7 @@ def ink_mask(crop_image: np.ndarray) -> np.ndarray:
         return np.zeros((0, 0), dtype=bool)
     threshold, _ = cv2.threshold(crop_image, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # Otsu on a nearly uniform crop splits paper noise; demand real contrast with paper.
-    paper = float(np.percentile(crop_image, 90))
+    (paper,) = percentiles(crop_image, (90,))
     return crop_image <= min(threshold, paper - 40)  # Otsu: pixels above the threshold are paper
 
 

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 
@@ -61,6 +61,7 @@ def fold(text: str) -> str:
     return " ".join(stripped.casefold().replace("’", "'").split())
 
 
+@lru_cache(maxsize=1 << 14)  # every vocabulary cell looks up its column's ~60 spellings again
 def key_form(text: str) -> str:
     """`fold` with punctuation turned into spaces: 'L.E.' -> 'l e', 'petit-fils' -> 'petit fils'."""
     return " ".join(re.sub(r"[^\w]+", " ", fold(text)).split())

@@ -37,3 +37,12 @@ def test_specks_of_dust_do_not_keep_blank_paper_in_the_crop():
         page[y:y + 2, x:x + 2] = 30
     crop = text_crop(page, BBox(x0=0, y0=0, x1=600, y1=120))
     assert crop.shape[1] < 300 and crop.shape[0] < 90
+
+
+def test_percentiles_match_numpy() -> None:
+    from pipeline.htr.preprocess import percentiles
+
+    rng = np.random.default_rng(3)
+    for shape in [(1, 1), (1, 2), (7, 13), (40, 300)]:
+        values = rng.integers(0, 256, size=shape).astype(np.uint8)
+        np.testing.assert_allclose(percentiles(values, (1, 50, 90, 100)), np.percentile(values, (1, 50, 90, 100)), atol=1e-9)

@@ -20,9 +20,21 @@ def to_grey(crop: np.ndarray) -> np.ndarray:
     return crop if crop.dtype == np.uint8 else np.clip(crop, 0, 255).astype(np.uint8)
 
 
+def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """`np.percentile(values, qs)` (linear interpolation) by one partial sort: numpy's own adds ~90 µs
+    a call, which over every cell crop of a page came to ~70 ms."""
+    flat = values.ravel()
+    last = flat.size - 1
+    positions = [q / 100 * last for q in qs]
+    below = [int(position) for position in positions]
+    ordered = np.partition(flat, sorted(set(below) | {min(index + 1, last) for index in below}))
+    return [float(ordered[index]) + (position - index) * (float(ordered[min(index + 1, last)]) - float(ordered[index]))
+            for position, index in zip(positions, below)]
+
+
 def stretch_contrast(grey: np.ndarray) -> np.ndarray:
     """Map the paper (90th percentile) to 255 and the darkest ink (1st percentile) to 0."""
-    low, high = np.percentile(grey, (1, 90))
+    low, high = percentiles(grey, (1, 90))
     if high - low < 8:  # blank or flat crop: nothing to stretch
         return np.full_like(grey, 255) if high > 127 else grey
     scaled = (grey.astype(np.float32) - low) * (255.0 / (high - low))
