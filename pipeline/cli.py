@@ -208,12 +208,14 @@ def calibrate(
 
 @app.command(name="lm")
 def language_model(
-    gt_dir: Annotated[Path, typer.Argument(help="Folder of page images with ALTO/PAGE XML (its training split is used).")],
+    gt_dir: Annotated[Path | None, typer.Argument(help="Folder of page images with ALTO/PAGE XML (its training split is used).")] = None,
+    from_corrections: Annotated[list[Path] | None, typer.Option(help="Also learn the reviewers' corrected cells of this run (repeatable).")] = None,
     model: Annotated[Path | None, typer.Option(help="ONNX model the LM is for (default models/crnn.onnx).")] = None,
-    split: Annotated[str, typer.Option(help="Pages whose lines it learns: train (default) or all.")] = "train",
+    split: Annotated[str, typer.Option(help="Pages of GT_DIR whose lines it learns: train (default) or all.")] = "train",
     order: Annotated[int, typer.Option(help="Characters of context + 1.")] = 7,
 ) -> None:
-    """Build the crnn engine's character language model (beside the model) from ground-truth lines and the register vocabulary."""
+    """Build the crnn engine's character language model (beside the model) from ground-truth lines,
+    reviewed runs and the register vocabulary; it replaces the model's LM."""
     import json
 
     from pipeline.evaluate_lines import DEFAULT_SPLIT_FILE
@@ -221,7 +223,8 @@ def language_model(
     from pipeline.recognize.crnn import DEFAULT_MODEL
 
     chosen = None if split == "all" else split
-    typer.echo(json.dumps(build_model_lm(gt_dir, Path(model or DEFAULT_MODEL), chosen, DEFAULT_SPLIT_FILE, order)))
+    typer.echo(json.dumps(build_model_lm(gt_dir, Path(model or DEFAULT_MODEL), chosen, DEFAULT_SPLIT_FILE, order,
+                                         from_corrections or [])))
 
 
 @app.command(name="eval")

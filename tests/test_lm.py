@@ -130,3 +130,33 @@ def test_census_lm_builds_the_lm_beside_a_model_and_the_engine_uses_it(tmp_path:
     refused = subprocess.run([sys.executable, "-m", "pipeline.cli", "lm", str(gt), "--model", str(tmp_path / "none.onnx")],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "no charset" in refused.stderr
+
+
+@needs_model
+def test_census_lm_learns_the_reviewers_corrections(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from pipeline.htr.corrections import corrected_texts
+    from tests.test_htr_corrections import make_run_with_corrections
+
+    model = tmp_path / "model" / "crnn.onnx"
+    model.parent.mkdir()
+    for suffix in (".onnx", ".charset.json"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), model.with_suffix(suffix))
+    from pipeline.store import connect
+
+    run_dir = tmp_path / "run"
+    make_run_with_corrections(run_dir)
+    with connect(run_dir) as connection:  # a local surname no lexicon has
+        connection.execute("INSERT INTO corrections (cell_id, new_value, new_status, corrected_at, source) "
+                           "VALUES ('p:r2:c0', 'Vilaregut', 'corrected', '2026-01-03T10:00', 'test')")
+        connection.commit()
+    assert sorted(corrected_texts(run_dir)) == ["Rosa", "Vilaregut", "fill"]
+    census = [sys.executable, "-m", "pipeline.cli", "lm"]
+    refused = subprocess.run(census + ["--model", str(model)], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--from-corrections" in refused.stderr
+    built = subprocess.run(census + ["--from-corrections", str(run_dir), "--model", str(model)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    lm = NgramLM.load(model.with_suffix(".lm.tsv.gz"))
+    assert lm.text_logprob("Vilaregut") > lm.text_logprob("Vilaregat") + 1

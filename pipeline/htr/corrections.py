@@ -1,4 +1,5 @@
-"""Reviewer-corrected cells of a run, as training samples for fine-tuning (`census train --from-corrections`).
+"""Reviewer-corrected cells of a run, as training samples for fine-tuning (`census train --from-corrections`)
+and as texts for the language model (`census lm --from-corrections`).
 
 A cell's latest correction with status `corrected` gives its true literal text; the crop is cut from the
 original page (cells store their box in original page pixels) and normalised like every training crop.
@@ -25,16 +26,26 @@ ORDER BY p.source, p.page_index
 """
 
 
-def corrected_cells(run_dir: Path, height: int) -> tuple[list[np.ndarray], list[str]]:
-    """Normalised crops and corrected texts of every cell whose latest correction is `corrected`."""
-    from pipeline.htr.preprocess import normalize_crop
-    from pipeline.ingest import load_page
+def _latest_corrections(run_dir: Path) -> list[tuple]:
     from pipeline.store import connect
 
     if not (Path(run_dir) / "census.sqlite").exists():
         raise UsageError(f"no census.sqlite in {run_dir}")
     with connect(Path(run_dir), readonly=True) as connection:
-        rows = connection.execute(LATEST_CORRECTIONS).fetchall()
+        return connection.execute(LATEST_CORRECTIONS).fetchall()
+
+
+def corrected_texts(run_dir: Path) -> list[str]:
+    """The corrected text of every cell whose latest correction is `corrected`."""
+    return [text for text in (normalize_text(row[-1]) for row in _latest_corrections(run_dir)) if text]
+
+
+def corrected_cells(run_dir: Path, height: int) -> tuple[list[np.ndarray], list[str]]:
+    """Normalised crops and corrected texts of every cell whose latest correction is `corrected`."""
+    from pipeline.htr.preprocess import normalize_crop
+    from pipeline.ingest import load_page
+
+    rows = _latest_corrections(run_dir)
     crops, texts, loaded = [], [], (None, None)
     for _cell, x0, y0, x1, y1, source, page_index, text in rows:
         if loaded[0] != (source, page_index):

@@ -18,6 +18,7 @@ of 6 changed nothing (±0.03 points) but cost ~40% more.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 from collections import Counter
@@ -73,7 +74,8 @@ class NgramLM:
 
     def save(self, path: Path) -> None:
         keys = sorted(set(self.logprob) | set(self.backoff))
-        with gzip.open(path, "wt", encoding="utf-8") as out:
+        # no time stamp in the gzip header: the same texts give the same file, byte for byte
+        with gzip.GzipFile(path, "wb", mtime=0) as raw, io.TextIOWrapper(raw, encoding="utf-8") as out:
             out.write(json.dumps({"format": FORMAT, "order": self.order, "vocabulary": round(math.exp(-self.floor)),
                                   "weight": self.weight, "bonus": self.bonus}) + "\n")
             for key in keys:
@@ -137,15 +139,18 @@ def _line_texts(gt_dir: Path, split: str | None, split_file: Path) -> list[str]:
             for line in page.lines if not line.unread]
 
 
-def training_texts(gt_dir: Path, split: str | None, split_file: Path) -> list[str]:
-    """The LM's texts: transcriptions of the `split` pages' lines (the training split: never validation
-    or test pages; None: every page) and the register vocabulary (lexicons, the templates' categories,
-    months, ditto marks)."""
+def training_texts(gt_dir: Path | None, split: str | None, split_file: Path,
+                   corrections: list[Path] = ()) -> list[str]:
+    """The LM's texts: transcriptions of the `split` pages' lines of `gt_dir` (the training split:
+    never validation or test pages; None: every page), reviewers' corrected cells of the runs in
+    `corrections`, and the register vocabulary (lexicons, the templates' categories, months, ditto marks)."""
+    from pipeline.htr.corrections import corrected_texts
     from pipeline.htr.synthetic import DITTOS, MONTHS, register_vocabularies
 
-    lines = _line_texts(gt_dir, split, split_file)
+    lines = _line_texts(gt_dir, split, split_file) if gt_dir is not None else []
+    corrected = [text for run_dir in corrections for text in corrected_texts(run_dir)]
     vocabulary = [word for words in register_vocabularies().values() for word in words]
-    return lines + vocabulary + list(MONTHS) + list(DITTOS)
+    return lines + corrected + vocabulary + list(MONTHS) + list(DITTOS)
 
 
 def perplexity(lm: NgramLM, texts: list[str]) -> float:
@@ -153,20 +158,22 @@ def perplexity(lm: NgramLM, texts: list[str]) -> float:
     return math.exp(-sum(map(lm.text_logprob, texts)) / sum(len(text) + 1 for text in texts))
 
 
-def build_model_lm(gt_dir: Path, model_path: Path, split: str | None, split_file: Path,
-                   order: int = DEFAULT_ORDER) -> dict:
+def build_model_lm(gt_dir: Path | None, model_path: Path, split: str | None, split_file: Path,
+                   order: int = DEFAULT_ORDER, corrections: list[Path] = ()) -> dict:
     """Build the LM for `model_path` (written beside it as `<stem>.lm.tsv.gz`); report its size and,
     when the split has validation pages, its perplexity on their lines."""
+    if gt_dir is None and not corrections:
+        raise UsageError("give a ground-truth folder, reviewed runs (--from-corrections), or both")
     charset_file = model_path.with_suffix(".charset.json")
     if not charset_file.exists():
         raise UsageError(f"no charset for the model: {charset_file}")
     charset = json.loads(charset_file.read_text(encoding="utf-8"))["charset"]
-    texts = training_texts(gt_dir, split, split_file)
+    texts = training_texts(gt_dir, split, split_file, corrections)
     lm = build_lm(texts, charset, order)
     path = model_path.with_suffix(".lm.tsv.gz")
     lm.save(path)
     try:
-        val = _line_texts(gt_dir, "val", split_file) if split else []
+        val = _line_texts(gt_dir, "val", split_file) if gt_dir is not None and split else []
     except UsageError:  # a folder of the user's own pages: none of them in the validation split
         val = []
     return {"lm": str(path), "order": order, "texts": len(texts), "ngrams": len(lm.logprob), "val_lines": len(val),
