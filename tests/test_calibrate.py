@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 from pipeline.htr.calibrate import (Calibration, accept_threshold, calibrate_gt, expected_calibration_error,
                                     fit_calibration, reliability)
 from pipeline.recognize.crnn import DEFAULT_MODEL
-from tests.test_htr import write_gt_page
+from tests.test_htr import shipped_model_copy, write_gt_page
 
 
 def test_platt_fit_recovers_a_calibrated_probability() -> None:
@@ -59,10 +58,7 @@ def test_confidence_reaches_near_one_for_certain_readings() -> None:
 
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="models/crnn.onnx not shipped")
 def test_calibrate_on_fixture_writes_calibration_beside_model_and_diagram(tmp_path: Path) -> None:
-    model = tmp_path / "model" / "crnn.onnx"
-    model.parent.mkdir()
-    for suffix in (".onnx", ".charset.json"):
-        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), model.with_suffix(suffix))
+    model = shipped_model_copy(tmp_path / "model")
     gt = tmp_path / "gt"
     texts = ["Maria Serra", "jornalera", "Girona", "fill", "casat", "34", "Josep", "ídem", "Lleida", "pagès"]
     for page in range(3):
@@ -80,9 +76,7 @@ def test_calibrate_on_fixture_writes_calibration_beside_model_and_diagram(tmp_pa
 
 @pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="models/crnn.onnx not shipped")
 def test_calibrate_replaces_a_calibration_file_of_an_older_format(tmp_path: Path) -> None:
-    model = tmp_path / "crnn.onnx"
-    for suffix in (".onnx", ".charset.json"):
-        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), model.with_suffix(suffix))
+    model = shipped_model_copy(tmp_path)
     model.with_suffix(".calibration.json").write_text(json.dumps({"method": "platt", "coef": [1.0, 2.0], "intercept": 0.0}))
     from pipeline.errors import UsageError
     from pipeline.recognize.crnn import CrnnEngine

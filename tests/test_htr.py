@@ -27,6 +27,19 @@ imageWidth="{w}" imageHeight="{h}"><TextRegion id="r1">{lines}</TextRegion></Pag
 PAGE_LINE = """<TextLine id="l{i}"><Coords points="{points}"/><TextEquiv><Unicode>{text}</Unicode></TextEquiv></TextLine>"""
 
 
+def shipped_model_copy(folder: Path) -> Path:
+    """The shipped crnn model (ONNX and charset only: no calibration, no LM) copied into `folder`."""
+    import shutil
+
+    from pipeline.recognize.crnn import DEFAULT_MODEL
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "crnn.onnx"
+    for suffix in (".onnx", ".charset.json"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), model.with_suffix(suffix))
+    return model
+
+
 def write_gt_page(folder: Path, stem: str, texts: list[str], page_xml: bool = False, seed: int = 0) -> Path:
     """A page image with one rendered handwriting line per text and its ALTO (or PAGE) XML beside it."""
     import cv2

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from pipeline.errors import UsageError
 from pipeline.htr.lm import BOS, EOS, LmDecoder, NgramLM, build_lm, frames_to_keep
 from pipeline.htr.model import collapse_path, greedy_decode
 from pipeline.recognize.crnn import DEFAULT_MODEL
+from tests.test_htr import shipped_model_copy, write_gt_page
 
 TEXTS = ["Rosa Serra", "Rosa Puig", "Maria Rosa", "casada", "Roser", "vidua", "soltera", "Rosa", "12 maig 1890"]
 CHARSET = sorted(set("".join(TEXTS)) | set(",.-0123456789bnX"))  # every character of the texts, and some unseen
@@ -109,12 +111,8 @@ needs_model = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="models/crnn
 def test_census_lm_builds_the_lm_beside_a_model_and_the_engine_uses_it(tmp_path: Path) -> None:
     from pipeline.cli import app
     from pipeline.recognize.crnn import CrnnEngine
-    from tests.test_htr import write_gt_page
 
-    model = tmp_path / "model" / "crnn.onnx"
-    model.parent.mkdir()
-    for suffix in (".onnx", ".charset.json"):
-        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), model.with_suffix(suffix))
+    model = shipped_model_copy(tmp_path / "model")
     gt = tmp_path / "gt"
     write_gt_page(gt, "page-a", ["Maria Serra", "jornalera", "Girona"], seed=1)
     assert CrnnEngine(model).decoder is None  # no LM yet: greedy
@@ -124,9 +122,6 @@ def test_census_lm_builds_the_lm_beside_a_model_and_the_engine_uses_it(tmp_path:
     engine = CrnnEngine(model)
     assert engine.decoder is not None and engine.model.endswith("+lm7")
     assert CrnnEngine(model, language_model=False).decoder is None
-    import subprocess
-    import sys
-
     refused = subprocess.run([sys.executable, "-m", "pipeline.cli", "lm", str(gt), "--model", str(tmp_path / "none.onnx")],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "no charset" in refused.stderr
@@ -134,17 +129,11 @@ def test_census_lm_builds_the_lm_beside_a_model_and_the_engine_uses_it(tmp_path:
 
 @needs_model
 def test_census_lm_learns_the_reviewers_corrections(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     from pipeline.htr.corrections import corrected_texts
+    from pipeline.store import connect
     from tests.test_htr_corrections import make_run_with_corrections
 
-    model = tmp_path / "model" / "crnn.onnx"
-    model.parent.mkdir()
-    for suffix in (".onnx", ".charset.json"):
-        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), model.with_suffix(suffix))
-    from pipeline.store import connect
+    model = shipped_model_copy(tmp_path / "model")
 
     run_dir = tmp_path / "run"
     make_run_with_corrections(run_dir)
