@@ -30,8 +30,6 @@ def test_crnn_is_a_registered_engine_that_loads_within_a_second() -> None:
 
 
 def test_crnn_reads_synthetic_cells_with_confidences(cells: tuple[list[np.ndarray], list[str]]) -> None:
-    from rapidfuzz.distance import Levenshtein
-
     crops, texts = cells
     readings = get_engine("crnn").recognize(crops)
     assert len(readings) == len(crops)

@@ -8,7 +8,7 @@ Each also enters as log(-x): with the raw features alone the probability of a re
 certain of stays capped at sigmoid(intercept) (~0.89), so short cells were under-confident. Chosen by
 measurement over best-path and frame-margin variants: lowest ECE and most readings accepted at 2%
 error on held-out lines and cells; the beam share, added with the LM decoding, took the ECE on the
-test lines from 0.032 to 0.027 and on held-out-font cells from 0.054 to 0.034. `fit_calibration` fits it on held-out
+test lines from 0.046 to 0.028 (`census calibrate ../shared/data --check-split test`). `fit_calibration` fits it on held-out
 readings (validation lines plus synthetic validation cells, so both lengths are represented);
 `reliability` gives the expected calibration error (ECE, 15 equal-width bins), a reliability diagram,
 and the lowest threshold whose auto-accepted readings stay within a target error rate. Without a

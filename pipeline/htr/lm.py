@@ -131,23 +131,21 @@ def build_lm(texts: list[str], vocabulary: list[str], order: int = DEFAULT_ORDER
     return lm
 
 
-def _line_texts(gt_dir: Path, split: str | None, split_file: Path) -> list[str]:
+def _line_texts(pages: list, split: str | None, split_file: Path) -> list[str]:
     from pipeline.evaluate_lines import select_pages
-    from pipeline.htr.data import find_pages
 
-    return [line.text for page in select_pages(find_pages(gt_dir), split, None, split_file)
-            for line in page.lines if not line.unread]
+    return [line.text for page in select_pages(pages, split, None, split_file) for line in page.lines if not line.unread]
 
 
-def training_texts(gt_dir: Path | None, split: str | None, split_file: Path,
-                   corrections: list[Path] = ()) -> list[str]:
-    """The LM's texts: transcriptions of the `split` pages' lines of `gt_dir` (the training split:
-    never validation or test pages; None: every page), reviewers' corrected cells of the runs in
-    `corrections`, and the register vocabulary (lexicons, the templates' categories, months, ditto marks)."""
+def training_texts(pages: list, split: str | None, split_file: Path, corrections: list[Path] = ()) -> list[str]:
+    """The LM's texts: transcriptions of the lines of the `split` ground-truth pages (`GtPage`; the
+    training split: never validation or test pages; None: every page), reviewers' corrected cells of
+    the runs in `corrections`, and the register vocabulary (lexicons, the templates' categories,
+    months, ditto marks)."""
     from pipeline.htr.corrections import corrected_texts
     from pipeline.htr.synthetic import DITTOS, MONTHS, register_vocabularies
 
-    lines = _line_texts(gt_dir, split, split_file) if gt_dir is not None else []
+    lines = _line_texts(pages, split, split_file) if pages else []
     corrected = [text for run_dir in corrections for text in corrected_texts(run_dir)]
     vocabulary = [word for words in register_vocabularies().values() for word in words]
     return lines + corrected + vocabulary + list(MONTHS) + list(DITTOS)
@@ -167,13 +165,16 @@ def build_model_lm(gt_dir: Path | None, model_path: Path, split: str | None, spl
     charset_file = model_path.with_suffix(".charset.json")
     if not charset_file.exists():
         raise UsageError(f"no charset for the model: {charset_file}")
+    from pipeline.htr.data import find_pages
+
     charset = json.loads(charset_file.read_text(encoding="utf-8"))["charset"]
-    texts = training_texts(gt_dir, split, split_file, corrections)
+    pages = find_pages(gt_dir) if gt_dir is not None else []  # read once: training lines, then validation ones
+    texts = training_texts(pages, split, split_file, corrections)
     lm = build_lm(texts, charset, order)
     path = model_path.with_suffix(".lm.tsv.gz")
     lm.save(path)
     try:
-        val = _line_texts(gt_dir, "val", split_file) if gt_dir is not None and split else []
+        val = _line_texts(pages, "val", split_file) if pages and split else []
     except UsageError:  # a folder of the user's own pages: none of them in the validation split
         val = []
     return {"lm": str(path), "order": order, "texts": len(texts), "ngrams": len(lm.logprob), "val_lines": len(val),
@@ -236,12 +237,11 @@ def _text_posterior(hypotheses: list) -> float:
     """Log share of the best hypothesis' text in the beam; alignments of one text pool their scores."""
     from itertools import groupby
 
+    texts = [tuple(token for token, _ in groupby(hypothesis.tokens) if token != 0) for hypothesis in hypotheses]
     by_text: dict[tuple[int, ...], float] = {}
-    for hypothesis in hypotheses:
-        text = tuple(token for token, _ in groupby(hypothesis.tokens) if token != 0)
+    for text, hypothesis in zip(texts, hypotheses):
         by_text[text] = float(np.logaddexp(by_text.get(text, -np.inf), hypothesis.score))
-    best = tuple(token for token, _ in groupby(hypotheses[0].tokens) if token != 0)
-    return by_text[best] - float(np.logaddexp.reduce(list(by_text.values())))
+    return by_text[texts[0]] - float(np.logaddexp.reduce(list(by_text.values())))
 
 
 @cache
