@@ -157,6 +157,17 @@ def test_tiny_crnn_overfits_a_handful_of_lines() -> None:
     assert greedy_decode(np.log(np.array([[[0.1, 0.9], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]])))[0] == ([1, 1], [0, 3])
 
 
+def test_width_jitter_stretches_each_training_crop_within_its_range() -> None:
+    from pipeline.htr.train import prefetch
+
+    crops = [np.full((16, 100), 128, np.uint8) for _ in range(64)]
+    plain_batch, plain_widths, _ = next(prefetch(iter([(crops, ["x"] * 64)]), 16, 400))
+    assert set(plain_widths) == {100} and plain_batch.shape[3] == 100
+    _, widths, _ = next(prefetch(iter([(crops, ["x"] * 64)]), 16, 400, width_jitter=0.3, seed=1))
+    assert widths.min() >= int(100 * np.exp(-0.3)) and widths.max() <= round(100 * np.exp(0.3))
+    assert widths.min() < 90 and widths.max() > 110  # both squeezed and stretched
+
+
 @pytest.fixture
 def tiny_cache(tmp_path: Path) -> Path:
     from pipeline.htr.cache import pack, unpack
@@ -224,3 +235,18 @@ def test_synthetic_cells_use_only_fonts_that_draw_the_text() -> None:
     assert no_accents and all(not set(text) & set("ñóúÑÓÚ") for text in synthetic_cells(60, no_accents, seed=5)[1])
     with pytest.raises(UsageError, match="fonts"):
         synthetic_cells(5, [], seed=5)
+
+
+def test_shipped_recipe_stages_parse_and_chain() -> None:
+    """The recipe's stages (`make train` runs 1-4; 5 is the next candidate) each start from the previous best."""
+    from pipeline.htr.train import TrainConfig
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    stages = [TrainConfig.from_yaml(models / "crnn.yaml")]
+    stages += [TrainConfig.from_yaml(models / f"crnn-stage{n}.yaml") for n in range(2, 6)]
+    assert stages[0].init is None
+    for previous, stage in zip(stages, stages[1:]):
+        assert stage.init == f"{previous.out_dir}/best.pt"
+        architecture = {**stage.model.to_dict(), "width_scale": previous.model.width_scale}
+        assert architecture == previous.model.to_dict()  # same weights' shapes (stage 2 widens the input)
+    assert stages[-1].width_jitter > 0

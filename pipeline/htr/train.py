@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     init: str | None = None  # start from this checkpoint's weights (a second, fine-tuning stage)
+    width_jitter: float = 0.0  # each training crop's width times a random factor in [e^-j, e^j]
     cache_height: int = 48
 
     @classmethod
@@ -97,9 +98,12 @@ def encode(text: str, index: dict[str, int]) -> list[int]:
     return [index[char] for char in text if char in index]
 
 
-def collate(crops: list[np.ndarray], height: int, max_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ink-high float batch `N x 1 x height x W` (W a multiple of the width stride) and each width."""
-    resized = [resize_to_height(crop, height, max_width) for crop in crops]
+def collate(crops: list[np.ndarray], height: int, max_width: int,
+            width_factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ink-high float batch `N x 1 x height x W` (W a multiple of the width stride) and each width,
+    each crop's width first multiplied by its factor in `width_factors` when given."""
+    factors = np.ones(len(crops)) if width_factors is None else width_factors
+    resized = [resize_to_height(crop, height, max_width, factor) for crop, factor in zip(crops, factors)]
     widths = np.array([image.shape[1] for image in resized], np.int64)
     total = int(math.ceil(widths.max() / WIDTH_STRIDE) * WIDTH_STRIDE)
     batch = np.zeros((len(resized), 1, height, total), np.float32)
@@ -138,16 +142,22 @@ class BatchSampler:
                 yield [crops[i] for i in chunks[chunk]], [texts[i] for i in chunks[chunk]]
 
 
-def prefetch(batches, height: int, max_width: int, depth: int = 6):
-    """Collate batches in a background thread so the device never waits for numpy work."""
+def prefetch(batches, height: int, max_width: int, width_jitter: float = 0.0, seed: int = 0, depth: int = 6):
+    """Collate batches in a background thread so the device never waits for numpy work.
+
+    `width_jitter` stretches or squeezes each crop's width at random: hands differ in how wide they
+    write a letter (a narrow hand's letters get too few CTC frames), which the augmentation's
+    aspect-keeping scale does not vary."""
     import queue
     import threading
 
     ready: queue.Queue = queue.Queue(maxsize=depth)
+    rng = np.random.default_rng(seed)
 
     def produce() -> None:
         for crops, texts in batches:
-            ready.put((*collate(crops, height, max_width), texts))
+            factors = np.exp(rng.uniform(-width_jitter, width_jitter, len(crops))) if width_jitter else None
+            ready.put((*collate(crops, height, max_width, factors), texts))
 
     threading.Thread(target=produce, daemon=True).start()
     while True:
@@ -270,8 +280,9 @@ def _loop(model, optimizer, config, charset, index, train_sources, val_sources, 
 
     from pipeline.htr.augment import augment_batch
 
-    batches = prefetch(BatchSampler(train_sources, weights, config.seed + state["samples"]).batches(config.batch_size),
-                       config.model.height, config.max_width)
+    seed = config.seed + state["samples"]
+    batches = prefetch(BatchSampler(train_sources, weights, seed).batches(config.batch_size),
+                       config.model.height, config.max_width, config.width_jitter, seed)
     began = time.monotonic() - state["elapsed"]
     last_validation = time.monotonic()
     losses: list[float] = []
