@@ -281,8 +281,9 @@ def _loop(model, optimizer, config, charset, index, train_sources, val_sources, 
     from pipeline.htr.augment import augment_batch
 
     seed = config.seed + state["samples"]
+    # the jitter's own stream: drawn from the sampler's seed, its factors would replay the sampler's draws
     batches = prefetch(BatchSampler(train_sources, weights, seed).batches(config.batch_size),
-                       config.model.height, config.max_width, config.width_jitter, seed)
+                       config.model.height, config.max_width, config.width_jitter, seed + 1)
     began = time.monotonic() - state["elapsed"]
     last_validation = time.monotonic()
     losses: list[float] = []
