@@ -64,13 +64,15 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     crops, texts = corrected_cells(run_dir, 48)
     pack(crops, texts, cache / "synthetic_val.npz")
     (cache / "split.json").write_text("{}")  # a cache is present: nothing to build
-    shipped_config = json.loads(shipped.with_suffix(".charset.json").read_text())["model"]
-    config = {"cache_dir": str(cache), "out_dir": str(tmp_path / "out"), "model": shipped_config,
+    shipped_meta = json.loads(shipped.with_suffix(".charset.json").read_text())
+    # a recipe of another input width: fine-tuning keeps the shipped model's architecture and width
+    config = {"cache_dir": str(cache), "out_dir": str(tmp_path / "out"), "model": {"height": 48, "width_scale": 1.0},
               "weights": {"synthetic": 0.0}, "val_weights": {"synthetic": 1.0}, "batch_size": 2,
               "time_budget_s": 2, "validate_every_s": 100, "threads": 1}
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(config))
     onnx_path = run_training(tmp_path / "ft.yaml", from_corrections=run_dir, device="cpu")
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert history[-1]["samples"] > 0 and onnx_path.exists()
-    assert json.loads(onnx_path.with_suffix(".charset.json").read_text())["charset"] == \
-        json.loads(shipped.with_suffix(".charset.json").read_text())["charset"]  # fine-tuned, same charset
+    exported_meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
+    assert exported_meta["charset"] == shipped_meta["charset"]  # fine-tuned, same charset
+    assert exported_meta["width_scale"] == shipped_meta["width_scale"]

@@ -14,7 +14,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +226,13 @@ def save_checkpoint(path: Path, model, optimizer, config: TrainConfig, charset: 
     temporary.replace(path)  # atomic: a killed run never leaves a half-written checkpoint
 
 
+def checkpoint_model_config(path: Path) -> ModelConfig:
+    """The architecture (and input geometry) a checkpoint was trained with."""
+    import torch
+
+    return ModelConfig(**torch.load(path, map_location="cpu", weights_only=False)["model_config"])
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -387,5 +394,6 @@ def run_training(config_path: Path, from_corrections: Path | None = None, device
         extra = {"corrections": Source([resize_to_height(c, config.model.height, config.max_width, config.model.width_scale)
                                         for c in crops], texts)}
         init = init or Path(__file__).resolve().parents[2] / "models" / "crnn.pt"
+        config = replace(config, model=checkpoint_model_config(init))  # fine-tune at the width the model reads
     best = train(config, device, extra=extra, init_checkpoint=init)
     return export_onnx(best, export_to or Path(config.out_dir) / "crnn.onnx")
