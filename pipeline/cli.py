@@ -179,7 +179,8 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Option(help="Training config YAML.")] = Path("models/crnn.yaml"),
+    config: Annotated[Path | None, typer.Option(
+        help="Training recipe YAML (default models/crnn.yaml; with --from-corrections models/crnn-finetune.yaml).")] = None,
     from_corrections: Annotated[Path | None, typer.Option(help="Fine-tune on this run's corrected cells.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     export: Annotated[Path | None, typer.Option(help="Where to write the ONNX model (default: in out_dir).")] = None,

@@ -250,3 +250,5 @@ def test_shipped_recipe_stages_parse_and_chain() -> None:
         architecture = {**stage.model.to_dict(), "width_scale": previous.model.width_scale}
         assert architecture == previous.model.to_dict()  # same weights' shapes (stage 2 widens the input)
     assert stages[-1].width_jitter > 0
+    fine_tuning = TrainConfig.from_yaml(models / "crnn-finetune.yaml")  # --from-corrections: from the shipped weights
+    assert fine_tuning.init is None and fine_tuning.lr < min(stage.lr for stage in stages)

@@ -369,16 +369,19 @@ if __name__ == "__main__":
     main()
 
 
-def run_training(config_path: Path, from_corrections: Path | None = None, device: str = "auto",
+def run_training(config_path: Path | None = None, from_corrections: Path | None = None, device: str = "auto",
                  export_to: Path | None = None) -> Path:
     """`census train`: build the data cache if missing, train, export ONNX (to `export_to` if given).
 
     With `from_corrections`, the run's reviewer-corrected cells join the training mix as a source of
-    their own and training starts from the shipped model's weights (fine-tuning)."""
+    their own and training starts from the shipped model's weights (fine-tuning, by default with the
+    gentle `crnn-finetune.yaml` recipe); without a recipe, stage 1 of the shipped model's."""
     from pipeline.htr.cache import build_real_cache, build_synthetic_cache
     from pipeline.htr.export import export_onnx
+    from pipeline.recognize.crnn import MODELS_DIR
 
-    config = TrainConfig.from_yaml(config_path)
+    default_recipe = "crnn-finetune.yaml" if from_corrections is not None else "crnn.yaml"
+    config = TrainConfig.from_yaml(config_path or MODELS_DIR / default_recipe)
     cache = Path(config.cache_dir)
     if not (cache / "split.json").exists():
         log(f"building the data cache in {cache} from {config.data_dir}")
@@ -393,7 +396,7 @@ def run_training(config_path: Path, from_corrections: Path | None = None, device
         log(f"{len(texts)} corrected cells from {from_corrections}")
         extra = {"corrections": Source([resize_to_height(c, config.model.height, config.max_width, config.model.width_scale)
                                         for c in crops], texts)}
-        init = init or Path(__file__).resolve().parents[2] / "models" / "crnn.pt"
+        init = init or MODELS_DIR / "crnn.pt"
         config = replace(config, model=checkpoint_model_config(init))  # fine-tune at the width the model reads
     best = train(config, device, extra=extra, init_checkpoint=init)
     return export_onnx(best, export_to or Path(config.out_dir) / "crnn.onnx")
