@@ -237,6 +237,15 @@ def test_synthetic_cells_use_only_fonts_that_draw_the_text() -> None:
         synthetic_cells(5, [], seed=5)
 
 
+def test_synthetic_bar_is_reported_per_held_out_font() -> None:
+    from pipeline.htr.synthetic import TEST_FONTS, evaluate_synthetic
+
+    result = evaluate_synthetic("crnn-greedy", count=12, seed=3)
+    assert result["cells"] == 12 and 0 <= result["cer"] and 0 <= result["exact"] <= 1
+    assert sorted(result["per_font_cer"]) == sorted(TEST_FONTS)
+    assert all(isinstance(cer, float) and cer >= 0 for cer in result["per_font_cer"].values())
+
+
 def test_shipped_recipe_stages_parse_and_chain() -> None:
     """The recipe's stages (`make train` runs 1-4; 5 is the next candidate) each start from the previous best."""
     from pipeline.htr.train import TrainConfig

@@ -155,16 +155,23 @@ def synthetic_cells(count: int, fonts: list[Path], seed: int) -> tuple[list[np.n
 
 
 def evaluate_synthetic(engine_name: str = "crnn", count: int = 1000, seed: int = 777) -> dict:
-    """CER, WER and exact-match rate of an engine on fresh synthetic cells in the held-out fonts."""
-    import jiwer
-
+    """CER, WER and exact-match rate of an engine on fresh synthetic cells in the held-out fonts, then the
+    CER of each held-out font alone (`count / fonts` cells each, same seed): their difficulty differs widely."""
     from pipeline.recognize import get_engine
 
-    crops, texts = synthetic_cells(count, font_split()["test"], seed)
-    readings = get_engine(engine_name).recognize(crops)
-    hypotheses = [normalize_text(reading.text) for reading in readings]
+    engine = get_engine(engine_name)
+    fonts = font_split()["test"]
+    per_font = {font.name: _scores(engine, *synthetic_cells(max(count // len(fonts), 1), [font], seed))["cer"]
+                for font in fonts}
     return {"engine": engine_name, "cells": count, "seed": seed, "fonts": list(TEST_FONTS),
-            "cer": float(jiwer.cer(texts, hypotheses)), "wer": float(jiwer.wer(texts, hypotheses)),
+            **_scores(engine, *synthetic_cells(count, fonts, seed)), "per_font_cer": per_font}
+
+
+def _scores(engine, crops: list[np.ndarray], texts: list[str]) -> dict[str, float]:
+    import jiwer
+
+    hypotheses = [normalize_text(reading.text) for reading in engine.recognize(crops)]
+    return {"cer": float(jiwer.cer(texts, hypotheses)), "wer": float(jiwer.wer(texts, hypotheses)),
             "exact": float(np.mean([h == t for h, t in zip(hypotheses, texts)]))}
 
 
