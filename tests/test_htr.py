@@ -191,7 +191,7 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
 
     config = TrainConfig(cache_dir=str(tiny_cache), out_dir=str(tmp_path / "run"), model=_tiny_config(),
                          weights={"synthetic": 1.0}, val_weights={"synthetic": 1.0}, batch_size=4,
-                         time_budget_s=3.0, validate_every_s=1.0, threads=1)
+                         time_budget_s=3.0, validate_every_s=1.0, threads=1, read_width_scale=1.25)
     best = train(config, "cpu")
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert best.exists() and history and history[-1]["synthetic"] >= 0
@@ -203,6 +203,8 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
     onnx_path = export_onnx(best, tmp_path / "model" / "tiny.onnx", version="tiny-test", quantize=False)
     meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert meta["height"] == 16 and meta["version"] == "tiny-test"
+    assert meta["width_scale"] == 1.25 and meta["model"]["width_scale"] == 1.0  # reads wider than it trained
+    assert torch.load(onnx_path.with_suffix(".pt"), weights_only=False)["read_width_scale"] == 1.25  # for fine-tuning
     model, _, _, _ = load_checkpoint(best)
     images = np.random.default_rng(0).random((3, 1, 16, 92)).astype(np.float32)
     with torch.no_grad():
@@ -213,6 +215,18 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
     quantized = export_onnx(best, tmp_path / "q" / "tiny.onnx")  # int8 LSTM/linear: close, not equal
     (approx,) = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"]).run(None, {"images": images})
     assert np.abs(np.exp(approx) - np.exp(expected)).max() < 0.1
+
+
+def test_each_validation_follows_training(tiny_cache: Path, tmp_path: Path) -> None:
+    from pipeline.htr.train import TrainConfig, train
+
+    config = TrainConfig(cache_dir=str(tiny_cache), out_dir=str(tmp_path / "run"), model=_tiny_config(),
+                         weights={"synthetic": 1.0}, val_weights={"synthetic": 1.0}, batch_size=4,
+                         max_samples=8, validate_every_s=0.0, threads=1)
+    train(config, "cpu")  # two batches, each validated; none left over for a final validation
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [entry["samples"] for entry in history] == [4, 8]
+    assert all(np.isfinite(entry["loss"]) for entry in history)
 
 
 @pytest.mark.skipif(not (DATA / "lectaurep").is_dir(), reason="real data not in ../shared/data")
@@ -247,7 +261,7 @@ def test_synthetic_bar_is_reported_per_held_out_font() -> None:
 
 
 def test_shipped_recipe_stages_parse_and_chain() -> None:
-    """The recipe's stages (`make train` runs 1-4; 5 is the next candidate) each start from the previous best."""
+    """The recipe's stages (`make train` runs all five) each start from the previous best."""
     from pipeline.htr.train import TrainConfig
 
     models = Path(__file__).resolve().parents[1] / "models"
