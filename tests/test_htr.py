@@ -191,7 +191,7 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
 
     config = TrainConfig(cache_dir=str(tiny_cache), out_dir=str(tmp_path / "run"), model=_tiny_config(),
                          weights={"synthetic": 1.0}, val_weights={"synthetic": 1.0}, batch_size=4,
-                         time_budget_s=3.0, validate_every_s=1.0, threads=1, read_width_scale=1.25)
+                         time_budget_s=3.0, validate_every_s=1.0, threads=1)
     best = train(config, "cpu")
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert best.exists() and history and history[-1]["synthetic"] >= 0
@@ -203,8 +203,6 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
     onnx_path = export_onnx(best, tmp_path / "model" / "tiny.onnx", version="tiny-test", quantize=False)
     meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert meta["height"] == 16 and meta["version"] == "tiny-test"
-    assert meta["width_scale"] == 1.25 and meta["model"]["width_scale"] == 1.0  # reads wider than it trained
-    assert torch.load(onnx_path.with_suffix(".pt"), weights_only=False)["read_width_scale"] == 1.25  # for fine-tuning
     model, _, _, _ = load_checkpoint(best)
     images = np.random.default_rng(0).random((3, 1, 16, 92)).astype(np.float32)
     with torch.no_grad():

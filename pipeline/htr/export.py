@@ -1,9 +1,8 @@
 """Export a training checkpoint to the files the `crnn` engine loads: `<name>.onnx` and `<name>.charset.json`.
 
 The ONNX graph takes `images` (`N x 1 x H x W`, dynamic N and W) and returns `log_probs`
-(`N x W/4 x C`); LSTM and linear weights are int8 (see `quantize_recurrent`). The charset file also
-records the input height, width stretch (the recipe's `read_width_scale` when it sets one) and stride,
-so the engine normalises crops as the recipe says. A slimmed `<name>.pt` (weights only, no optimizer)
+(`N x W/4 x C`); LSTM and linear weights are int8 (see `quantize_recurrent`). The charset file also records the input height, width stretch and stride, so the
+engine normalises crops exactly as training did. A slimmed `<name>.pt` (weights only, no optimizer)
 is kept beside them for fine-tuning (`census train --from-corrections`).
 """
 
@@ -50,14 +49,12 @@ def export_onnx(checkpoint: Path, onnx_path: Path, version: str = "", quantize: 
                       opset_version=17, dynamo=False)
     if quantize:
         quantize_recurrent(onnx_path)
-    width_scale = payload.get("read_width_scale") or config.width_scale  # the recipe may read wider than it trained
-    meta = {"charset": charset, "height": config.height, "width_scale": width_scale,
+    meta = {"charset": charset, "height": config.height, "width_scale": config.width_scale,
             "width_stride": WIDTH_STRIDE, "version": version or onnx_path.stem, "model": config.to_dict()}
     onnx_path.with_suffix(".charset.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     # half-precision weights: half the size in git, and fine-tuning starts from them in fp32 anyway
     weights = {key: value.half() if value.is_floating_point() else value for key, value in payload["state_dict"].items()}
-    slim = {"model_config": payload["model_config"], "read_width_scale": payload.get("read_width_scale"),
-            "charset": charset, "state_dict": weights,
+    slim = {"model_config": payload["model_config"], "charset": charset, "state_dict": weights,
             "optimizer": None, "state": {"history": payload.get("state", {}).get("history", [])}}
     torch.save(slim, onnx_path.with_suffix(".pt"))
     return onnx_path
