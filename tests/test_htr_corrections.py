@@ -45,12 +45,13 @@ def test_corrected_cells_are_latest_corrections_with_their_crops(tmp_path: Path)
     assert all(crop.min() < 100 for crop in crops)  # the written word is in the crop
 
 
-def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Path) -> None:
+def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Path, monkeypatch) -> None:
     import json
 
     import pytest
     import yaml
 
+    import pipeline.htr.train as training
     from pipeline.htr.cache import pack
     from pipeline.htr.train import run_training
 
@@ -65,12 +66,20 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     pack(crops, texts, cache / "synthetic_val.npz")
     (cache / "split.json").write_text("{}")  # a cache is present: nothing to build
     shipped_meta = json.loads(shipped.with_suffix(".charset.json").read_text())
-    # a recipe of another input width: fine-tuning keeps the shipped model's architecture and width
-    config = {"cache_dir": str(cache), "out_dir": str(tmp_path / "out"), "model": {"height": 48, "width_scale": 1.0},
+    # a recipe without the model's shape (as crnn-finetune.yaml): fine-tuning takes the shipped model's
+    config = {"cache_dir": str(cache), "out_dir": str(tmp_path / "out"),
               "weights": {"synthetic": 0.0}, "val_weights": {"synthetic": 1.0}, "batch_size": 2,
               "time_budget_s": 2, "validate_every_s": 100, "threads": 1}
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(config))
+    trained_on = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda config, *args, **kwargs:
+                        trained_on.append((config, kwargs["extra"])) or real_train(config, *args, **kwargs))
     onnx_path = run_training(tmp_path / "ft.yaml", from_corrections=run_dir, device="cpu")
+    (config_used, extra), = trained_on
+    expected_width = round(crops[0].shape[1] * shipped_meta["width_scale"])  # the crops are already 48 px high
+    assert config_used.model.to_dict() == shipped_meta["model"]
+    assert extra["corrections"].crops[0].shape == (48, expected_width)  # the corrections as the model reads them
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert history[-1]["samples"] > 0 and onnx_path.exists()
     exported_meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())

@@ -394,11 +394,11 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
     if from_corrections is not None:
         from pipeline.htr.corrections import corrected_cells
 
+        init = init or MODELS_DIR / "crnn.pt"
+        config = replace(config, model=checkpoint_model_config(init))  # fine-tune at the width the model reads
         crops, texts = corrected_cells(from_corrections, config.model.height)
         log(f"{len(texts)} corrected cells from {from_corrections}")
         extra = {"corrections": Source([resize_to_height(c, config.model.height, config.max_width, config.model.width_scale)
                                         for c in crops], texts)}
-        init = init or MODELS_DIR / "crnn.pt"
-        config = replace(config, model=checkpoint_model_config(init))  # fine-tune at the width the model reads
     best = train(config, device, extra=extra, init_checkpoint=init)
     return export_onnx(best, export_to or Path(config.out_dir) / "crnn.onnx")
