@@ -64,11 +64,12 @@ browse: install ## web view of RUN_DIR on 127.0.0.1:BROWSE_PORT (datasette, emba
 	$(CENSUS) browse $(RUN_DIR) --port $(BROWSE_PORT)
 
 DATA ?= ../shared/data
-train: install ## train the handwriting recogniser (4 stages, GPU if present), export to models/, build its LM, recalibrate
+train: install ## train the handwriting recogniser (5 stages, GPU if present), export to models/, build its LM, recalibrate
 	$(CENSUS) train --config models/crnn.yaml
 	$(CENSUS) train --config models/crnn-stage2.yaml
 	$(CENSUS) train --config models/crnn-stage3.yaml
-	$(CENSUS) train --config models/crnn-stage4.yaml --export models/crnn.onnx
+	$(CENSUS) train --config models/crnn-stage4.yaml
+	$(CENSUS) train --config models/crnn-stage5.yaml --export models/crnn.onnx
 	$(CENSUS) lm $(DATA)
 	$(CENSUS) calibrate $(DATA) --check-split test
 

@@ -183,6 +183,7 @@ def tiny_cache(tmp_path: Path) -> Path:
 
 
 def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tmp_path: Path) -> None:
+    import onnx
     import onnxruntime as ort
     import torch
 
@@ -191,7 +192,7 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
 
     config = TrainConfig(cache_dir=str(tiny_cache), out_dir=str(tmp_path / "run"), model=_tiny_config(),
                          weights={"synthetic": 1.0}, val_weights={"synthetic": 1.0}, batch_size=4,
-                         time_budget_s=3.0, validate_every_s=1.0, threads=1)
+                         time_budget_s=3.0, validate_every_s=1.0, threads=1, read_width_scale=1.25)
     best = train(config, "cpu")
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert best.exists() and history and history[-1]["synthetic"] >= 0
@@ -203,6 +204,8 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
     onnx_path = export_onnx(best, tmp_path / "model" / "tiny.onnx", version="tiny-test", quantize=False)
     meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert meta["height"] == 16 and meta["version"] == "tiny-test"
+    assert meta["width_scale"] == 1.25 and meta["model"]["width_scale"] == 1.0  # reads wider than it trained
+    assert torch.load(onnx_path.with_suffix(".pt"), weights_only=False)["read_width_scale"] == 1.25  # for fine-tuning
     model, _, _, _ = load_checkpoint(best)
     images = np.random.default_rng(0).random((3, 1, 16, 92)).astype(np.float32)
     with torch.no_grad():
@@ -210,7 +213,9 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
     (got,) = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"images": images})
     assert got.shape == expected.shape == (3, 23, len(meta["charset"]) + 1)
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    quantized = export_onnx(best, tmp_path / "q" / "tiny.onnx")  # int8 LSTM/linear: close, not equal
+    quantized = export_onnx(best, tmp_path / "q" / "tiny.onnx")  # int8 throughout: close, not equal
+    operators = {node.op_type for node in onnx.load(quantized).graph.node}
+    assert {"QuantizeLinear", "DynamicQuantizeLSTM"} <= operators and "ConvInteger" not in operators
     (approx,) = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"]).run(None, {"images": images})
     assert np.abs(np.exp(approx) - np.exp(expected)).max() < 0.1
 

@@ -77,11 +77,12 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
                         trained_on.append((config, kwargs["extra"])) or real_train(config, *args, **kwargs))
     onnx_path = run_training(tmp_path / "ft.yaml", from_corrections=run_dir, device="cpu")
     (config_used, extra), = trained_on
-    expected_width = round(crops[0].shape[1] * shipped_meta["width_scale"])  # the crops are already 48 px high
+    # trained at the width the model was trained at (it reads wider: shipped_meta["width_scale"]); already 48 px high
+    expected_width = round(crops[0].shape[1] * shipped_meta["model"]["width_scale"])
     assert config_used.model.to_dict() == shipped_meta["model"]
     assert extra["corrections"].crops[0].shape == (48, expected_width)  # the corrections as the model reads them
     history = json.loads((tmp_path / "out" / "history.json").read_text())
     assert history[-1]["samples"] > 0 and onnx_path.exists()
     exported_meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert exported_meta["charset"] == shipped_meta["charset"]  # fine-tuned, same charset
-    assert exported_meta["width_scale"] == shipped_meta["width_scale"]
+    assert exported_meta["width_scale"] == shipped_meta["width_scale"]  # and reads as wide

@@ -52,6 +52,9 @@ class TrainConfig:
     threads: int = 2
     init: str | None = None  # start from this checkpoint's weights (a second, fine-tuning stage)
     width_jitter: float = 0.0  # each training crop's width times a random factor in [e^-j, e^j]
+    # the input stretch the exported model reads at (default: model.width_scale, as trained); a model trained
+    # with width jitter can read best a little wider than its training centre (chosen on validation lines)
+    read_width_scale: float | None = None
     cache_height: int = 48
 
     @classmethod
@@ -219,18 +222,20 @@ def pick_device(name: str):
 def save_checkpoint(path: Path, model, optimizer, config: TrainConfig, charset: list[str], state: dict) -> None:
     import torch
 
-    payload = {"model_config": config.model.to_dict(), "charset": charset, "state_dict": model.state_dict(),
+    payload = {"model_config": config.model.to_dict(), "read_width_scale": config.read_width_scale,
+               "charset": charset, "state_dict": model.state_dict(),
                "optimizer": optimizer.state_dict() if optimizer is not None else None, "state": state}
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
     temporary.replace(path)  # atomic: a killed run never leaves a half-written checkpoint
 
 
-def checkpoint_model_config(path: Path) -> ModelConfig:
-    """The architecture (and input geometry) a checkpoint was trained with."""
+def with_checkpoint_input(config: TrainConfig, path: Path) -> TrainConfig:
+    """`config` with the architecture, input geometry and reading width of the checkpoint at `path`."""
     import torch
 
-    return ModelConfig(**torch.load(path, map_location="cpu", weights_only=False)["model_config"])
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    return replace(config, model=ModelConfig(**payload["model_config"]), read_width_scale=payload.get("read_width_scale"))
 
 
 def log(message: str) -> None:
@@ -395,7 +400,7 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
         from pipeline.htr.corrections import corrected_cells
 
         init = init or MODELS_DIR / "crnn.pt"
-        config = replace(config, model=checkpoint_model_config(init))  # fine-tune at the width the model reads
+        config = with_checkpoint_input(config, init)  # fine-tune the model as it was trained and reads
         crops, texts = corrected_cells(from_corrections, config.model.height)
         log(f"{len(texts)} corrected cells from {from_corrections}")
         extra = {"corrections": Source([resize_to_height(c, config.model.height, config.max_width, config.model.width_scale)
