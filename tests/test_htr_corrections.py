@@ -86,3 +86,26 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     exported_meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert exported_meta["charset"] == shipped_meta["charset"]  # fine-tuned, same charset
     assert exported_meta["width_scale"] == shipped_meta["width_scale"]  # and reads as wide
+
+
+def test_fine_tuning_without_the_shared_data_says_so_and_trains_on_synthetic_cells(tmp_path: Path, capsys) -> None:
+    import json
+
+    import pytest
+    import yaml
+
+    from pipeline.htr.train import run_training
+
+    if not (Path(__file__).resolve().parents[1] / "models" / "crnn.pt").exists():
+        pytest.skip("models/crnn.pt not shipped")
+    run_dir = tmp_path / "run"
+    make_run_with_corrections(run_dir)
+    config = {"cache_dir": str(tmp_path / "cache"), "data_dir": str(tmp_path / "no-such-data"),
+              "out_dir": str(tmp_path / "out"), "synthetic_train": 16, "synthetic_val": 8,
+              "weights": {"poilus": 0.5, "synthetic": 0.5}, "val_weights": {"synthetic": 1.0}, "batch_size": 4,
+              "time_budget_s": 1, "validate_every_s": 100, "threads": 1}
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(config))
+    onnx_path = run_training(tmp_path / "ft.yaml", from_corrections=run_dir, device="cpu")
+    assert "no-such-data not found: no real handwritten lines" in capsys.readouterr().err
+    assert sorted(path.name for path in (tmp_path / "cache").glob("*.npz")) == ["synthetic_train.npz", "synthetic_val.npz"]
+    assert json.loads((tmp_path / "out" / "history.json").read_text())[-1]["samples"] > 0 and onnx_path.exists()

@@ -10,6 +10,8 @@ is kept beside them for fine-tuning (`census train --from-corrections`).
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,17 @@ def load_checkpoint(path: Path):  # -> (torch.nn.Module, ModelConfig, charset, p
     model = build_model(config, len(payload["charset"]) + 1)
     model.load_state_dict(payload["state_dict"])
     return model.eval(), config, payload["charset"], payload
+
+
+@contextmanager
+def _without_quantizer_advice():
+    """ONNX Runtime's quantiser logs advice that does not apply here (BatchNorm is already folded into the
+    convolutions by the exporter; the dynamic pass quantises the static pass's graph on purpose)."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 CALIBRATION_CELLS = 200  # synthetic cells in the training fonts whose activations set the int8 ranges
@@ -54,9 +67,11 @@ def quantize_int8(onnx_path: Path, height: int, width_scale: float) -> None:
 
     fp32, convolutions = onnx_path.with_suffix(".fp32.onnx"), onnx_path.with_suffix(".conv8.onnx")
     onnx_path.replace(fp32)
-    quantize_static(str(fp32), str(convolutions), Cells(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
-                    per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    quantize_dynamic(str(convolutions), str(onnx_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "LSTM", "Gemm"])
+    with _without_quantizer_advice():
+        quantize_static(str(fp32), str(convolutions), Cells(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
+                        per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_dynamic(str(convolutions), str(onnx_path), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "LSTM", "Gemm"])
     fp32.unlink()
     convolutions.unlink()
 

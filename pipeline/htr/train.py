@@ -392,6 +392,9 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
     cache = Path(config.cache_dir)
     if not (cache / "split.json").exists():
         log(f"building the data cache in {cache} from {config.data_dir}")
+        if not Path(config.data_dir).is_dir():  # a project cloned alone: the real lines are not there
+            log(f"{config.data_dir} not found: no real handwritten lines, the cache holds synthetic cells only "
+                "(fine-tuning on them and the corrections alone may forget the hands the model was trained on)")
         build_real_cache(Path(config.data_dir), cache, config.cache_height)
         build_synthetic_cache(cache, config.cache_height, config.synthetic_train, config.synthetic_val)
     init = Path(config.init) if config.init else None
