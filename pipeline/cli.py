@@ -247,7 +247,7 @@ def evaluate(
         for page in result.per_page:
             typer.echo(f"{page.image}#{page.page_index}\tcells {page.matched_cells}/{page.gt_cells}\t"
                        f"rows {page.matched_rows}/{page.gt_rows}\tcolumns {page.columns_correct}/{page.columns}\t"
-                       f"{page.error or ''}")
+                       f"accepted {page.accepted}/{page.written_cells} ({page.accepted_wrong} wrong)\t{page.error or ''}")
         typer.echo(result.model_dump_json(exclude=None if as_json else {"per_page"}))
         return
     from pipeline.evaluate_lines import evaluate_lines, summary_line

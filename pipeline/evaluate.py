@@ -46,6 +46,9 @@ class PageScores(BaseModel):
     chars: int
     values: int
     values_correct: int
+    written_cells: int = 0  # matched cells with text in the ground truth
+    accepted: int = 0  # of those, auto-accepted (not queued for review)
+    accepted_wrong: int = 0  # of those, text not exactly the ground truth's
     error: str | None = None
 
 
@@ -59,6 +62,8 @@ class TablesEvaluation(BaseModel):
     column_accuracy: float
     cell_cer: float
     field_accuracy: float
+    auto_accepted: float  # share of the written cells no reviewer sees
+    accepted_error: float  # share of those auto-accepted cells whose text is wrong
     per_page: list[PageScores]
 
 
@@ -100,12 +105,17 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
     predicted: list[Cell] = result.cells
     pairs = match_boxes([c.bbox for c in predicted], [t.bbox for t in truth])
     row_pairs = match_boxes(rows_of(predicted), rows_of(truth))
-    char_errors = chars = values = values_correct = 0
+    char_errors = chars = values = values_correct = written = accepted = accepted_wrong = 0
     column_votes: dict[int, dict[str | None, int]] = {}
     for i, j in pairs:
         cell, gt = predicted[i], truth[j]
-        char_errors += Levenshtein.distance(cell.text, gt.text)
+        distance = Levenshtein.distance(cell.text, gt.text)
+        char_errors += distance
         chars += len(gt.text)
+        if gt.text:
+            written += 1
+            accepted += cell.status == "accepted"
+            accepted_wrong += cell.status == "accepted" and distance > 0
         column_votes.setdefault(gt.col, {}).setdefault(cell.field, 0)
         column_votes[gt.col][cell.field] += 1
         if gt.value not in (None, ""):
@@ -117,7 +127,8 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
         image=image, page_index=result.page.page_index, gt_cells=len(truth), predicted_cells=len(predicted),
         matched_cells=len(pairs), gt_rows=len({t.row for t in truth}), matched_rows=len(row_pairs),
         columns=len(truth_fields), columns_correct=columns_correct, char_errors=char_errors, chars=chars,
-        values=values, values_correct=values_correct)
+        values=values, values_correct=values_correct, written_cells=written, accepted=accepted,
+        accepted_wrong=accepted_wrong)
 
 
 def normalise_value(value: object) -> str:
@@ -142,7 +153,9 @@ def summarise(scores: list[PageScores]) -> TablesEvaluation:
         cell_recall=recall, cell_f1=f1, row_recall=ratio(total("matched_rows"), total("gt_rows")),
         column_accuracy=ratio(total("columns_correct"), total("columns")),
         cell_cer=ratio(total("char_errors"), total("chars")),
-        field_accuracy=ratio(total("values_correct"), total("values")), per_page=scores)
+        field_accuracy=ratio(total("values_correct"), total("values")),
+        auto_accepted=ratio(total("accepted"), total("written_cells")),
+        accepted_error=ratio(total("accepted_wrong"), total("accepted")), per_page=scores)
 
 
 def groundtruth_for(image: Path, page_index: int, multi_page: bool) -> Path | None:

@@ -1,4 +1,4 @@
-"""Scoring of the table evaluation: box matching, row recall, CER, field accuracy."""
+"""Scoring of the table evaluation: box matching, row recall, CER, field accuracy, reviewer load."""
 
 from pipeline.evaluate import GroundTruthCell, iou, match_boxes, score_page, summarise
 from pipeline.models import BBox, Cell, PageInfo, PageResult
@@ -21,14 +21,14 @@ def test_matching_is_one_to_one_and_needs_half_overlap():
     assert sorted(pairs) == [(1, 0), (2, 1)]
 
 
-def cell(row: int, col: int, text: str, value: object, field: str) -> Cell:
+def cell(row: int, col: int, text: str, value: object, field: str, status: str = "accepted") -> Cell:
     return Cell(cell_id=f"p:r{row}:c{col}", page_id="p", row=row, col=col, field=field, text=text, value=value,
-                confidence=0.9, status="accepted", bbox=box(col * 100, row * 50, col * 100 + 100, row * 50 + 50))
+                confidence=0.9, status=status, bbox=box(col * 100, row * 50, col * 100 + 100, row * 50 + 50))
 
 
 def test_score_page_counts_detection_text_and_values():
     predicted = [cell(0, 0, "Josep Puig", "Josep Puig", "name"), cell(0, 1, "36", 36, "age"),
-                 cell(1, 0, "Maria Serra", "Maria Serra", "name"), cell(1, 1, "3O", None, "age")]
+                 cell(1, 0, "Maria Serra", "Maria Serra", "name", "needs_review"), cell(1, 1, "3O", None, "age")]
     truth = [GroundTruthCell(row=c.row, col=c.col, bbox=c.bbox, text=t, field=c.field, value=v)
              for c, t, v in zip(predicted, ["Josep Puig", "36", "Maria Serra", "30"], ["Josep Puig", 36, "Maria Serra", 30])]
     truth.append(GroundTruthCell(row=2, col=0, bbox=box(0, 100, 100, 150), text="", field="name"))
@@ -43,3 +43,6 @@ def test_score_page_counts_detection_text_and_values():
     summary = summarise([scores])
     assert summary.cell_precision == 1.0 and summary.cell_recall == 0.8
     assert abs(summary.cell_f1 - 2 * 0.8 / 1.8) < 1e-3
+    # a reviewer sees Maria Serra only; "3O" went through unseen, and is wrong
+    assert (scores.written_cells, scores.accepted, scores.accepted_wrong) == (4, 3, 1)
+    assert summary.auto_accepted == 0.75 and summary.accepted_error == round(1 / 3, 4)
