@@ -114,8 +114,9 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
         chars += len(gt.text)
         if gt.text:
             written += 1
-            accepted += cell.status == "accepted"
-            accepted_wrong += cell.status == "accepted" and distance > 0
+            if cell.status == "accepted":
+                accepted += 1
+                accepted_wrong += distance > 0
         column_votes.setdefault(gt.col, {}).setdefault(cell.field, 0)
         column_votes[gt.col][cell.field] += 1
         if gt.value not in (None, ""):

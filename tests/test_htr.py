@@ -264,7 +264,7 @@ def test_synthetic_bar_is_reported_per_held_out_font() -> None:
 
 
 def test_shipped_recipe_stages_parse_and_chain() -> None:
-    """The recipe's stages (`make train` runs 1-4; 5 is a measured candidate) each start from the previous best."""
+    """The recipe's five stages (`make train` runs them all) each start from the previous best."""
     from pipeline.htr.train import TrainConfig
 
     models = Path(__file__).resolve().parents[1] / "models"
