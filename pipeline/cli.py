@@ -232,7 +232,7 @@ def language_model(
 def evaluate(
     gt_dir: Annotated[Path, typer.Argument(help="Folder of page images with ALTO/PAGE XML (lines) or table GT.")],
     engine: Annotated[str, typer.Option(help="Engine(s), comma-separated to compare on the same lines.")] = "crnn",
-    tables: Annotated[bool, typer.Option(help="Table mode: cell-level evaluation of whole pages (cell detection, CER, typed values, and the share of cells auto-accepted and wrong among them).")] = False,
+    tables: Annotated[bool, typer.Option(help="Table mode: cell-level evaluation of whole pages (cell detection, CER, typed values, the share of cells auto-accepted and wrong among them, and of typed values settled: nothing they depend on awaits review).")] = False,
     template: Annotated[str | None, typer.Option(help="Register template (table mode).")] = None,
     split: Annotated[str | None, typer.Option(help="Only pages of this split (train/val/test) of models/crnn.split.json.")] = None,
     pages: Annotated[list[str] | None, typer.Option(help="Only these page stems (repeatable).")] = None,
@@ -247,7 +247,8 @@ def evaluate(
         for page in result.per_page:
             typer.echo(f"{page.image}#{page.page_index}\tcells {page.matched_cells}/{page.gt_cells}\t"
                        f"rows {page.matched_rows}/{page.gt_rows}\tcolumns {page.columns_correct}/{page.columns}\t"
-                       f"accepted {page.accepted}/{page.written_cells} ({page.accepted_wrong} wrong)\t{page.error or ''}")
+                       f"accepted {page.accepted}/{page.written_cells} ({page.accepted_wrong} wrong)\t"
+                       f"settled values {page.settled_values}/{page.values} ({page.settled_wrong} wrong)\t{page.error or ''}")
         typer.echo(result.model_dump_json(exclude=None if as_json else {"per_page"}))
         return
     from pipeline.evaluate_lines import evaluate_lines, summary_line

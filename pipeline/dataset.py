@@ -36,7 +36,8 @@ PROVENANCE_COLUMNS = {
     "birth_year": "year of birth: from the birth date, else register year minus age",
     "confidence": "calibrated probability that the name cell was read exactly right (1.0 when corrected)",
     "min_confidence": "lowest cell confidence of the row",
-    "cells_needs_review": "cells of the row still waiting for review",
+    "cells_needs_review": "cells of the row still waiting for review (a ditto mark counts while the cell "
+                          "it copies waits)",
     "cells_corrected": "cells of the row corrected by a reviewer",
     "consistency_flags": "household consistency reasons on the row's cells (comma-separated), e.g. "
     "child-older-than-parent",
@@ -144,7 +145,8 @@ def cell_stats(path: Path) -> pa.Table:
         cached = pq.read_table(cache)
         if (cached.schema.metadata or {}).get(b"fingerprint") == fingerprint.encode():
             return cached.replace_schema_metadata(None)
-    raw = read_arrow(path, "SELECT * FROM row_stats" if has_row_stats(path) else store.row_stats_sql())
+    raw = read_arrow(path, "SELECT * FROM row_stats" if has_row_stats(path)
+                     else store.row_stats_sql(ditto_sources=False))  # older than the value_from column too
     stats = pa.table({name: conform(raw[name], kind) for name, kind in STATS_TYPES.items()})
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from rapidfuzz.distance import Levenshtein
 
 from pipeline.errors import PageError, UsageError
 from pipeline.models import BBox, Cell, PageResult
+from pipeline.route import awaits_review
 from pipeline.runner import PageTask
 
 IOU_THRESHOLD = 0.5
@@ -49,6 +50,8 @@ class PageScores(BaseModel):
     written_cells: int = 0  # matched cells with text in the ground truth
     accepted: int = 0  # of those, auto-accepted (not queued for review)
     accepted_wrong: int = 0  # of those, text not exactly the ground truth's
+    settled_values: int = 0  # ground-truth values whose cell, and the cell a ditto copied, no reviewer sees
+    settled_wrong: int = 0  # of those, value not the ground truth's
     error: str | None = None
 
 
@@ -64,6 +67,8 @@ class TablesEvaluation(BaseModel):
     field_accuracy: float
     auto_accepted: float  # share of the written cells no reviewer sees
     accepted_error: float  # share of those auto-accepted cells whose text is wrong
+    settled: float  # share of the typed values a historian gets with nothing awaiting review
+    settled_error: float  # share of those values that are wrong
     per_page: list[PageScores]
 
 
@@ -105,7 +110,9 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
     predicted: list[Cell] = result.cells
     pairs = match_boxes([c.bbox for c in predicted], [t.bbox for t in truth])
     row_pairs = match_boxes(rows_of(predicted), rows_of(truth))
+    by_id = {cell.cell_id: cell for cell in predicted}
     char_errors = chars = values = values_correct = written = accepted = accepted_wrong = 0
+    settled = settled_wrong = 0
     column_votes: dict[int, dict[str | None, int]] = {}
     for i, j in pairs:
         cell, gt = predicted[i], truth[j]
@@ -120,8 +127,12 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
         column_votes.setdefault(gt.col, {}).setdefault(cell.field, 0)
         column_votes[gt.col][cell.field] += 1
         if gt.value not in (None, ""):
+            right = normalise_value(cell.value) == normalise_value(gt.value)
             values += 1
-            values_correct += normalise_value(cell.value) == normalise_value(gt.value)
+            values_correct += right
+            if cell.status == "accepted" and not awaits_review(cell, by_id):
+                settled += 1
+                settled_wrong += not right
     truth_fields = {gt.col: gt.field for gt in truth}
     columns_correct = sum(max(votes, key=votes.get) == truth_fields[col] for col, votes in column_votes.items())
     return PageScores(
@@ -129,7 +140,7 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
         matched_cells=len(pairs), gt_rows=len({t.row for t in truth}), matched_rows=len(row_pairs),
         columns=len(truth_fields), columns_correct=columns_correct, char_errors=char_errors, chars=chars,
         values=values, values_correct=values_correct, written_cells=written, accepted=accepted,
-        accepted_wrong=accepted_wrong)
+        accepted_wrong=accepted_wrong, settled_values=settled, settled_wrong=settled_wrong)
 
 
 def normalise_value(value: object) -> str:
@@ -156,7 +167,9 @@ def summarise(scores: list[PageScores]) -> TablesEvaluation:
         cell_cer=ratio(total("char_errors"), total("chars")),
         field_accuracy=ratio(total("values_correct"), total("values")),
         auto_accepted=ratio(total("accepted"), total("written_cells")),
-        accepted_error=ratio(total("accepted_wrong"), total("accepted")), per_page=scores)
+        accepted_error=ratio(total("accepted_wrong"), total("accepted")),
+        settled=ratio(total("settled_values"), total("values")),
+        settled_error=ratio(total("settled_wrong"), total("settled_values")), per_page=scores)
 
 
 def groundtruth_for(image: Path, page_index: int, multi_page: bool) -> Path | None:

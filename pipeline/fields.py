@@ -2,8 +2,9 @@
 per register row.
 
 For each cell: blank and illegible cells get no value; a ditto mark ('id.', 'ídem', 'd°', '〃',
-'"') takes the resolved value of the same column in the row above, its literal text kept;
-any other text is parsed by its column's field type (pipeline.fieldtypes). Then the template's
+'"') takes the resolved value of the same column in the row above, its literal text kept
+and the written cell the value comes from recorded (`Cell.value_from`, through chains of
+dittos: a value copied from a cell awaiting review awaits that review too); any other text is parsed by its column's field type (pipeline.fieldtypes). Then the template's
 consistency rules compare values across a row and across a household. Problems are recorded
 as `Reason`s on the cells; pipeline.route turns them into review decisions. Household ids are
 assigned later (pipeline.households).
@@ -36,9 +37,10 @@ def interpret(cells: list[Cell], template: Template) -> tuple[list[Cell], list[P
     resolved: dict[tuple[int, int], Cell] = {}
     for cell in sorted(cells, key=lambda cell: (cell.row, cell.col)):
         above = resolved.get((cell.row - 1, cell.col))
-        parsed = _interpret_cell(cell, columns.get(cell.field or ""), above, template)
-        resolved[(cell.row, cell.col)] = cell.model_copy(
-            update={"value": parsed.value, "reasons": _merge(cell.reasons, parsed.reasons)})
+        parsed, copied = _interpret_cell(cell, columns.get(cell.field or ""), above, template)
+        resolved[(cell.row, cell.col)] = cell.model_copy(update={
+            "value": parsed.value, "reasons": _merge(cell.reasons, parsed.reasons),
+            "value_from": (above.value_from or above.cell_id) if copied and above is not None else None})
     rows = _rows(list(resolved.values()))
     for rule in template.rules:
         RULES[rule](rows, template)
@@ -57,17 +59,21 @@ def is_blank(cell: Cell) -> bool:
     return cell.status == "empty" and not cell.text.strip()
 
 
-def _interpret_cell(cell: Cell, column: ColumnSpec | None, above: Cell | None, template: Template) -> Parsed:
+def _interpret_cell(cell: Cell, column: ColumnSpec | None, above: Cell | None,
+                    template: Template) -> tuple[Parsed, bool]:
+    """The cell's typed value and reasons, and whether its value was copied from the cell above."""
     if is_blank(cell) or is_illegible(cell.text):
-        return Parsed(None)  # route decides between 'empty' and 'illegible'
+        return Parsed(None), False  # route decides between 'empty' and 'illegible'
     if column is None:
-        return Parsed(clean_text(cell.text))
+        return Parsed(clean_text(cell.text)), False
     written, dittos = trailing_dittos(cell.text)
     if is_ditto(cell.text) or (dittos and not written):  # 'id.', '〃', 'id. id.'
-        return _resolve_ditto(cell, column, above)
-    if column.type == "name" and dittos:
-        return _resolve_surname_ditto(written, column, above)
-    return parse_value(cell.text, column, template.register_year, template.language)
+        parsed = _resolve_ditto(cell, column, above)
+    elif column.type == "name" and dittos:
+        parsed = _resolve_surname_ditto(written, column, above)
+    else:
+        return parse_value(cell.text, column, template.register_year, template.language), False
+    return parsed, not parsed.reasons  # a ditto with a reason (nothing above, not allowed) copied nothing
 
 
 def _resolve_ditto(cell: Cell, column: ColumnSpec, above: Cell | None) -> Parsed:

@@ -85,6 +85,7 @@ class Cell(BaseModel):
     field: str | None
     text: str  # literal text as written (ditto marks kept)
     value: Any = None  # typed, normalised value (ditto resolved, lexicon snapped)
+    value_from: str | None = None  # a ditto's value: id of the written cell above it was copied from
     confidence: float
     status: CellStatus
     reasons: list[str] = Field(default_factory=list)

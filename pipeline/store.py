@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS cells (
     text TEXT NOT NULL, value TEXT, confidence REAL NOT NULL, status TEXT NOT NULL,
     reasons TEXT NOT NULL DEFAULT '[]',
     x0 INTEGER, y0 INTEGER, x1 INTEGER, y1 INTEGER, engine TEXT, model TEXT,
-    machine_text TEXT NOT NULL DEFAULT '', machine_status TEXT NOT NULL DEFAULT '');
+    machine_text TEXT NOT NULL DEFAULT '', machine_status TEXT NOT NULL DEFAULT '', value_from TEXT);
 CREATE INDEX IF NOT EXISTS cells_page ON cells(page_id, row, col);
 CREATE INDEX IF NOT EXISTS cells_status ON cells(status);
 CREATE TABLE IF NOT EXISTS corrections (
@@ -62,11 +62,20 @@ def connect(run_dir: Path, readonly: bool = False) -> Iterator[sqlite3.Connectio
         connection = sqlite3.connect(path, timeout=30)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        _add_new_columns(connection)
     connection.row_factory = sqlite3.Row
     try:
         yield connection
     finally:
         connection.close()
+
+
+def _add_new_columns(connection: sqlite3.Connection) -> None:
+    """Bring a store written by an earlier version up to the schema (columns added since)."""
+    names = {row[1] for row in connection.execute("PRAGMA table_info(cells)")}
+    if names and "value_from" not in names:
+        with connection:
+            connection.execute("ALTER TABLE cells ADD COLUMN value_from TEXT")
 
 
 def persons_columns(template: Template) -> list[tuple[str, str]]:
@@ -117,12 +126,12 @@ def write_page(connection: sqlite3.Connection, result: PageResult, template: Tem
              len(grid.col_bounds) - 1 if grid else None))
         connection.executemany(
             "INSERT INTO cells (cell_id, page_id, row, col, field, text, value, confidence, status, "
-            "reasons, x0, y0, x1, y1, engine, model, machine_text, machine_status) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "reasons, x0, y0, x1, y1, engine, model, machine_text, machine_status, value_from) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(cell.cell_id, page_id, cell.row, cell.col, cell.field, cell.text,
               _json_value(cell.value), cell.confidence, cell.status,
               json.dumps(cell.reasons, ensure_ascii=False), cell.bbox.x0, cell.bbox.y0,
-              cell.bbox.x1, cell.bbox.y1, cell.engine, cell.model, cell.text, cell.status)
+              cell.bbox.x1, cell.bbox.y1, cell.engine, cell.model, cell.text, cell.status, cell.value_from)
              for cell in result.cells])
         insert_persons(connection, page_id, result.persons, template)
         if connection.execute("SELECT 1 FROM corrections c JOIN cells USING (cell_id) WHERE cells.page_id = ? "
@@ -151,8 +160,8 @@ def replace_derived(connection: sqlite3.Connection, page_id: str, cells: list[Ce
                     template: Template) -> None:
     """Store re-derived typed cell values and person rows of a page, e.g. after a correction
     (inside the caller's transaction; texts, statuses and corrections are left as they are)."""
-    connection.executemany("UPDATE cells SET value = ? WHERE cell_id = ?",
-                           [(_json_value(cell.value), cell.cell_id) for cell in cells])
+    connection.executemany("UPDATE cells SET value = ?, value_from = ? WHERE cell_id = ?",
+                           [(_json_value(cell.value), cell.value_from, cell.cell_id) for cell in cells])
     connection.execute("DELETE FROM persons WHERE page_id = ?", (page_id,))
     insert_persons(connection, page_id, persons, template)
 
@@ -162,6 +171,7 @@ def page_cells(connection: sqlite3.Connection, page_id: str) -> list[Cell]:
     rows = connection.execute("SELECT * FROM cells WHERE page_id = ? ORDER BY row, col", (page_id,))
     return [Cell(cell_id=row["cell_id"], page_id=page_id, row=row["row"], col=row["col"], field=row["field"],
                  text=row["text"], value=json.loads(row["value"]) if row["value"] is not None else None,
+                 value_from=row["value_from"],
                  confidence=row["confidence"], status=row["status"], reasons=json.loads(row["reasons"]),
                  bbox=BBox(x0=row["x0"], y0=row["y0"], x1=row["x1"], y1=row["y1"]),
                  engine=row["engine"] or "", model=row["model"] or "")
@@ -179,21 +189,26 @@ def recompute_page(connection: sqlite3.Connection, page_id: str, template: Templ
     replace_derived(connection, page_id, cells, persons, template)
 
 
-def row_stats_sql(where: str = "") -> str:
+def row_stats_sql(where: str = "", ditto_sources: bool = True) -> str:
     """Per register row: name confidence, min confidence, review and correction counts, and the
-    household consistency reasons the fields stage recorded on its cells."""
+    household consistency reasons the fields stage recorded on its cells. A ditto mark whose value was
+    copied from a cell still awaiting review counts as awaiting review too (`ditto_sources`: the store
+    records where dittos copied from; stores older than that column cannot)."""
     from pipeline.households import HOUSEHOLD_REASONS
 
-    flags = " || ".join(f"CASE WHEN MAX(instr(reasons, '{reason}')) > 0 THEN '{reason},' ELSE '' END"
+    flags = " || ".join(f"CASE WHEN MAX(instr(c.reasons, '{reason}')) > 0 THEN '{reason},' ELSE '' END"
                         for reason in HOUSEHOLD_REASONS)
+    pending = ("c.status = 'needs_review' OR COALESCE(source.status = 'needs_review', 0)" if ditto_sources
+               else "c.status = 'needs_review'")
+    sources = "LEFT JOIN cells source ON source.cell_id = c.value_from" if ditto_sources else ""
     return f"""
-SELECT page_id, row,
-       MAX(CASE WHEN field = 'name' THEN CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END END)
+SELECT c.page_id, c.row,
+       MAX(CASE WHEN c.field = 'name' THEN CASE WHEN c.status = 'corrected' THEN 1.0 ELSE c.confidence END END)
            AS confidence,
-       MIN(CASE WHEN status = 'corrected' THEN 1.0 ELSE confidence END) AS min_confidence,
-       SUM(status = 'needs_review') AS cells_needs_review, SUM(status = 'corrected') AS cells_corrected,
+       MIN(CASE WHEN c.status = 'corrected' THEN 1.0 ELSE c.confidence END) AS min_confidence,
+       SUM({pending}) AS cells_needs_review, SUM(c.status = 'corrected') AS cells_corrected,
        NULLIF(RTRIM({flags}, ','), '') AS consistency_flags
-FROM cells WHERE status != 'empty' {where} GROUP BY page_id, row"""
+FROM cells c {sources} WHERE c.status != 'empty' {where} GROUP BY c.page_id, c.row"""
 
 
 def refresh_row_stats(connection: sqlite3.Connection, page_id: str | None = None) -> None:
@@ -204,7 +219,7 @@ def refresh_row_stats(connection: sqlite3.Connection, page_id: str | None = None
         connection.execute(f"INSERT INTO row_stats {row_stats_sql()}")
         return
     connection.execute("DELETE FROM row_stats WHERE page_id = ?", (page_id,))
-    connection.execute(f"INSERT INTO row_stats {row_stats_sql('AND page_id = ?')}", (page_id,))
+    connection.execute(f"INSERT INTO row_stats {row_stats_sql('AND c.page_id = ?')}", (page_id,))
 
 
 def reapply_corrections(connection: sqlite3.Connection, page_id: str) -> None:

@@ -46,3 +46,19 @@ def test_score_page_counts_detection_text_and_values():
     # a reviewer sees Maria Serra only; "3O" went through unseen, and is wrong
     assert (scores.written_cells, scores.accepted, scores.accepted_wrong) == (4, 3, 1)
     assert summary.auto_accepted == 0.75 and summary.accepted_error == round(1 / 3, 4)
+
+
+def test_a_value_copied_from_a_cell_awaiting_review_is_not_settled():
+    source = cell(0, 0, "Reus", "Reus", "birth_place", "needs_review")  # really "Vic"
+    ditto = cell(1, 0, "id.", "Reus", "birth_place").model_copy(update={"value_from": source.cell_id})
+    written = cell(2, 0, "Olot", "Olot", "birth_place")
+    truth = [GroundTruthCell(row=c.row, col=c.col, bbox=c.bbox, text=t, field=c.field, value=v)
+             for c, t, v in zip([source, ditto, written], ["Vic", "id.", "Olot"], ["Vic", "Vic", "Olot"])]
+    result = PageResult(page=PageInfo(page_id="p", source="x.png", page_index=0, width=300, height=200),
+                        template="t", cells=[source, ditto, written])
+    scores = score_page(result, truth, "x.png")
+    # the ditto's text is right and accepted, but its value waits on row 0's review
+    assert (scores.accepted, scores.accepted_wrong) == (2, 0)
+    assert (scores.values, scores.settled_values, scores.settled_wrong) == (3, 1, 0)
+    summary = summarise([scores])
+    assert summary.settled == round(1 / 3, 4) and summary.settled_error == 0.0

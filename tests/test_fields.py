@@ -301,6 +301,23 @@ def test_ditto_chain_resolves_from_rows_above_and_keeps_literal() -> None:
     assert [by_field(cells, row)["birth_place"].text for row in (1, 2, 3)] == ["id.", "〃", "ídem"]
 
 
+def test_a_ditto_records_the_written_cell_its_value_comes_from() -> None:
+    cells, _ = interpret(page([
+        {"name": "Josep Puig Serra", "birth_place": "Reus", "occupation": "id."},
+        {"name": "Maria id. id.", "birth_place": "id.", "occupation": "pagès"},
+        {"name": "Joan 〃", "birth_place": "〃", "occupation": "id."},
+    ]), CATALAN)
+    source = {key: by_field(cells, 0)[key].cell_id for key in ("name", "birth_place")}
+    for row in (1, 2):  # through the chain: the cell where the value was written
+        assert by_field(cells, row)["birth_place"].value_from == source["birth_place"]
+        assert by_field(cells, row)["name"].value_from == source["name"]
+    assert by_field(cells, 2)["occupation"].value_from == by_field(cells, 1)["occupation"].cell_id
+    # written values, and a ditto with nothing above, copy nothing
+    assert by_field(cells, 0)["birth_place"].value_from is None
+    assert by_field(cells, 1)["occupation"].value_from is None
+    assert by_field(cells, 0)["occupation"].value_from is None
+
+
 def test_ditto_resolves_typed_values() -> None:
     cells, _ = interpret(page([
         {"name": "Josep Puig", "marital_status": "casat", "residence_years": "12", "birth_date": "12-3-1890"},

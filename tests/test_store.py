@@ -59,3 +59,42 @@ def test_row_statistics_are_kept_at_write_time_and_follow_corrections(tmp_path):
         correct_age_to_38(connection)
         stats = connection.execute("SELECT cells_needs_review, cells_corrected FROM row_stats").fetchone()
         assert tuple(stats) == (1, 1)
+
+
+def ditto_page() -> PageResult:
+    """Row 0 'Reus' read unsurely (awaits review), row 1 'id.' read surely (accepted)."""
+    def cell(row: int, text: str, status: str) -> Cell:
+        return Cell(cell_id=f"p-p0:r{row}:c5", page_id="p-p0", row=row, col=5, field="birth_place", text=text,
+                    confidence=0.99, status=status, bbox=BBox(x0=500, y0=row * 50, x1=590, y1=row * 50 + 40))
+
+    cells, persons = fields.interpret([cell(0, "Reus", "needs_review"), cell(1, "id.", "accepted")], TEMPLATE)
+    return PageResult(page=PageInfo(page_id="p-p0", source="/scans/a.png", page_index=0, width=2000, height=1500),
+                      template=TEMPLATE.name, cells=cells, persons=persons)
+
+
+def test_a_ditto_waits_for_the_review_of_the_cell_it_copies(tmp_path):
+    with store.connect(tmp_path) as connection:
+        store.create(connection, TEMPLATE)
+        store.write_page(connection, ditto_page(), TEMPLATE)
+        pending = dict(connection.execute("SELECT row, cells_needs_review FROM row_stats").fetchall())
+        assert pending == {0: 1, 1: 1}  # row 1's value is Reus only if row 0 really says Reus
+        with connection:
+            connection.execute(
+                "INSERT INTO corrections (cell_id, old_value, new_value, new_status, reviewer, corrected_at, source, "
+                "annotation_id) VALUES ('p-p0:r0:c5', 'Reus', 'Vic', 'corrected', 'anna', '2026-11-26', 'test', '1')")
+            store.recompute_page(connection, "p-p0", TEMPLATE)
+        pending = dict(connection.execute("SELECT row, cells_needs_review FROM row_stats").fetchall())
+        assert pending == {0: 0, 1: 0}
+        assert connection.execute("SELECT birth_place FROM persons WHERE row = 1").fetchone()[0] == "Vic"
+
+
+def test_a_store_from_before_ditto_sources_gains_the_column(tmp_path):
+    with store.connect(tmp_path) as connection:
+        store.create(connection, TEMPLATE)
+        store.write_page(connection, ditto_page(), TEMPLATE)
+        connection.execute("ALTER TABLE cells DROP COLUMN value_from")  # as an earlier version wrote it
+    with store.connect(tmp_path) as connection:
+        with connection:
+            store.recompute_page(connection, "p-p0", TEMPLATE)
+        copied = connection.execute("SELECT value_from FROM cells WHERE row = 1").fetchone()[0]
+        assert copied == "p-p0:r0:c5"
