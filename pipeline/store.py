@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS cells (
     machine_text TEXT NOT NULL DEFAULT '', machine_status TEXT NOT NULL DEFAULT '', value_from TEXT);
 CREATE INDEX IF NOT EXISTS cells_page ON cells(page_id, row, col);
 CREATE INDEX IF NOT EXISTS cells_status ON cells(status);
+CREATE INDEX IF NOT EXISTS cells_value_from ON cells(value_from);
 CREATE TABLE IF NOT EXISTS corrections (
     correction_id INTEGER PRIMARY KEY AUTOINCREMENT,
     cell_id TEXT NOT NULL, old_value TEXT, new_value TEXT, new_status TEXT NOT NULL,
@@ -76,6 +77,7 @@ def _add_new_columns(connection: sqlite3.Connection) -> None:
     if names and "value_from" not in names:
         with connection:
             connection.execute("ALTER TABLE cells ADD COLUMN value_from TEXT")
+            connection.execute("CREATE INDEX cells_value_from ON cells(value_from)")
 
 
 def persons_columns(template: Template) -> list[tuple[str, str]]:

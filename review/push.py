@@ -74,8 +74,9 @@ def review_order(cell: dict, template: Template) -> tuple:
 
 def queued_cells(connection: Any, template: Template) -> list[dict]:
     rows = connection.execute(
-        "SELECT cell_id, page_id, row, col, field, machine_text, confidence, reasons, "
-        "x0, y0, x1, y1, engine, model FROM review_queue").fetchall()
+        "SELECT cell_id, page_id, row, col, field, machine_text, confidence, reasons, x0, y0, x1, y1, engine, model, "
+        "(SELECT COUNT(*) FROM cells copy WHERE copy.value_from = q.cell_id) AS copies "
+        "FROM review_queue q").fetchall()
     return sorted((dict(row) for row in rows), key=lambda cell: review_order(cell, template))
 
 
@@ -108,12 +109,17 @@ def task_data(cell: dict, template: Template, run_dir: Path, document_root: Path
         "field": cell["field"] or "", "field_type": column.type if column else "",
         "column_label": label,
         "context": (f"Flagged: {reasons} · machine confidence {cell['confidence']:.2f} · "
-                    f"page {cell['page_id']}, row {cell['row'] + 1}"),
+                    f"page {cell['page_id']}, row {cell['row'] + 1}{copied_below(cell['copies'])}"),
         "crop": local_url(crops.crop_path(run_dir, cell["cell_id"]), document_root),
         "row_strip": local_url(crops.row_strip_path(run_dir, cell["page_id"], cell["row"]), document_root),
         "machine_text": cell["machine_text"], "model_version": model_version(cell),
         "confidence": round(cell["confidence"], 4), "priority": priority(cell, template),
     }
+
+
+def copied_below(copies: int) -> str:
+    """Ditto marks below take this cell's value: the correction settles theirs too."""
+    return f" · its value is copied by {copies} ditto mark{'s' if copies > 1 else ''} below" if copies else ""
 
 
 def prediction(cell: dict) -> dict:

@@ -38,6 +38,28 @@ def test_queue_order_puts_key_fields_and_low_confidence_first(tmp_path: Path) ->
     assert keys == sorted(keys) and keys[0][0] is False and keys[-1][0] is True
 
 
+def test_a_queued_cell_says_how_many_ditto_marks_copy_its_value(tmp_path: Path) -> None:
+    from pipeline import fields
+    from pipeline.models import BBox, Cell, PageInfo, PageResult
+
+    template = load_template(bench.TEMPLATE)
+    texts = [("Reus", "needs_review"), ("id.", "accepted"), ("〃", "accepted"), ("Vic", "needs_review")]
+    cells = [Cell(cell_id=f"p-p0:r{row}:c5", page_id="p-p0", row=row, col=5, field="birth_place", text=text,
+                  confidence=0.5, status=status, bbox=BBox(x0=500, y0=row * 50, x1=590, y1=row * 50 + 40))
+             for row, (text, status) in enumerate(texts)]
+    cells, persons = fields.interpret(cells, template)
+    with store.connect(tmp_path) as connection:
+        store.create(connection, template)
+        store.write_page(connection, PageResult(page=PageInfo(page_id="p-p0", source="a.png", page_index=0, width=900,
+                                                              height=300), template=template.name,
+                                                cells=cells, persons=persons), template)
+        queue = {cell["machine_text"]: cell for cell in push.queued_cells(connection, template)}
+    assert (queue["Reus"]["copies"], queue["Vic"]["copies"]) == (2, 0)
+    context = push.task_data(queue["Reus"], template, tmp_path, tmp_path)["context"]
+    assert context.endswith("row 1 · its value is copied by 2 ditto marks below")
+    assert push.task_data(queue["Vic"], template, tmp_path, tmp_path)["context"].endswith("row 4")
+
+
 def test_crops_are_cut_from_the_page_image(tmp_path: Path) -> None:
     bench.make_review_run(tmp_path, pages=1, rows=2)
     with store.connect(tmp_path) as connection:

@@ -92,9 +92,11 @@ def test_a_store_from_before_ditto_sources_gains_the_column(tmp_path):
     with store.connect(tmp_path) as connection:
         store.create(connection, TEMPLATE)
         store.write_page(connection, ditto_page(), TEMPLATE)
-        connection.execute("ALTER TABLE cells DROP COLUMN value_from")  # as an earlier version wrote it
+        connection.execute("DROP INDEX cells_value_from")  # as an earlier version wrote it
+        connection.execute("ALTER TABLE cells DROP COLUMN value_from")
     with store.connect(tmp_path) as connection:
         with connection:
             store.recompute_page(connection, "p-p0", TEMPLATE)
         copied = connection.execute("SELECT value_from FROM cells WHERE row = 1").fetchone()[0]
         assert copied == "p-p0:r0:c5"
+        assert connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'cells_value_from'").fetchone()
