@@ -12,7 +12,7 @@ export OMP_THREAD_LIMIT := 1
 APT_PACKAGES := tesseract-ocr tesseract-ocr-cat tesseract-ocr-spa tesseract-ocr-fra tesseract-ocr-eng \
 	fonts-dancingscript fonts-kristi fonts-kaushanscript fonts-dkg-handwriting fonts-breip \
 	fonts-ecolier-court fonts-comic-neue fonts-joscelyn fonts-klee fonts-yusei-magic \
-	fonts-lobster fonts-sjfonts \
+	fonts-lobster fonts-sjfonts fonts-havana \
 	fonts-dejavu-core poppler-utils chromium chromium-driver
 
 .PHONY: help install system-packages venv run test test-all bench train review review-install browse clean
@@ -64,12 +64,13 @@ browse: install ## web view of RUN_DIR on 127.0.0.1:BROWSE_PORT (datasette, emba
 	$(CENSUS) browse $(RUN_DIR) --port $(BROWSE_PORT)
 
 DATA ?= ../shared/data
-train: install ## train the handwriting recogniser (5 stages, GPU if present), export to models/, build its LM, recalibrate
+train: install ## train the handwriting recogniser (6 stages, GPU if present), export to models/, build its LM, recalibrate
 	$(CENSUS) train --config models/crnn.yaml
 	$(CENSUS) train --config models/crnn-stage2.yaml
 	$(CENSUS) train --config models/crnn-stage3.yaml
 	$(CENSUS) train --config models/crnn-stage4.yaml
-	$(CENSUS) train --config models/crnn-stage5.yaml --export models/crnn.onnx
+	$(CENSUS) train --config models/crnn-stage5.yaml
+	$(CENSUS) train --config models/crnn-stage6.yaml --export models/crnn.onnx
 	$(CENSUS) lm $(DATA)
 	$(CENSUS) calibrate $(DATA) --check-split test
 

@@ -254,6 +254,20 @@ def test_synthetic_cells_use_only_fonts_that_draw_the_text() -> None:
         synthetic_cells(5, [], seed=5)
 
 
+def test_a_recipe_adds_training_hands_but_never_a_held_out_one(tmp_path: Path) -> None:
+    from pipeline.errors import UsageError
+    from pipeline.htr.cache import build_synthetic_cache, unpack
+    from pipeline.htr.synthetic import TEST_FONTS
+
+    build_synthetic_cache(tmp_path, 32, 20, 4, seed=6, extra_fonts=["Havana-Regular.otf"])  # fonts-havana
+    crops, texts = unpack(tmp_path / "synthetic_train.npz")
+    assert len(crops) == len(texts) == 20 and all(crop.shape[0] == 32 for crop in crops)
+    with pytest.raises(UsageError, match="held out"):
+        build_synthetic_cache(tmp_path, 32, 2, 2, extra_fonts=[TEST_FONTS[0]])
+    with pytest.raises(UsageError, match="not installed"):
+        build_synthetic_cache(tmp_path, 32, 2, 2, extra_fonts=["NoSuchHand.ttf"])
+
+
 def test_synthetic_bar_is_reported_per_held_out_font() -> None:
     from pipeline.htr.synthetic import TEST_FONTS, evaluate_synthetic
 
@@ -264,17 +278,18 @@ def test_synthetic_bar_is_reported_per_held_out_font() -> None:
 
 
 def test_shipped_recipe_stages_parse_and_chain() -> None:
-    """The recipe's five stages (`make train` runs them all) each start from the previous best."""
+    """The recipe's six stages (`make train` runs them all) each start from the previous best."""
     from pipeline.htr.train import TrainConfig
 
     models = Path(__file__).resolve().parents[1] / "models"
     stages = [TrainConfig.from_yaml(models / "crnn.yaml")]
-    stages += [TrainConfig.from_yaml(models / f"crnn-stage{n}.yaml") for n in range(2, 6)]
+    stages += [TrainConfig.from_yaml(models / f"crnn-stage{n}.yaml") for n in range(2, 7)]
     assert stages[0].init is None
     for previous, stage in zip(stages, stages[1:]):
         assert stage.init == f"{previous.out_dir}/best.pt"
         architecture = {**stage.model.to_dict(), "width_scale": previous.model.width_scale}
         assert architecture == previous.model.to_dict()  # same weights' shapes (stage 2 widens the input)
     assert stages[-1].width_jitter > 0
+    assert stages[-1].cache_dir != stages[0].cache_dir and stages[-1].extra_fonts  # its own fresh cells
     fine_tuning = TrainConfig.from_yaml(models / "crnn-finetune.yaml")  # --from-corrections: from the shipped weights
     assert fine_tuning.init is None and fine_tuning.lr < min(stage.lr for stage in stages)

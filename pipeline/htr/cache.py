@@ -78,11 +78,17 @@ def build_real_cache(data_dir: Path, out_dir: Path, height: int,
     return split
 
 
-def build_synthetic_cache(out_dir: Path, height: int, train_count: int, val_count: int, seed: int = 1) -> None:
-    """Write `synthetic_train.npz` and `synthetic_val.npz`, rendered with the training fonts only."""
-    from pipeline.htr.synthetic import font_split, synthetic_cells
+def build_synthetic_cache(out_dir: Path, height: int, train_count: int, val_count: int, seed: int = 1,
+                          extra_fonts: list[str] = ()) -> None:
+    """Write `synthetic_train.npz` and `synthetic_val.npz`, rendered with the training fonts only (plus
+    `extra_fonts`, font file names, never a held-out one)."""
+    from pipeline.errors import UsageError
+    from pipeline.htr.synthetic import TEST_FONTS, font_split, synthetic_cells
+    from pipeline.synth.fonts import installed_fonts
 
-    fonts = font_split()["train"]
+    if held_out := set(extra_fonts) & set(TEST_FONTS):
+        raise UsageError(f"{', '.join(sorted(held_out))}: held out for the synthetic test, never trained on")
+    fonts = font_split()["train"] + installed_fonts(extra_fonts)
     for which, count, offset in (("train", train_count, 0), ("val", val_count, 1000)):
         crops, texts = synthetic_cells(count, fonts, seed + offset)
         pack([normalize_crop(crop, height) for crop in crops], texts, out_dir / f"synthetic_{which}.npz")

@@ -48,6 +48,8 @@ class TrainConfig:
     patience: int = 8
     synthetic_train: int = 25000
     synthetic_val: int = 1000
+    synthetic_seed: int = 1  # a later stage with its own cache_dir can render fresh cells
+    extra_fonts: list[str] = field(default_factory=list)  # font files added to the training hands (cache build)
     seed: int = 0
     threads: int = 2
     init: str | None = None  # start from this checkpoint's weights (a second, fine-tuning stage)
@@ -396,7 +398,8 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
             log(f"{config.data_dir} not found: no real handwritten lines, the cache holds synthetic cells only "
                 "(fine-tuning on them and the corrections alone may forget the hands the model was trained on)")
         build_real_cache(Path(config.data_dir), cache, config.cache_height)
-        build_synthetic_cache(cache, config.cache_height, config.synthetic_train, config.synthetic_val)
+        build_synthetic_cache(cache, config.cache_height, config.synthetic_train, config.synthetic_val,
+                              config.synthetic_seed, config.extra_fonts)
     init = Path(config.init) if config.init else None
     extra = None
     if from_corrections is not None:

@@ -85,6 +85,17 @@ def extra_handwriting_fonts() -> list[Path]:
     return _find_files(EXTRA_HANDWRITING_PATTERNS)
 
 
+def installed_fonts(names: list[str]) -> list[Path]:
+    """The installed font files of these names (a training recipe's extra hands); a missing one is an error."""
+    from pipeline.errors import UsageError
+
+    found = {path.name: path for path in _find_files(tuple(names))}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise UsageError(f"fonts not installed: {', '.join(missing)} (`make system-packages` installs them)")
+    return [found[name] for name in names]
+
+
 @cache
 def _print_fonts() -> tuple[Path, ...]:
     by_name = {path.name: path for path in _find_files(PRINT_FONT_NAMES)}
