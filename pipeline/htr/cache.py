@@ -79,7 +79,7 @@ def build_real_cache(data_dir: Path, out_dir: Path, height: int,
 
 
 def build_synthetic_cache(out_dir: Path, height: int, train_count: int, val_count: int, seed: int = 1,
-                          extra_fonts: list[str] = ()) -> None:
+                          extra_fonts: tuple[str, ...] | list[str] = ()) -> None:
     """Write `synthetic_train.npz` and `synthetic_val.npz`, rendered with the training fonts only (plus
     `extra_fonts`, font file names, never a held-out one)."""
     from pipeline.errors import UsageError
