@@ -5,9 +5,10 @@ For each cell: blank and illegible cells get no value; a ditto mark ('id.', 'íd
 '"') takes the resolved value of the same column in the row above, its literal text kept
 and the written cell the value comes from recorded (`Cell.value_from`, through chains of
 dittos: a value copied from a cell awaiting review awaits that review too); any other text
-is parsed by its column's field type (pipeline.fieldtypes). Then the template's consistency rules compare values across a row and across a household. Problems are recorded
-as `Reason`s on the cells; pipeline.route turns them into review decisions. Household ids are
-assigned later (pipeline.households).
+is parsed by its column's field type (pipeline.fieldtypes). Then the template's consistency
+rules compare values across a row and across a household. Problems are recorded as `Reason`s
+on the cells; pipeline.route turns them into review decisions. Household ids are assigned
+later (pipeline.households).
 """
 
 from __future__ import annotations
