@@ -9,14 +9,19 @@ from pipeline.templates import load_template
 TEMPLATE = load_template("padro-catala-1930")
 
 
-def page_result(name: str, age: str) -> PageResult:
-    def cell(col: int, field: str, text: str) -> Cell:
-        return Cell(cell_id=f"p-p0:r0:c{col}", page_id="p-p0", row=0, col=col, field=field, text=text,
-                    confidence=0.99, status="needs_review", bbox=BBox(x0=col * 100, y0=0, x1=col * 100 + 90, y1=40))
-
-    cells, persons = fields.interpret([cell(0, "name", name), cell(3, "age", age)], TEMPLATE)
+def read_page(readings: list[tuple[int, int, str, str, str]]) -> PageResult:
+    """Page p-p0 as the fields stage hands it over: one (row, col, field, text, status) per read cell."""
+    cells = [Cell(cell_id=f"p-p0:r{row}:c{col}", page_id="p-p0", row=row, col=col, field=field, text=text,
+                  confidence=0.99, status=status,
+                  bbox=BBox(x0=col * 100, y0=row * 50, x1=col * 100 + 90, y1=row * 50 + 40))
+             for row, col, field, text, status in readings]
+    cells, persons = fields.interpret(cells, TEMPLATE)
     return PageResult(page=PageInfo(page_id="p-p0", source="/scans/a.png", page_index=0, width=2000, height=1500),
                       template=TEMPLATE.name, cells=cells, persons=persons)
+
+
+def page_result(name: str, age: str) -> PageResult:
+    return read_page([(0, 0, "name", name, "needs_review"), (0, 3, "age", age, "needs_review")])
 
 
 def correct_age_to_38(connection) -> None:
@@ -63,13 +68,7 @@ def test_row_statistics_are_kept_at_write_time_and_follow_corrections(tmp_path):
 
 def ditto_page() -> PageResult:
     """Row 0 'Reus' read unsurely (awaits review), row 1 'id.' read surely (accepted)."""
-    def cell(row: int, text: str, status: str) -> Cell:
-        return Cell(cell_id=f"p-p0:r{row}:c5", page_id="p-p0", row=row, col=5, field="birth_place", text=text,
-                    confidence=0.99, status=status, bbox=BBox(x0=500, y0=row * 50, x1=590, y1=row * 50 + 40))
-
-    cells, persons = fields.interpret([cell(0, "Reus", "needs_review"), cell(1, "id.", "accepted")], TEMPLATE)
-    return PageResult(page=PageInfo(page_id="p-p0", source="/scans/a.png", page_index=0, width=2000, height=1500),
-                      template=TEMPLATE.name, cells=cells, persons=persons)
+    return read_page([(0, 5, "birth_place", "Reus", "needs_review"), (1, 5, "birth_place", "id.", "accepted")])
 
 
 def test_a_ditto_waits_for_the_review_of_the_cell_it_copies(tmp_path):
