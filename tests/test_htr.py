@@ -232,6 +232,25 @@ def test_each_validation_follows_training(tiny_cache: Path, tmp_path: Path) -> N
     assert all(np.isfinite(entry["loss"]) for entry in history)
 
 
+def test_a_moving_average_of_the_weights_is_kept_and_resumed(tiny_cache: Path, tmp_path: Path) -> None:
+    import torch
+
+    from pipeline.htr.train import TrainConfig, train
+
+    config = TrainConfig(cache_dir=str(tiny_cache), out_dir=str(tmp_path / "run"), model=_tiny_config(),
+                         weights={"synthetic": 1.0}, val_weights={"synthetic": 1.0}, batch_size=4, lr=1e-2,
+                         max_samples=8, validate_every_s=1e9, threads=1, ema_decay=0.5)
+    best = train(config, "cpu")  # two steps, one validation at the end
+    kept = torch.load(best, weights_only=False)["state_dict"]
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert int(last["average"]["n_averaged"]) == 2
+    assert all(torch.equal(value, last["average"][f"module.{key}"]) for key, value in kept.items())
+    assert not torch.equal(kept["head.1.weight"], last["state_dict"]["head.1.weight"])  # not the last step's weights
+    config.max_samples = 12
+    train(config, "cpu")  # resumed: the average goes on rather than restarting from the weights
+    assert int(torch.load(tmp_path / "run" / "last.pt", weights_only=False)["average"]["n_averaged"]) == 3
+
+
 @pytest.mark.skipif(not (DATA / "lectaurep").is_dir(), reason="real data not in ../shared/data")
 def test_real_alto_pages_parse_with_unread_lines_flagged() -> None:
     pages = find_pages(DATA / "lectaurep" / "lectaurep-riant-4")

@@ -3,7 +3,8 @@
 The run reads `<source>_{train,val}.npz` from the cache (see `pipeline.htr.cache`), mixes the sources
 by the config's weights, augments on the device, and validates every `validate_every_s` seconds with
 greedy decoding. The checkpoint with the best validation score (a weighted mean of per-source CER,
-poilus' unseen hands weighted most) is kept as `best.pt`; `last.pt` lets an interrupted run resume.
+poilus' unseen hands weighted most) is kept as `best.pt` (with `ema_decay`, the moving average of the
+weights is what is validated and kept); `last.pt` lets an interrupted run resume.
 Training stops at the time or sample budget, or after `patience` validations without improvement.
 Only torch, numpy and yaml are needed, so the same module runs on a bare GPU machine.
 """
@@ -58,6 +59,9 @@ class TrainConfig:
     # with width jitter can read best a little wider than its training centre (chosen on validation lines)
     read_width_scale: float | None = None
     cache_height: int = 48
+    # > 0: validate and keep an exponential moving average of the weights (decay per step) rather than the
+    # last step's weights, which a small batch on the CPU leaves noisy
+    ema_decay: float = 0.0
 
     @classmethod
     def from_yaml(cls, path: Path, **overrides: object) -> "TrainConfig":
@@ -221,12 +225,14 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def save_checkpoint(path: Path, model, optimizer, config: TrainConfig, charset: list[str], state: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, config: TrainConfig, charset: list[str], state: dict,
+                    average=None) -> None:
     import torch
 
     payload = {"model_config": config.model.to_dict(), "read_width_scale": config.read_width_scale,
                "charset": charset, "state_dict": model.state_dict(),
-               "optimizer": optimizer.state_dict() if optimizer is not None else None, "state": state}
+               "optimizer": optimizer.state_dict() if optimizer is not None else None, "state": state,
+               "average": average.state_dict() if average is not None else None}
     temporary = path.with_suffix(".tmp")
     torch.save(payload, temporary)
     temporary.replace(path)  # atomic: a killed run never leaves a half-written checkpoint
@@ -283,12 +289,25 @@ def train(config: TrainConfig, device_name: str = "auto", extra: dict[str, Sourc
         log(f"resumed from {last} at {state['samples']} samples")
     elif start:
         model.load_state_dict(start["state_dict"])
+    average = moving_average(model, config.ema_decay)
+    if average is not None and resume and resume.get("average"):
+        average.load_state_dict(resume["average"])
     (out_dir / "config.json").write_text(json.dumps({"model": config.model.to_dict(), "charset": charset}, ensure_ascii=False))
-    _loop(model, optimizer, config, charset, index, train_sources, val_sources, weights, state, device, out_dir)
+    _loop(model, average, optimizer, config, charset, index, train_sources, val_sources, weights, state, device, out_dir)
     return out_dir / "best.pt"
 
 
-def _loop(model, optimizer, config, charset, index, train_sources, val_sources, weights, state, device, out_dir) -> None:
+def moving_average(model, decay: float):
+    """An exponential moving average of `model`'s weights and BatchNorm statistics, or None when `decay` is 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _loop(model, average, optimizer, config, charset, index, train_sources, val_sources, weights, state, device,
+          out_dir) -> None:
     import torch
     import torch.nn.functional as F
 
@@ -321,23 +340,27 @@ def _loop(model, optimizer, config, charset, index, train_sources, val_sources, 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
+        if average is not None:
+            average.update_parameters(model)
         losses.append(float(loss.detach()))
         state["samples"] += len(texts)
         if time.monotonic() - last_validation >= config.validate_every_s:
             last_validation = time.monotonic()
             state["elapsed"] = time.monotonic() - began
-            stop = _validate_and_keep(model, optimizer, config, charset, val_sources, state, losses, device, out_dir)
+            stop = _validate_and_keep(model, average, optimizer, config, charset, val_sources, state, losses, device, out_dir)
             losses = []
             if stop:
                 return
     if losses:  # what was trained since the last validation
         state["elapsed"] = time.monotonic() - began
-        _validate_and_keep(model, optimizer, config, charset, val_sources, state, losses, device, out_dir)
+        _validate_and_keep(model, average, optimizer, config, charset, val_sources, state, losses, device, out_dir)
 
 
-def _validate_and_keep(model, optimizer, config, charset, val_sources, state, losses, device, out_dir) -> bool:
-    """Validate, keep the best checkpoint, save `last.pt`; True when early stopping says stop."""
-    cers = validate(model, val_sources, config, charset, device)
+def _validate_and_keep(model, average, optimizer, config, charset, val_sources, state, losses, device, out_dir) -> bool:
+    """Validate (the moving average when there is one), keep the best checkpoint, save `last.pt`; True when
+    early stopping says stop."""
+    kept = model if average is None else average.module
+    cers = validate(kept, val_sources, config, charset, device)
     score = score_of(cers, config.val_weights)
     entry = {"samples": state["samples"], "elapsed": round(state["elapsed"], 1),
              "loss": round(float(np.mean(losses)) if losses else float("nan"), 4),
@@ -346,10 +369,10 @@ def _validate_and_keep(model, optimizer, config, charset, val_sources, state, lo
     log(json.dumps(entry))
     if score < state["best"]:
         state["best"], state["bad"] = score, 0
-        save_checkpoint(out_dir / "best.pt", model, None, config, charset, state)
+        save_checkpoint(out_dir / "best.pt", kept, None, config, charset, state)
     else:
         state["bad"] += 1
-    save_checkpoint(out_dir / "last.pt", model, optimizer, config, charset, state)
+    save_checkpoint(out_dir / "last.pt", model, optimizer, config, charset, state, average)
     (out_dir / "history.json").write_text(json.dumps(state["history"], indent=1))
     return state["bad"] >= config.patience
 
