@@ -15,7 +15,7 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-cat tesseract-ocr-spa tesseract-ocr-
 	fonts-lobster fonts-sjfonts fonts-havana \
 	fonts-dejavu-core poppler-utils chromium chromium-driver
 
-.PHONY: help install system-packages venv run test test-all bench train review review-install browse clean
+.PHONY: help install system-packages fonts venv run test test-all bench train review review-install browse clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,21 @@ review: review-install ## start Label Studio (port LS_PORT) and push RUN_DIR's r
 
 browse: install ## web view of RUN_DIR on 127.0.0.1:BROWSE_PORT (datasette, embargo-masked copy)
 	$(CENSUS) browse $(RUN_DIR) --port $(BROWSE_PORT)
+
+FONTSOURCE := pipeline/synth/fontsource.tsv
+FONTSOURCE_DIR := /usr/local/share/fonts/fontsource
+fonts: ## install the npm handwriting fonts listed in pipeline/synth/fontsource.tsv (pinned, checksummed)
+	@mkdir -p $(FONTSOURCE_DIR)
+	@grep -v '^#' $(FONTSOURCE) | while IFS=$$'\t' read -r name version sha1 licence; do \
+	  font=$$name-latin-400-normal.woff; [ -f $(FONTSOURCE_DIR)/$$font ] && continue; \
+	  echo "installing font $$name $$version ($$licence)" >&2; tmp=$$(mktemp -d); \
+	  curl -fsSL -o $$tmp/package.tgz https://registry.npmjs.org/@fontsource/$$name/-/$$name-$$version.tgz \
+	    && echo "$$sha1  $$tmp/package.tgz" | sha1sum -c --quiet \
+	    && tar xzf $$tmp/package.tgz -C $$tmp package/files/$$font package/LICENSE \
+	    && cp $$tmp/package/LICENSE $(FONTSOURCE_DIR)/$$name.LICENSE \
+	    && cp $$tmp/package/files/$$font $(FONTSOURCE_DIR)/$$font; \
+	  status=$$?; rm -rf $$tmp; [ $$status = 0 ] || { echo "font $$name: download or checksum failed" >&2; exit 1; }; \
+	done
 
 DATA ?= ../shared/data
 train: install ## train the handwriting recogniser (6 stages, GPU if present), export to models/, build its LM, recalibrate

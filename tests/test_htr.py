@@ -273,10 +273,13 @@ def test_synthetic_cells_use_only_fonts_that_draw_the_text() -> None:
         synthetic_cells(5, [], seed=5)
 
 
-def test_a_recipe_adds_training_hands_but_never_a_held_out_one(tmp_path: Path) -> None:
+def test_a_recipe_adds_training_hands_but_never_a_held_out_one(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
     from pipeline.errors import UsageError
     from pipeline.htr.cache import build_synthetic_cache, unpack
-    from pipeline.htr.synthetic import TEST_FONTS
+    from pipeline.htr.synthetic import TEST_FONTS, font_split
+    from pipeline.synth import fonts
 
     build_synthetic_cache(tmp_path, 32, 20, 4, seed=6, extra_fonts=["Havana-Regular.otf"])  # fonts-havana
     crops, texts = unpack(tmp_path / "synthetic_train.npz")
@@ -285,6 +288,15 @@ def test_a_recipe_adds_training_hands_but_never_a_held_out_one(tmp_path: Path) -
         build_synthetic_cache(tmp_path, 32, 2, 2, extra_fonts=[TEST_FONTS[0]])
     with pytest.raises(UsageError, match="not installed"):
         build_synthetic_cache(tmp_path, 32, 2, 2, extra_fonts=["NoSuchHand.ttf"])
+    hands = tmp_path / "fonts" / "hands"  # a folder of extra hands, named by a pattern
+    hands.mkdir(parents=True)
+    shutil.copy(fonts.installed_fonts(["Havana-Regular.otf"])[0], hands / "a.otf")
+    monkeypatch.setattr(fonts, "FONT_DIRS", (*fonts.FONT_DIRS, tmp_path / "fonts"))
+    assert fonts.installed_fonts(["hands/*.otf"]) == [hands / "a.otf"]
+    held_out = {path.name: path for path in font_split()["test"]}
+    shutil.copy(held_out["Kristi.ttf"], hands / "b.otf")  # a held-out hand under another name is still held out
+    with pytest.raises(UsageError, match="b.otf: held out"):
+        build_synthetic_cache(tmp_path, 32, 2, 2, extra_fonts=["hands/*.otf"])
 
 
 def test_synthetic_bar_is_reported_per_held_out_font() -> None:

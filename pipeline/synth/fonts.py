@@ -6,7 +6,8 @@ Catalan/Spanish/French registers (à é í ï ò ó ú ü ç ñ, the Catalan mid
 a font whose glyph for one of them is blank, identical to its missing-glyph box, or identical
 to the unaccented letter is left out. `render_text()` draws one line of text with light
 per-word jitter (baseline, size, spacing), a slant and stroke-width variation, so that two
-renderings of the same text never look quite the same.
+renderings of the same text never look quite the same. A training recipe adds more hands by file
+name or pattern (`installed_fonts`), such as the 49 npm fonts `make fonts` installs (`fontsource.tsv`).
 """
 
 from __future__ import annotations
@@ -86,14 +87,21 @@ def extra_handwriting_fonts() -> list[Path]:
 
 
 def installed_fonts(names: list[str]) -> list[Path]:
-    """The installed font files of these names (a training recipe's extra hands); a missing one is an error."""
+    """The installed font files a training recipe adds as extra hands: file names, or glob patterns such as
+    `fontsource/*.woff` (the npm fonts `make fonts` installs). A name or pattern matching nothing is an error."""
     from pipeline.errors import UsageError
 
-    found = {path.name: path for path in _find_files(tuple(names))}
-    missing = [name for name in names if name not in found]
+    found = {name: _find_files((name,)) for name in names}
+    missing = [name for name, paths in found.items() if not paths]
     if missing:
-        raise UsageError(f"fonts not installed: {', '.join(missing)} (`make system-packages` installs them)")
-    return [found[name] for name in names]
+        raise UsageError(f"fonts not installed: {', '.join(missing)} (`make system-packages fonts` installs them)")
+    return sorted({path for paths in found.values() for path in paths})
+
+
+def font_name(path: Path) -> tuple[str, str]:
+    """The font's (family, style), e.g. ("Kristi", "Medium"), whatever its file is called."""
+    family, style = _font(Path(path), 48).getname()
+    return family or "", style or ""
 
 
 @cache
