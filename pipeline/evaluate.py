@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from rapidfuzz.distance import Levenshtein
 
 from pipeline.errors import PageError, UsageError
+from pipeline.fieldtypes import is_quote_ditto
 from pipeline.models import BBox, Cell, PageResult
 from pipeline.route import awaits_review
 from pipeline.runner import PageTask
@@ -116,9 +117,9 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
     column_votes: dict[int, dict[str | None, int]] = {}
     for i, j in pairs:
         cell, gt = predicted[i], truth[j]
-        distance = Levenshtein.distance(cell.text, gt.text)
+        distance = Levenshtein.distance(scored_text(cell.text), scored_text(gt.text))
         char_errors += distance
-        chars += len(gt.text)
+        chars += len(scored_text(gt.text))
         if gt.text:
             written += 1
             if cell.status == "accepted":
@@ -141,6 +142,11 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
         columns=len(truth_fields), columns_correct=columns_correct, char_errors=char_errors, chars=chars,
         values=values, values_correct=values_correct, written_cells=written, accepted=accepted,
         accepted_wrong=accepted_wrong, settled_values=settled, settled_wrong=settled_wrong)
+
+
+def scored_text(text: str) -> str:
+    """A cell's text as scored: a ditto drawn as strokes is one sign, whichever quote glyph stands for it."""
+    return "〃" if is_quote_ditto(text) else text
 
 
 def normalise_value(value: object) -> str:

@@ -79,9 +79,14 @@ _QUOTE_MARKS = frozenset('"\'〃„“”«»')
 
 
 def is_ditto(text: str) -> bool:
+    return fold(text).replace(".", "").replace(" ", "") in DITTO_MARKS or is_quote_ditto(text)
+
+
+def is_quote_ditto(text: str) -> bool:
+    """A ditto drawn as strokes: a run of quote marks ('"', '〃', '„', '""') is one ditto, however many strokes
+    the writer made and whichever quote glyph a transcription gives them."""
     compact = fold(text).replace(".", "").replace(" ", "")
-    # a run of quote marks ('""', '〃〃') is one ditto, however many strokes the writer made
-    return bool(compact) and (compact in DITTO_MARKS or set(compact) <= _QUOTE_MARKS)
+    return bool(compact) and set(compact) <= _QUOTE_MARKS
 
 
 def is_illegible(text: str) -> bool:

@@ -62,3 +62,16 @@ def test_a_value_copied_from_a_cell_awaiting_review_is_not_settled():
     assert (scores.values, scores.settled_values, scores.settled_wrong) == (3, 1, 0)
     summary = summarise([scores])
     assert summary.settled == round(1 / 3, 4) and summary.settled_error == 0.0
+
+
+def test_a_ditto_read_with_another_quote_glyph_is_right_but_a_ditto_read_as_text_is_not():
+    """The same strokes are '〃' in one transcription and '"' in another; 'id.' for '〃' is a misreading."""
+    predicted = [cell(0, 0, '"', "Reus", "birth_place"), cell(1, 0, "〃〃", "Reus", "birth_place"),
+                 cell(2, 0, "id.", "Reus", "birth_place"), cell(3, 0, "11", None, "birth_place")]
+    truth = [GroundTruthCell(row=c.row, col=c.col, bbox=c.bbox, text="〃", field=c.field, value="Reus")
+             for c in predicted]
+    result = PageResult(page=PageInfo(page_id="p", source="x.png", page_index=0, width=300, height=200),
+                        template="t", cells=predicted)
+    scores = score_page(result, truth, "x.png")
+    assert (scores.accepted, scores.accepted_wrong) == (4, 2)
+    assert (scores.char_errors, scores.chars) == (3 + 2, 4)
