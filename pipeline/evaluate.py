@@ -117,9 +117,10 @@ def score_page(result: PageResult, truth: list[GroundTruthCell], image: str) -> 
     column_votes: dict[int, dict[str | None, int]] = {}
     for i, j in pairs:
         cell, gt = predicted[i], truth[j]
-        distance = Levenshtein.distance(scored_text(cell.text), scored_text(gt.text))
+        truth_text = scored_text(gt.text)
+        distance = Levenshtein.distance(scored_text(cell.text), truth_text)
         char_errors += distance
-        chars += len(scored_text(gt.text))
+        chars += len(truth_text)
         if gt.text:
             written += 1
             if cell.status == "accepted":

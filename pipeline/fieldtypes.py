@@ -78,14 +78,22 @@ DITTO_MARKS = frozenset({
 _QUOTE_MARKS = frozenset('"\'〃„“”«»')
 
 
+def _compact(text: str) -> str:
+    return fold(text).replace(".", "").replace(" ", "")
+
+
 def is_ditto(text: str) -> bool:
-    return fold(text).replace(".", "").replace(" ", "") in DITTO_MARKS or is_quote_ditto(text)
+    compact = _compact(text)
+    return compact in DITTO_MARKS or _is_quote_run(compact)
 
 
 def is_quote_ditto(text: str) -> bool:
     """A ditto drawn as strokes: a run of quote marks ('"', '〃', '„', '""') is one ditto, however many strokes
     the writer made and whichever quote glyph a transcription gives them."""
-    compact = fold(text).replace(".", "").replace(" ", "")
+    return _is_quote_run(_compact(text))
+
+
+def _is_quote_run(compact: str) -> bool:
     return bool(compact) and set(compact) <= _QUOTE_MARKS
 
 
