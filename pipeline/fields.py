@@ -17,13 +17,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.fieldtypes import (
-    Parsed, Reason, clean_text, is_ditto, is_illegible, parse_address, parse_age, parse_date, parse_name,
-    parse_number, parse_vocabulary, snap_phrase, surnames_of, trailing_dittos,
+    Parsed, Reason, clean_text, given_name_sex, is_ditto, is_illegible, parse_address, parse_age, parse_date,
+    parse_name, parse_number, parse_vocabulary, snap_phrase, surnames_of, trailing_dittos,
 )
 from pipeline.models import BBox, Cell, Person
 from pipeline.templates import ColumnSpec, Template
 
 VOCABULARY_TYPES = frozenset({"relation", "sex", "marital_status", "literacy"})
+# Columns of words: a reading without a letter is no value of theirs (a ditto's two strokes read "11").
+WORD_TYPES = frozenset({"name", "address", "place", "occupation"})
+# The sex a relation implies (template vocabulary keys); the other relations say nothing of it.
+RELATION_SEX = {"son": "M", "daughter": "F", "father": "M", "mother": "F", "brother": "M", "sister": "F",
+                "grandson": "M", "granddaughter": "F", "son_in_law": "M", "daughter_in_law": "F",
+                "nephew": "M", "niece": "F", "brother_in_law": "M", "sister_in_law": "F",
+                "father_in_law": "M", "mother_in_law": "F", "grandfather": "M", "grandmother": "F",
+                "uncle": "M", "aunt": "F"}
 CHILDREN = frozenset({"son", "daughter"})
 PARENTS = frozenset({"head", "spouse"})
 # Tolerance of the age / birth-date check: the register day may fall before or after the birthday.
@@ -101,6 +109,8 @@ def _resolve_surname_ditto(written: str, column: ColumnSpec, above: Cell | None)
 
 def parse_value(text: str, column: ColumnSpec, register_year: int | None, language: str = "") -> Parsed:
     """Typed value of one written cell, by its column's field type (`language`: the register's)."""
+    if column.type in WORD_TYPES and not any(char.isalpha() for char in text):
+        return Parsed(clean_text(text), [Reason.NO_LETTERS.value])
     if column.type in VOCABULARY_TYPES:
         return parse_vocabulary(text, column.vocabulary) if column.vocabulary else Parsed(clean_text(text))
     lexicon = column.lexicon
@@ -240,8 +250,25 @@ def check_child_younger(rows: dict[int, Row], template: Template) -> None:
                 row.flag(age_key, Reason.CHILD_OLDER_THAN_PARENT)
 
 
+def check_sex_matches_name(rows: dict[int, Row], template: Template) -> None:
+    """The sex must be the one the first given name (when only one sex bears it) and the relation
+    (son, mother...) imply: a one-letter sex cell is easily misread, or its ditto copies the row
+    above's sex onto a person of the other. Flags the sex and the cell that disagrees with it."""
+    sex_key, name_key, relation_key = (_key_of_type(template, kind) for kind in ("sex", "name", "relation"))
+    for row in rows.values():
+        sex, name = row.valid_value(sex_key), row.valid_value(name_key)
+        if sex not in ("M", "F"):
+            continue
+        for key, implied in ((name_key, given_name_sex(name) if isinstance(name, str) else None),
+                             (relation_key, RELATION_SEX.get(str(row.valid_value(relation_key))))):
+            if implied is not None and implied != sex:
+                row.flag(sex_key, Reason.SEX_MISMATCH)
+                row.flag(key, Reason.SEX_MISMATCH)
+
+
 RULES: dict[str, Callable[[dict[int, Row], Template], None]] = {
     "age_matches_birth_date": check_age_matches_birth_date,
     "head_first_in_household": check_head_first,
     "child_younger_than_head": check_child_younger,
+    "sex_matches_name": check_sex_matches_name,
 }

@@ -36,6 +36,8 @@ class Reason(StrEnum):
     AGE_BIRTH_MISMATCH = "age-birth-mismatch"
     CHILD_OLDER_THAN_PARENT = "child-older-than-parent"
     HEAD_NOT_FIRST = "head-not-first"
+    NO_LETTERS = "no-letters"
+    SEX_MISMATCH = "sex-mismatch"
 
 
 @dataclass(frozen=True)
@@ -456,6 +458,26 @@ def parse_name(text: str, given_lexicon: str | None) -> Parsed:
         return Parsed(f"{_snap_tokens(surnames.split(), given_lexicon, given_first=False)}, "
                       f"{_snap_tokens(given.split(), given_lexicon, given_first=True)}")
     return Parsed(_snap_tokens(name.split(), given_lexicon, given_first=True))
+
+
+def given_name_sex(name: str) -> str | None:
+    """'M' or 'F' when the first given name of a normalised name ('Josep Puig', 'Puig, Maria') is
+    borne by one sex only in the given-name lexicons; None when by both, by neither, or no name.
+    Accents count: Marià is a man, Maria a woman."""
+    given = name.partition(",")[2] if "," in name else name
+    first = clean_text(given).split()[:1]
+    return _given_name_sexes().get(first[0].casefold()) if first else None
+
+
+@cache
+def _given_name_sexes() -> dict[str, str]:
+    from pipeline.lexicons import load_lexicon
+
+    sexes: dict[str, set[str]] = {}
+    for sex in ("M", "F"):
+        for entry in load_lexicon(f"given_names_{sex.lower()}"):
+            sexes.setdefault(entry.split()[0].casefold(), set()).add(sex)
+    return {name: next(iter(both)) for name, both in sexes.items() if len(both) == 1}
 
 
 def _snap_tokens(tokens: list[str], given_lexicon: str, given_first: bool) -> str:

@@ -40,6 +40,8 @@ REASONS: dict[str, str] = {
     Reason.AGE_BIRTH_MISMATCH.value: "age differs by more than a year from register year minus birth year",
     Reason.CHILD_OLDER_THAN_PARENT.value: "a son or daughter not younger than the head or the head's spouse",
     Reason.HEAD_NOT_FIRST.value: "a new household (new address) whose first person is not its head",
+    Reason.NO_LETTERS.value: "no letters where a name, place, occupation or street goes (a misread ditto?)",
+    Reason.SEX_MISMATCH.value: "not the sex the given name or the relation (son, mother...) implies",
 }
 REVIEW_REASONS = frozenset(REASONS)
 

@@ -48,8 +48,8 @@ class Template(BaseModel):
     register_year: int | None = Field(default=None, ge=1700, le=2100)  # for age/birth checks
     review_threshold: float = Field(default=0.9, gt=0, le=1)  # min confidence to auto-accept
     columns: list[ColumnSpec] = Field(min_length=1)
-    rules: list[Literal["age_matches_birth_date", "head_first_in_household", "child_younger_than_head"]] = (
-        Field(default_factory=list))
+    rules: list[Literal["age_matches_birth_date", "head_first_in_household", "child_younger_than_head",
+                        "sex_matches_name"]] = Field(default_factory=list)
 
     @field_validator("columns")
     @classmethod

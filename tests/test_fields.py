@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from pipeline.fields import _rows, households_on_page, interpret, parse_value
 from pipeline.fieldtypes import (
-    Reason, is_ditto, is_illegible, normalise_name, parse_address, parse_age, parse_date, parse_name,
-    parse_number, parse_vocabulary, snap_phrase,
+    Reason, given_name_sex, is_ditto, is_illegible, normalise_name, parse_address, parse_age, parse_date,
+    parse_name, parse_number, parse_vocabulary, snap_phrase,
 )
 from pipeline.models import BBox, Cell
 from pipeline.templates import Template, load_template
@@ -450,6 +450,38 @@ def test_households_split_at_heads_and_new_addresses() -> None:
     cells, _ = interpret(page(rows), CATALAN)
     groups = households_on_page(_rows(cells), CATALAN)
     assert [[row.row for row in group] for group in groups] == [[0, 1], [2], [3]]
+
+
+def test_sex_must_match_the_given_name_and_the_relation() -> None:
+    cells, _ = interpret(page([
+        {"name": "Josep Puig", "relation": "cap", "sex": "H"},
+        {"name": "Maria Vila", "relation": "muller", "sex": '"'},  # the ditto copies the head's sex
+        {"name": "Puig Vila, Anna", "relation": "filla", "sex": "D"},  # surnames first
+        {"name": "Joan Puig", "relation": "filla", "sex": "H"},  # the relation says a daughter
+        {"name": "Xènia Puig", "relation": "fill", "sex": "H"},  # not a lexicon name: the relation decides
+        {"name": "Nombre Raro", "relation": "dispesera", "sex": "D"},  # nothing implies a sex
+    ]), CATALAN)
+    flagged = [row for row in range(6) if Reason.SEX_MISMATCH in by_field(cells, row)["sex"].reasons]
+    assert flagged == [1, 3]
+    assert by_field(cells, 1)["name"].reasons == [Reason.SEX_MISMATCH]  # the disagreeing cell too
+    assert by_field(cells, 1)["relation"].reasons == []
+    assert by_field(cells, 3)["relation"].reasons == [Reason.SEX_MISMATCH]
+    assert by_field(cells, 3)["name"].reasons == []
+    assert by_field(cells, 1)["sex"].value == "M"  # kept as copied: the reviewer decides
+
+
+def test_given_names_borne_by_one_sex_only_imply_it() -> None:
+    assert given_name_sex("Josep Maria Puig") == "M"  # the first given name decides
+    assert given_name_sex("Puig i Ferrer, Maria Rosa") == "F"
+    assert given_name_sex("Puig") is None and given_name_sex("") is None
+
+
+@pytest.mark.parametrize(("key", "text"), [("name", "11"), ("birth_place", "11"), ("occupation", "1."),
+                                           ("address", "11")])
+def test_a_reading_without_letters_is_no_word_value(key: str, text: str) -> None:
+    """A ditto's two strokes are easily read '11': no value of a column of words, so it goes to review."""
+    parsed = parse_value(text, CATALAN.column(key), CATALAN.register_year, CATALAN.language)
+    assert parsed.reasons == [Reason.NO_LETTERS] and parsed.value == text
 
 
 def test_rules_apply_only_when_the_template_lists_them() -> None:
