@@ -232,6 +232,31 @@ def test_each_validation_follows_training(tiny_cache: Path, tmp_path: Path) -> N
     assert all(np.isfinite(entry["loss"]) for entry in history)
 
 
+def test_a_batch_with_a_non_finite_loss_is_skipped_not_learnt(tiny_cache: Path, tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from pipeline.htr import augment
+    from pipeline.htr.train import TrainConfig, train
+
+    real_augment, calls = augment.augment_batch, []
+
+    def first_batch_poisoned(images, widths, generator=None):
+        calls.append(len(images))
+        augmented = real_augment(images, widths, generator)
+        return augmented * float("nan") if len(calls) == 1 else augmented
+
+    monkeypatch.setattr(augment, "augment_batch", first_batch_poisoned)
+    config = TrainConfig(cache_dir=str(tiny_cache), out_dir=str(tmp_path / "run"), model=_tiny_config(),
+                         weights={"synthetic": 1.0}, val_weights={"synthetic": 1.0}, batch_size=4,
+                         max_samples=8, validate_every_s=0.0, threads=1, ema_decay=0.5)
+    train(config, "cpu")
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [entry["skipped"] for entry in history] == [1, 1] and np.isfinite(history[1]["loss"])
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    for weights in (last["state_dict"], last["average"]):  # weights, BatchNorm statistics and their average
+        assert all(torch.isfinite(value.float()).all() for value in weights.values())
+
+
 def test_a_moving_average_of_the_weights_is_kept_and_resumed(tiny_cache: Path, tmp_path: Path) -> None:
     import torch
 

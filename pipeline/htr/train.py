@@ -309,7 +309,6 @@ def moving_average(model, decay: float):
 def _loop(model, average, optimizer, config, charset, index, train_sources, val_sources, weights, state, device,
           out_dir) -> None:
     import torch
-    import torch.nn.functional as F
 
     from pipeline.htr.augment import augment_batch
 
@@ -330,19 +329,13 @@ def _loop(model, average, optimizer, config, charset, index, train_sources, val_
             group["lr"] = learning_rate(config, progress)
         batch, widths, texts = next(batches)
         images = augment_batch(torch.from_numpy(batch).to(device, non_blocking=True), torch.from_numpy(widths).to(device))
-        targets = [encode(text, index) for text in texts]
-        log_probs = model(images)
-        frames = torch.from_numpy(widths // WIDTH_STRIDE).to(device)
-        flat = torch.tensor([t for ts in targets for t in ts], dtype=torch.long, device=device)
-        loss = F.ctc_loss(log_probs.permute(1, 0, 2), flat, frames,
-                          torch.tensor([len(t) for t in targets], dtype=torch.long, device=device), zero_infinity=True)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
-        if average is not None:
-            average.update_parameters(model)
-        losses.append(float(loss.detach()))
+        loss = _train_step(model, average, optimizer, images, widths, [encode(text, index) for text in texts])
+        if loss is None:
+            state["skipped"] = state.get("skipped", 0) + 1
+            log(f"skipped a batch with a non-finite loss or gradient ({state['skipped']} so far): "
+                f"widths {widths.tolist()}, texts {texts}")
+        else:
+            losses.append(loss)
         state["samples"] += len(texts)
         if time.monotonic() - last_validation >= config.validate_every_s:
             last_validation = time.monotonic()
@@ -356,6 +349,31 @@ def _loop(model, average, optimizer, config, charset, index, train_sources, val_
         _validate_and_keep(model, average, optimizer, config, charset, val_sources, state, losses, device, out_dir)
 
 
+def _train_step(model, average, optimizer, images, widths: np.ndarray, targets: list[list[int]]) -> float | None:
+    """One CTC optimisation step on a batch; its loss, or None when the loss or gradient is not finite and
+    the step was skipped: one step on a NaN gradient would turn every weight, and the average, into NaN."""
+    import torch
+    import torch.nn.functional as F
+
+    device = images.device
+    statistics = [buffer.clone() for buffer in model.buffers()]  # BatchNorm's, updated by the forward pass
+    log_probs = model(images)
+    frames = torch.from_numpy(widths // WIDTH_STRIDE).to(device)
+    flat = torch.tensor([t for ts in targets for t in ts], dtype=torch.long, device=device)
+    loss = F.ctc_loss(log_probs.permute(1, 0, 2), flat, frames,
+                      torch.tensor([len(t) for t in targets], dtype=torch.long, device=device), zero_infinity=True)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if not torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)):
+        for buffer, kept in zip(model.buffers(), statistics):
+            buffer.copy_(kept)
+        return None
+    optimizer.step()
+    if average is not None:
+        average.update_parameters(model)
+    return float(loss.detach())
+
+
 def _validate_and_keep(model, average, optimizer, config, charset, val_sources, state, losses, device, out_dir) -> bool:
     """Validate (the moving average when there is one), keep the best checkpoint, save `last.pt`; True when
     early stopping says stop."""
@@ -364,7 +382,7 @@ def _validate_and_keep(model, average, optimizer, config, charset, val_sources, 
     score = score_of(cers, config.val_weights)
     entry = {"samples": state["samples"], "elapsed": round(state["elapsed"], 1),
              "loss": round(float(np.mean(losses)) if losses else float("nan"), 4),
-             "score": round(score, 4), **{k: round(v, 4) for k, v in cers.items()}}
+             "score": round(score, 4), "skipped": state.get("skipped", 0), **{k: round(v, 4) for k, v in cers.items()}}
     state["history"].append(entry)
     log(json.dumps(entry))
     if score < state["best"]:
