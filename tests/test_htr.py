@@ -324,6 +324,24 @@ def test_a_recipe_adds_training_hands_but_never_a_held_out_one(tmp_path: Path, m
         build_synthetic_cache(tmp_path, 32, 2, 2, extra_fonts=["hands/*.otf"])
 
 
+def test_cells_cut_from_synthetic_pages_hold_their_texts(tmp_path: Path) -> None:
+    from pipeline.htr.cache import build_page_cells_cache, unpack
+    from pipeline.htr.synthetic import page_cells
+    from pipeline.recognize import get_engine
+    from pipeline.synth.fonts import handwriting_fonts
+
+    font = next(font for font in handwriting_fonts() if font.name == "DancingScript-Regular.otf")
+    crops, texts = page_cells(40, [font], seed=3)
+    assert len(crops) == len(texts) == 40 and all(text.strip() and text == normalize_text(text) for text in texts)
+    assert (crops, texts)[1] == page_cells(40, [font], seed=3)[1]  # reproducible from the seed
+    read = [reading.text for reading in get_engine("crnn").recognize(crops)]
+    assert np.mean([r == t for r, t in zip(read, texts)]) > 0.5  # each crop holds its text, not a neighbour's
+    build_page_cells_cache(tmp_path, 32, 12, 4, seed=3)
+    for which, count in (("train", 12), ("val", 4)):
+        cached, cached_texts = unpack(tmp_path / f"pages_{which}.npz")
+        assert len(cached) == len(cached_texts) == count and all(crop.shape[0] == 32 for crop in cached)
+
+
 def test_synthetic_bar_is_reported_per_held_out_font() -> None:
     from pipeline.htr.synthetic import TEST_FONTS, evaluate_synthetic
 

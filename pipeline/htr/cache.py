@@ -104,3 +104,15 @@ def build_synthetic_cache(out_dir: Path, height: int, train_count: int, val_coun
     for which, count, offset in (("train", train_count, 0), ("val", val_count, 1000)):
         crops, texts = synthetic_cells(count, fonts, seed + offset)
         pack([normalize_crop(crop, height) for crop in crops], texts, out_dir / f"synthetic_{which}.npz")
+
+
+def build_page_cells_cache(out_dir: Path, height: int, train_count: int, val_count: int, seed: int) -> None:
+    """Write `pages_train.npz` and `pages_val.npz`: written cells of synthetic register pages
+    (`pipeline.htr.synthetic.page_cells`) in the training fonts the page synthesiser writes with."""
+    from pipeline.htr.synthetic import font_split, page_cells
+    from pipeline.synth.fonts import handwriting_fonts
+
+    fonts = [font for font in font_split()["train"] if font in handwriting_fonts()]
+    for which, count, offset in (("train", train_count, 0), ("val", val_count, 1000)):
+        crops, texts = page_cells(count, fonts, seed + offset)
+        pack([normalize_crop(crop, height) for crop in crops], texts, out_dir / f"pages_{which}.npz")

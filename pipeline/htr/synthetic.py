@@ -154,6 +154,40 @@ def synthetic_cells(count: int, fonts: list[Path], seed: int) -> tuple[list[np.n
     return crops, texts
 
 
+def page_cells(count: int, fonts: list[Path], seed: int) -> tuple[list[np.ndarray], list[str]]:
+    """`count` (crop, text) pairs of the written cells of synthetic register pages in `fonts`, cut as the
+    pipeline cuts them (`pipeline.cells.text_crop`): what whole pages ask of the recogniser and single
+    rendered cells rarely show — small short words in wide cells (`no`, `H`), ditto marks drawn as
+    strokes, long dates, the page's blur and noise. Pages alternate the shipped templates, unskewed (the
+    pipeline deskews first); a second clerk's rows in a font outside `fonts` are left out."""
+    from pipeline.cells import text_crop
+    from pipeline.models import BBox
+    from pipeline.synth.page import render_page
+    from pipeline.templates import available_templates, load_template
+
+    templates = [load_template(path) for path in available_templates().values()]
+    allowed = {font.name for font in fonts}
+    rng = np.random.default_rng(seed)
+    crops: list[np.ndarray] = []
+    texts: list[str] = []
+    for page in range(count):  # far more than needed: ~100 written cells a page
+        font = fonts[int(rng.integers(len(fonts)))]
+        image, truth = render_page(templates[page % len(templates)], int(rng.integers(2**31)), 0.0,
+                                   overrides={"hand_font": str(font), "skew_deg": 0.0})
+        second_font, second_from = truth.render["second_hand_font"], truth.render["second_hand_from_row"]
+        for cell in truth.cells:
+            text = normalize_text(cell.text)
+            if not text.strip() or (second_font not in (None, *allowed) and cell.row >= second_from):
+                continue
+            xs, ys = [x for x, _ in cell.polygon], [y for _, y in cell.polygon]
+            box = BBox(x0=int(min(xs)), y0=int(min(ys)), x1=int(max(xs)), y1=int(max(ys)))
+            crops.append(text_crop(image, box))
+            texts.append(text)
+            if len(crops) == count:
+                return crops, texts
+    return crops, texts
+
+
 def evaluate_synthetic(engine_name: str = "crnn", count: int = 1000, seed: int = 777) -> dict:
     """CER, WER and exact-match rate of an engine on fresh synthetic cells in the held-out fonts, then the
     CER of each held-out font alone (`count / fonts` cells each, same seed): their difficulty differs widely."""

@@ -51,6 +51,9 @@ class TrainConfig:
     synthetic_val: int = 1000
     synthetic_seed: int = 1  # a later stage with its own cache_dir can render fresh cells
     extra_fonts: list[str] = field(default_factory=list)  # font files added to the training hands (cache build)
+    # written cells cut from synthetic register pages (source `pages`: `pipeline.htr.synthetic.page_cells`)
+    page_cells_train: int = 0
+    page_cells_val: int = 0
     seed: int = 0
     threads: int = 2
     init: str | None = None  # start from this checkpoint's weights (a second, fine-tuning stage)
@@ -426,7 +429,7 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
     With `from_corrections`, the run's reviewer-corrected cells join the training mix as a source of
     their own and training starts from the shipped model's weights (fine-tuning, by default with the
     gentle `crnn-finetune.yaml` recipe); without a recipe, stage 1 of the shipped model's."""
-    from pipeline.htr.cache import build_real_cache, build_synthetic_cache
+    from pipeline.htr.cache import build_page_cells_cache, build_real_cache, build_synthetic_cache
     from pipeline.htr.export import export_onnx
     from pipeline.recognize.crnn import MODELS_DIR
 
@@ -441,6 +444,10 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
         build_real_cache(Path(config.data_dir), cache, config.cache_height)
         build_synthetic_cache(cache, config.cache_height, config.synthetic_train, config.synthetic_val,
                               config.synthetic_seed, config.extra_fonts)
+    if config.page_cells_train and not (cache / "pages_train.npz").exists():
+        log(f"cutting {config.page_cells_train} cells from synthetic register pages into {cache}")
+        build_page_cells_cache(cache, config.cache_height, config.page_cells_train, config.page_cells_val,
+                               config.synthetic_seed)
     init = Path(config.init) if config.init else None
     extra = None
     if from_corrections is not None:
