@@ -79,13 +79,14 @@ fonts: ## install the npm handwriting fonts listed in pipeline/synth/fontsource.
 	done
 
 DATA ?= ../shared/data
-train: install ## train the handwriting recogniser (6 stages, GPU if present), export to models/, build its LM, recalibrate
+train: install ## train the handwriting recogniser (7 stages, GPU if present), export to models/, build its LM, recalibrate
 	$(CENSUS) train --config models/crnn.yaml
 	$(CENSUS) train --config models/crnn-stage2.yaml
 	$(CENSUS) train --config models/crnn-stage3.yaml
 	$(CENSUS) train --config models/crnn-stage4.yaml
 	$(CENSUS) train --config models/crnn-stage5.yaml
-	$(CENSUS) train --config models/crnn-stage6.yaml --export models/crnn.onnx
+	$(CENSUS) train --config models/crnn-stage6.yaml
+	$(CENSUS) train --config models/crnn-stage7.yaml --export models/crnn.onnx
 	$(CENSUS) lm $(DATA)
 	$(CENSUS) calibrate $(DATA) --check-split test
 

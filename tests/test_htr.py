@@ -352,12 +352,12 @@ def test_synthetic_bar_is_reported_per_held_out_font() -> None:
 
 
 def test_shipped_recipe_stages_parse_and_chain() -> None:
-    """The recipe's six stages (`make train` runs them all) each start from the previous best."""
+    """The recipe's seven stages (`make train` runs them all) each start from the previous best."""
     from pipeline.htr.train import TrainConfig
 
     models = Path(__file__).resolve().parents[1] / "models"
     stages = [TrainConfig.from_yaml(models / "crnn.yaml")]
-    stages += [TrainConfig.from_yaml(models / f"crnn-stage{n}.yaml") for n in range(2, 7)]
+    stages += [TrainConfig.from_yaml(models / f"crnn-stage{n}.yaml") for n in range(2, 8)]
     assert stages[0].init is None
     for previous, stage in zip(stages, stages[1:]):
         assert stage.init == f"{previous.out_dir}/best.pt"
@@ -365,5 +365,6 @@ def test_shipped_recipe_stages_parse_and_chain() -> None:
         assert architecture == previous.model.to_dict()  # same weights' shapes (stage 2 widens the input)
     assert stages[-1].width_jitter > 0
     assert stages[-1].cache_dir != stages[0].cache_dir and stages[-1].extra_fonts  # its own fresh cells
+    assert stages[-1].page_cells_train and "pages" in stages[-1].weights  # and cells cut from whole pages
     fine_tuning = TrainConfig.from_yaml(models / "crnn-finetune.yaml")  # --from-corrections: from the shipped weights
     assert fine_tuning.init is None and fine_tuning.lr < min(stage.lr for stage in stages)
