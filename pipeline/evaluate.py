@@ -199,10 +199,9 @@ def load_truth(xml_path: Path) -> list[GroundTruthCell]:
         if cell.row < table.header_rows:
             continue
         row = cell.row - table.header_rows
-        xs, ys = [x for x, _ in cell.polygon], [y for _, y in cell.polygon]
         known = extra.get((row, cell.col))
         cells.append(GroundTruthCell(
-            row=row, col=cell.col, bbox=BBox(x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys)), text=cell.text,
+            row=row, col=cell.col, bbox=BBox.around(cell.polygon), text=cell.text,
             field=getattr(known, "field", None), value=getattr(known, "value", None)))
     return cells
 

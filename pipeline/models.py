@@ -21,6 +21,12 @@ class BBox(BaseModel):
     x1: int
     y1: int
 
+    @classmethod
+    def around(cls, points) -> BBox:
+        """The smallest box holding every (x, y) of `points` (a polygon)."""
+        xs, ys = [int(x) for x, _ in points], [int(y) for _, y in points]
+        return cls(x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys))
+
     @property
     def width(self) -> int:
         return self.x1 - self.x0

@@ -101,9 +101,8 @@ def build_synthetic_cache(out_dir: Path, height: int, train_count: int, val_coun
     if held_out := sorted(path.name for path in extra if is_held_out(path, split)):
         raise UsageError(f"{', '.join(held_out)}: held out for the synthetic test, never trained on")
     fonts = split["train"] + [path for path in extra if path not in split["train"]]
-    for which, count, offset in (("train", train_count, 0), ("val", val_count, 1000)):
-        crops, texts = synthetic_cells(count, fonts, seed + offset)
-        pack([normalize_crop(crop, height) for crop in crops], texts, out_dir / f"synthetic_{which}.npz")
+    _pack_splits(out_dir, "synthetic", lambda count, seed: synthetic_cells(count, fonts, seed), height,
+                 train_count, val_count, seed)
 
 
 def build_page_cells_cache(out_dir: Path, height: int, train_count: int, val_count: int, seed: int) -> None:
@@ -112,7 +111,16 @@ def build_page_cells_cache(out_dir: Path, height: int, train_count: int, val_cou
     from pipeline.htr.synthetic import font_split, page_cells
     from pipeline.synth.fonts import handwriting_fonts
 
-    fonts = [font for font in font_split()["train"] if font in handwriting_fonts()]
+    usable = set(handwriting_fonts())
+    fonts = [font for font in font_split()["train"] if font in usable]
+    _pack_splits(out_dir, "pages", lambda count, seed: page_cells(count, fonts, seed), height,
+                 train_count, val_count, seed)
+
+
+def _pack_splits(out_dir: Path, source: str, make_cells, height: int, train_count: int, val_count: int,
+                 seed: int) -> None:
+    """Write `<source>_train.npz` and `<source>_val.npz` from `make_cells(count, seed)`, the validation
+    cells from their own seed."""
     for which, count, offset in (("train", train_count, 0), ("val", val_count, 1000)):
-        crops, texts = page_cells(count, fonts, seed + offset)
-        pack([normalize_crop(crop, height) for crop in crops], texts, out_dir / f"pages_{which}.npz")
+        crops, texts = make_cells(count, seed + offset)
+        pack([normalize_crop(crop, height) for crop in crops], texts, out_dir / f"{source}_{which}.npz")

@@ -179,9 +179,7 @@ def page_cells(count: int, fonts: list[Path], seed: int) -> tuple[list[np.ndarra
             text = normalize_text(cell.text)
             if not text.strip() or (second_font not in (None, *allowed) and cell.row >= second_from):
                 continue
-            xs, ys = [x for x, _ in cell.polygon], [y for _, y in cell.polygon]
-            box = BBox(x0=int(min(xs)), y0=int(min(ys)), x1=int(max(xs)), y1=int(max(ys)))
-            crops.append(text_crop(image, box))
+            crops.append(text_crop(image, BBox.around(cell.polygon)))
             texts.append(text)
             if len(crops) == count:
                 return crops, texts
