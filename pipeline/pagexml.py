@@ -47,12 +47,6 @@ class GTCell(BaseModel):
     row_span: int = 1
     col_span: int = 1
 
-    @property
-    def bbox(self) -> tuple[int, int, int, int]:
-        xs = [x for x, _ in self.polygon]
-        ys = [y for _, y in self.polygon]
-        return min(xs), min(ys), max(xs), max(ys)
-
 
 class TableGroundTruth(BaseModel):
     """The table of one page image, as read from (or written to) PAGE XML."""

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.errors import PageError
-from pipeline.evaluate import iou, match_boxes
+from pipeline.evaluate import iou, match_boxes, union
 from pipeline.layout import cell_box, detect_grid, header_box, n_data_rows
 from pipeline.models import BBox, Grid
 from pipeline.preprocess import preprocess, to_original
@@ -35,16 +35,6 @@ TEMPLATE = "padro-catala-1930"
 HARD_SEEDS = [11, 44, 35]
 
 
-def _polygon_bbox(polygon: list[list[int]]) -> BBox:
-    xs, ys = [point[0] for point in polygon], [point[1] for point in polygon]
-    return BBox(x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys))
-
-
-def _union(boxes: list[BBox]) -> BBox:
-    return BBox(x0=min(b.x0 for b in boxes), y0=min(b.y0 for b in boxes),
-                x1=max(b.x1 for b in boxes), y1=max(b.y1 for b in boxes))
-
-
 def score_page(image: np.ndarray, truth: dict, with_columns: bool = False) -> dict:
     """Counts for one page: predicted/true/matched cells and rows, skew error, columns mapped right."""
     result, processed = preprocess(image)
@@ -53,12 +43,12 @@ def score_page(image: np.ndarray, truth: dict, with_columns: bool = False) -> di
     rows = [[to_original(result, cell_box(grid, row, col))[0] for col in range(n_cols)]
             for row in range(n_data_rows(grid))]
     predicted = [box for row in rows for box in row]
-    true_cells = [_polygon_bbox(cell["polygon"]) for cell in truth["cells"]]
-    true_rows = [_polygon_bbox(row["polygon"]) for row in truth["rows"]]
+    true_cells = [BBox.around(cell["polygon"]) for cell in truth["cells"]]
+    true_rows = [BBox.around(row["polygon"]) for row in truth["rows"]]
     scores = {"cells_predicted": len(predicted), "cells_true": len(true_cells),
               "cells_matched": len(match_boxes(predicted, true_cells)),
               "rows_true": len(true_rows),
-              "rows_matched": len(match_boxes([_union(boxes) for boxes in rows], true_rows)),
+              "rows_matched": len(match_boxes([union(boxes) for boxes in rows], true_rows)),
               "skew_error": abs(result.skew_deg - truth["skew_deg"]), "rows_from_text": grid.rows_from_text}
     if with_columns:
         scores.update(_column_scores(processed, grid, result, truth))
@@ -72,7 +62,7 @@ def _column_scores(processed: np.ndarray, grid: Grid, result, truth: dict) -> di
     headers = [to_original(result, header_box(grid, col))[0] for col in range(len(grid.col_bounds) - 1)]
     correct = 0
     for cell, column in zip(truth["header_cells"], truth["columns"]):
-        box = _polygon_bbox(cell["polygon"])
+        box = BBox.around(cell["polygon"])
         best = max(range(len(headers)), key=lambda index: iou(headers[index], box))
         correct += iou(headers[best], box) >= 0.5 and mapping.fields[best] == column["field"]
     return {"columns_true": len(truth["columns"]), "columns_correct": int(correct),
@@ -136,7 +126,7 @@ def test_header_row_is_the_printed_one(hard_pages) -> None:
     grid = detect_grid(processed)
     header = to_original(result, BBox(x0=grid.col_bounds[0], y0=grid.row_bounds[0], x1=grid.col_bounds[-1],
                                       y1=grid.row_bounds[1]))[0]
-    true_header = _union([_polygon_bbox(cell["polygon"]) for cell in truth["header_cells"]])
+    true_header = union([BBox.around(cell["polygon"]) for cell in truth["header_cells"]])
     assert iou(header, true_header) > 0.8
 
 
