@@ -31,7 +31,8 @@ def run(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created; re-running resumes).")],
     template: Annotated[str, typer.Option(help="Template name (`census templates`) or YAML path.")] = (
         "padro-catala-1930"),
-    engine: Annotated[str, typer.Option(help="Recognition engine: crnn, tesseract, trocr, null.")] = "crnn",
+    engine: Annotated[str, typer.Option(help="Recognition engine: crnn, tesseract, trocr, null; NAME:MODEL picks "
+                                             "its model, e.g. crnn:runs/train-crnn-finetune/crnn.onnx.")] = "crnn",
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     executor: Annotated[str, typer.Option(help="local (process pool) or dask.")] = "local",
     scheduler: Annotated[str | None, typer.Option(
@@ -231,7 +232,8 @@ def language_model(
 @app.command(name="eval")
 def evaluate(
     gt_dir: Annotated[Path, typer.Argument(help="Folder of page images with ALTO/PAGE XML (lines) or table GT.")],
-    engine: Annotated[str, typer.Option(help="Engine(s), comma-separated to compare on the same lines.")] = "crnn",
+    engine: Annotated[str, typer.Option(help="Engine(s), comma-separated to compare on the same lines; NAME:MODEL "
+                                             "picks its model (crnn:ONNX, trocr:FOLDER).")] = "crnn",
     tables: Annotated[bool, typer.Option(help="Table mode: cell-level evaluation of whole pages (cell detection, CER, typed values, the share of cells auto-accepted and wrong among them, and of typed values settled: nothing they depend on awaits review).")] = False,
     template: Annotated[str | None, typer.Option(help="Register template (table mode).")] = None,
     split: Annotated[str | None, typer.Option(help="Only pages of this split (train/val/test) of models/crnn.split.json.")] = None,

@@ -57,3 +57,24 @@ def test_crnn_batching_keeps_order_and_handles_odd_crops(cells: tuple[list[np.nd
            np.dstack([crops[0]] * 3)]
     readings = engine.recognize(odd)
     assert len(readings) == 4 and readings[2].text == "" and readings[3].text == alone[0]
+
+
+def test_an_engine_named_with_its_model_reads_with_that_model(cells, tmp_path) -> None:
+    """`--engine crnn:MODEL` runs a fine-tuned model; a model an engine cannot take is a usage error."""
+    import shutil
+
+    from pipeline.errors import UsageError
+
+    for suffix in (".onnx", ".charset.json"):  # without LM and calibration beside it: greedy, uncalibrated
+        shutil.copyfile(DEFAULT_MODEL.with_suffix(suffix), tmp_path / f"tuned{suffix}")
+    crops = cells[0][:8]
+    named = get_engine(f"crnn:{tmp_path / 'tuned.onnx'}")
+    assert "+lm" not in named.model and "+lm" in get_engine("crnn").model
+    assert [r.text for r in named.recognize(crops)] == [r.text for r in get_engine("crnn-greedy").recognize(crops)]
+    for spec, message in ((f"crnn:{tmp_path / 'missing.onnx'}", "crnn model not found"),
+                          ("tesseract:fra", "takes no model"), ("nosuch:model", "unknown engine")):
+        with pytest.raises(UsageError, match=message):
+            get_engine(spec)
+    (tmp_path / "tuned.charset.json").unlink()
+    with pytest.raises(UsageError, match="charset"):
+        get_engine(f"crnn:{tmp_path / 'tuned.onnx'}")

@@ -3,12 +3,15 @@
 An engine takes grey-scale crops (uint8 numpy arrays, dark ink on light paper) and returns
 one `Reading` per crop. Register a new engine with `@register("name")` on a factory; the
 factory is only called (and its heavy libraries imported) when the engine is first used.
+An engine is named alone (its default model) or as `NAME:MODEL`, e.g. `crnn:runs/train-crnn-finetune/crnn.onnx`
+(a fine-tuned model) or `trocr:microsoft/trocr-base-handwritten`: MODEL goes to the factory's `model` option.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from importlib import import_module
+from inspect import signature
 from typing import Protocol
 
 import numpy as np
@@ -48,10 +51,16 @@ def available_engines() -> list[str]:
     return sorted(set(_BUILTIN_MODULES) | set(_FACTORIES))
 
 
-def get_engine(name: str, **options: object) -> Engine:
-    """Build the engine registered as `name` (options go to its factory)."""
+def get_engine(spec: str, **options: object) -> Engine:
+    """Build the engine `spec` names, `NAME` or `NAME:MODEL` (options go to its factory)."""
+    name, _, model = spec.partition(":")
     if name not in _FACTORIES and name in _BUILTIN_MODULES:
         import_module(_BUILTIN_MODULES[name])
     if name not in _FACTORIES:
         raise UsageError(f"unknown engine {name!r}; available: {', '.join(available_engines())}")
-    return _FACTORIES[name](**options)
+    factory = _FACTORIES[name]
+    if model:
+        if "model" not in signature(factory).parameters:
+            raise UsageError(f"engine {name!r} takes no model ({spec!r})")
+        options["model"] = model
+    return factory(**options)

@@ -40,6 +40,8 @@ class CrnnEngine:
 
         if not model_path.exists():
             raise UsageError(f"crnn model not found: {model_path}")
+        if not model_path.with_suffix(".charset.json").exists():
+            raise UsageError(f"{model_path}: no {model_path.with_suffix('.charset.json').name} beside it (its charset)")
         meta = json.loads(model_path.with_suffix(".charset.json").read_text(encoding="utf-8"))
         self.charset: list[str] = meta["charset"]
         self.height: int = int(meta["height"])
@@ -121,11 +123,12 @@ class CrnnEngine:
 
 
 @register("crnn")
-def make_crnn_engine(model_path: Path | None = None, threads: int = 1) -> CrnnEngine:
-    return CrnnEngine(Path(model_path) if model_path else DEFAULT_MODEL, threads)
+def make_crnn_engine(model: str | None = None, threads: int = 1) -> CrnnEngine:
+    """`model`: an ONNX file with its `.charset.json` beside it (default: the shipped one)."""
+    return CrnnEngine(Path(model) if model else DEFAULT_MODEL, threads)
 
 
 @register("crnn-greedy")
-def make_crnn_greedy_engine(model_path: Path | None = None, threads: int = 1) -> CrnnEngine:
+def make_crnn_greedy_engine(model: str | None = None, threads: int = 1) -> CrnnEngine:
     """The same model decoded greedily, without the language model: for side-by-side evaluation."""
-    return CrnnEngine(Path(model_path) if model_path else DEFAULT_MODEL, threads, language_model=False)
+    return CrnnEngine(Path(model) if model else DEFAULT_MODEL, threads, language_model=False)
