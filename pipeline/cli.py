@@ -182,7 +182,8 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> N
 def train(
     config: Annotated[Path | None, typer.Option(
         help="Training recipe YAML (default models/crnn.yaml; with --from-corrections models/crnn-finetune.yaml).")] = None,
-    from_corrections: Annotated[Path | None, typer.Option(help="Fine-tune on this run's corrected cells.")] = None,
+    from_corrections: Annotated[Path | None, typer.Option(
+        help="Fine-tune the shipped model on this run's corrected cells (then: census run --engine crnn:ONNX).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     export: Annotated[Path | None, typer.Option(help="Where to write the ONNX model (default: in out_dir).")] = None,
 ) -> None:

@@ -295,6 +295,19 @@ def processed_to_original(rotation: np.ndarray, crop: BBox) -> list[list[float]]
     return combined[:2].round(6).tolist()
 
 
+def to_processed(result: PreprocessResult, bbox: BBox) -> BBox:
+    """The processed-image box whose bounds in original page pixels are `bbox` (`to_original` undone):
+    the rotated rectangle's centre maps back, and its sides solve bbox size = |rotation| · (width, height),
+    the bbox less the pixel its outward rounding added (one pixel off, a cell's crop can take in a rule)."""
+    matrix = np.asarray(result.to_original, dtype=np.float64)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[1, 0])
+    centre_x, centre_y = np.linalg.solve(matrix[:, :2], [(bbox.x0 + bbox.x1) / 2 - matrix[0, 2],
+                                                          (bbox.y0 + bbox.y1) / 2 - matrix[1, 2]])
+    width, height = np.linalg.solve([[cos, sin], [sin, cos]], [bbox.width - 1, bbox.height - 1])
+    return BBox(x0=int(round(centre_x - width / 2)), y0=int(round(centre_y - height / 2)),
+                x1=int(round(centre_x + width / 2)), y1=int(round(centre_y + height / 2)))
+
+
 def to_original(result: PreprocessResult, box: BBox) -> tuple[BBox, list[tuple[int, int]]]:
     """A processed-image box as its 4-corner polygon in original page pixels, and that polygon's bbox."""
     matrix = np.asarray(result.to_original, dtype=np.float64)

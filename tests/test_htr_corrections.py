@@ -1,4 +1,4 @@
-"""Reviewer corrections become fine-tuning samples: latest `corrected` value per cell, crop from the page."""
+"""Reviewer corrections become fine-tuning samples: latest `corrected` value per cell, cut as the recogniser read it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pipeline.htr.corrections import corrected_cells
 def make_run_with_corrections(run_dir: Path) -> None:
     import cv2
 
+    from pipeline.runner import page_image_path
     from pipeline.store import connect, create
     from pipeline.templates import available_templates, load_template
 
@@ -20,6 +21,8 @@ def make_run_with_corrections(run_dir: Path) -> None:
     cv2.putText(page, "fill", (40, 240), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 20, 3)
     run_dir.mkdir()
     cv2.imwrite(str(run_dir / "page.png"), page)
+    (run_dir / "images").mkdir()
+    cv2.imwrite(str(page_image_path(run_dir, "p")), page)  # the run keeps each page's image
     with connect(run_dir) as connection:
         create(connection, load_template(next(iter(available_templates().values()))))
         connection.execute("INSERT INTO pages (page_id, source, page_index, status) VALUES ('p', ?, 0, 'done')",
@@ -39,8 +42,8 @@ def make_run_with_corrections(run_dir: Path) -> None:
 def test_corrected_cells_are_latest_corrections_with_their_crops(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     make_run_with_corrections(run_dir)
-    crops, texts = corrected_cells(run_dir, 48)
-    assert texts == ["Rosa", "fill"]
+    crops, texts, pages = corrected_cells(run_dir, 48)
+    assert texts == ["Rosa", "fill"] and pages == ["p", "p"]
     assert all(crop.shape[0] == 48 and crop.dtype == np.uint8 for crop in crops)
     assert all(crop.min() < 100 for crop in crops)  # the written word is in the crop
 
@@ -62,7 +65,7 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     make_run_with_corrections(run_dir)
     cache = tmp_path / "cache"
     cache.mkdir()
-    crops, texts = corrected_cells(run_dir, 48)
+    crops, texts, _ = corrected_cells(run_dir, 48)
     pack(crops, texts, cache / "synthetic_val.npz")
     (cache / "split.json").write_text("{}")  # a cache is present: nothing to build
     shipped_meta = json.loads(shipped.with_suffix(".charset.json").read_text())
@@ -86,6 +89,20 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     exported_meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert exported_meta["charset"] == shipped_meta["charset"]  # fine-tuned, same charset
     assert exported_meta["width_scale"] == shipped_meta["width_scale"]  # and reads as wide
+    assert exported_meta["version"].startswith(shipped_meta["version"] + "-ft")  # its readings say which model
+    for suffix in (".lm.tsv.gz", ".calibration.json"):  # decodes and accepts as the shipped model does
+        assert onnx_path.with_suffix(suffix).read_bytes() == shipped.with_suffix(suffix).read_bytes()
+
+
+def test_a_tenth_of_the_corrected_cells_validate_by_whole_pages() -> None:
+    from pipeline.htr.corrections import validation_pages
+
+    pages = [f"page{n}" for n in range(20) for _ in range(10 + n)]
+    held = validation_pages(pages)
+    share = sum(page in held for page in pages) / len(pages)
+    assert held and 0.1 <= share < 0.2 and held == validation_pages(list(reversed(pages)))
+    assert validation_pages(["one"] * 50) == set()  # one page: nothing to spare, trained on all
+    assert len(validation_pages(["a"] * 40 + ["b"] * 40)) == 1
 
 
 def test_fine_tuning_without_the_shared_data_says_so_and_trains_on_synthetic_cells(tmp_path: Path, capsys) -> None:
@@ -109,3 +126,48 @@ def test_fine_tuning_without_the_shared_data_says_so_and_trains_on_synthetic_cel
     assert "no-such-data not found: no real handwritten lines" in capsys.readouterr().err
     assert sorted(path.name for path in (tmp_path / "cache").glob("*.npz")) == ["synthetic_train.npz", "synthetic_val.npz"]
     assert json.loads((tmp_path / "out" / "history.json").read_text())[-1]["samples"] > 0 and onnx_path.exists()
+
+
+class RecordingEngine:
+    """Reads nothing; keeps the crops it was given, as the recogniser received them."""
+
+    name, model = "recording", ""
+
+    def __init__(self) -> None:
+        self.crops: list[np.ndarray] = []
+
+    def recognize(self, crops):
+        from pipeline.models import Reading
+
+        self.crops.extend(crops)
+        return [Reading(text="x", confidence=0.5, engine=self.name) for _ in crops]
+
+
+def test_corrected_cells_are_cut_as_the_recogniser_read_them(tmp_path: Path) -> None:
+    """Stored boxes are in original page pixels; the recogniser read its crops from the deskewed page."""
+    import cv2
+
+    from pipeline.htr.corrections import read_crops
+    from pipeline.runner import plan, process_page
+    from pipeline.synth import generate_pages
+    from pipeline.templates import load_template
+
+    generate_pages(tmp_path / "scans", n_pages=1, seed=5, skew_max_deg=2.5)
+    (task,), _ = plan([tmp_path / "scans"])
+    engine, run_dir = RecordingEngine(), tmp_path / "run"
+    (run_dir / "images").mkdir(parents=True)
+    result = process_page(task, load_template("padro-catala-1930"), engine, run_dir)
+    assert abs(result.preprocess.skew_deg) > 0.3  # a skewed scan: original and read crops differ
+    read = [cell for cell in result.cells if cell.engine == "recording"]
+    cells = [{"cell_id": cell.cell_id, "page_id": cell.page_id, **cell.bbox.model_dump()} for cell in read]
+    again = read_crops(run_dir, cells)
+    assert len(again) == len(read) == len(engine.crops)
+    alike = []  # the page image is kept as JPEG: a few trims differ by its noise
+    for cell, crop in zip(read, engine.crops):
+        cut = again[cell.cell_id]
+        same_size = cv2.resize(cut, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_AREA)
+        alike.append(abs(cut.shape[0] - crop.shape[0]) <= 3 and abs(cut.shape[1] - crop.shape[1]) <= 3
+                     and np.abs(same_size.astype(int) - crop).mean() < 10)
+    assert np.mean(alike) >= 0.95
+    raw_widths = [cell.bbox.width - crop.shape[1] for cell, crop in zip(read, engine.crops)]
+    assert np.median(raw_widths) > 20  # the box as stored is far from what was read

@@ -11,7 +11,7 @@ import pytest
 from pipeline.evaluate import iou
 from pipeline.layout import cell_box, detect_grid
 from pipeline.models import BBox
-from pipeline.preprocess import ink_mask, preprocess, to_original
+from pipeline.preprocess import ink_mask, preprocess, to_original, to_processed
 from pipeline.synth.page import render_page
 from pipeline.templates import load_template
 
@@ -88,6 +88,18 @@ def test_to_original_clips_the_box_but_not_the_polygon(straight_page) -> None:
     box, polygon = to_original(result, BBox(x0=-500, y0=-500, x1=processed.shape[1] + 500, y1=40))
     assert (box.x0, box.y0) == (0, 0) and box.x1 == width
     assert min(x for x, _ in polygon) < 0
+
+
+@pytest.mark.parametrize("angle", [-3.0, 0.0, 1.4, 180.8])
+def test_to_processed_finds_the_cell_back_from_its_original_bounds(straight_page, angle: float) -> None:
+    """Cells are stored by their bounds in original page pixels; training on reviewed cells cuts them again
+    from the processed page, where the recogniser read them."""
+    result, processed = preprocess(_turn(straight_page[0], angle))
+    grid = detect_grid(processed)
+    for row, col in ((0, 0), (3, 2), (len(grid.row_bounds) - 3, len(grid.col_bounds) - 2)):
+        box = cell_box(grid, row, col)
+        found = to_processed(result, to_original(result, box)[0])
+        assert max(abs(found.x0 - box.x0), abs(found.y0 - box.y0), abs(found.x1 - box.x1), abs(found.y1 - box.y1)) <= 2
 
 
 @pytest.mark.skipif(not REAL_PAGES, reason="real register pages not in ../shared/data")

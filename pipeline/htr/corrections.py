@@ -1,13 +1,19 @@
-"""Reviewer-corrected cells of a run, as training samples for fine-tuning (`census train --from-corrections`)
-and as texts for the language model (`census lm --from-corrections`).
+"""Reviewer-corrected cells of a run: training samples for fine-tuning (`census train --from-corrections`),
+texts for the language model (`census lm --from-corrections`) and the training export
+(`census export --format training`).
 
-A cell's latest correction with status `corrected` gives its true literal text; the crop is cut from the
-original page (cells store their box in original page pixels) and normalised like every training crop.
+A cell's latest correction with status `corrected` and a text gives its true literal text. Its crop is
+cut as the recogniser cut the one it read: the run's page image preprocessed again (deskewed, cropped to
+the table, contrast normalised), the cell's box brought back from original page pixels, and
+`pipeline.cells.text_crop` (inset, rule remnants removed, trimmed to the writing). A crop cut from the
+original pixels instead would teach the model cells unlike those it reads.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,44 +21,79 @@ from pipeline.errors import UsageError
 from pipeline.htr.text import normalize_text
 
 LATEST_CORRECTIONS = """
-SELECT c.cell_id, c.x0, c.y0, c.x1, c.y1, p.source, p.page_index, k.new_value
-FROM corrections k
-JOIN (SELECT cell_id, MAX(corrected_at) AS latest FROM corrections GROUP BY cell_id) m
-  ON m.cell_id = k.cell_id AND m.latest = k.corrected_at
-JOIN cells c ON c.cell_id = k.cell_id
-JOIN pages p ON p.page_id = c.page_id
-WHERE k.new_status = 'corrected' AND COALESCE(k.new_value, '') != ''
-ORDER BY p.source, p.page_index
-"""
+    SELECT c.cell_id, c.page_id, c.field, c.machine_text, c.engine, c.model, c.x0, c.y0, c.x1, c.y1,
+           k.new_value AS text, k.reviewer, k.corrected_at, k.annotation_id
+    FROM cells c JOIN (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY cell_id ORDER BY corrected_at DESC, correction_id DESC) AS rank
+        FROM corrections) k ON k.cell_id = c.cell_id AND k.rank = 1
+    WHERE k.new_status = 'corrected' AND TRIM(k.new_value) != ''
+    ORDER BY c.page_id, c.row, c.col"""
 
 
-def _latest_corrections(run_dir: Path) -> list[tuple]:
-    from pipeline.store import connect
+def latest_corrections(run_dir: Path) -> list[dict[str, Any]]:
+    """Every cell whose latest correction is `corrected` with a text, with that text (`text`), by page."""
+    from pipeline import store
 
-    if not (Path(run_dir) / "census.sqlite").exists():
-        raise UsageError(f"no census.sqlite in {run_dir}")
-    with connect(Path(run_dir), readonly=True) as connection:
-        return connection.execute(LATEST_CORRECTIONS).fetchall()
+    if not (Path(run_dir) / store.STORE_NAME).is_file():
+        raise UsageError(f"no store at {Path(run_dir) / store.STORE_NAME}: run `census run` first")
+    with store.connect(Path(run_dir), readonly=True) as connection:
+        return [dict(row) for row in connection.execute(LATEST_CORRECTIONS)]
 
 
 def corrected_texts(run_dir: Path) -> list[str]:
     """The corrected text of every cell whose latest correction is `corrected`."""
-    return [text for text in (normalize_text(row[-1]) for row in _latest_corrections(run_dir)) if text]
+    return [text for text in (normalize_text(cell["text"]) for cell in latest_corrections(run_dir)) if text]
 
 
-def corrected_cells(run_dir: Path, height: int) -> tuple[list[np.ndarray], list[str]]:
-    """Normalised crops and corrected texts of every cell whose latest correction is `corrected`."""
+def read_crops(run_dir: Path, cells: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The crop the recogniser read for each of `cells` (by cell id); cells of a page whose image the run
+    no longer has are left out, with a message."""
+    import cv2
+
+    from pipeline.cells import text_crop
+    from pipeline.models import BBox
+    from pipeline.preprocess import preprocess, to_processed
+    from pipeline.runner import page_image_path
+
+    crops = {}
+    for page_id in dict.fromkeys(cell["page_id"] for cell in cells):
+        path = page_image_path(Path(run_dir), page_id)
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+        if image is None:
+            print(f"page image {path} is missing: its corrected cells are left out", file=sys.stderr)
+            continue
+        prep, processed = preprocess(image)
+        for cell in (cell for cell in cells if cell["page_id"] == page_id):
+            box = BBox(**{key: cell[key] for key in ("x0", "y0", "x1", "y1")})
+            crop = text_crop(processed, to_processed(prep, box))
+            if crop.size:
+                crops[cell["cell_id"]] = crop
+    return crops
+
+
+def corrected_cells(run_dir: Path, height: int) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """Normalised crops, corrected texts and page ids of every cell whose latest correction is `corrected`."""
     from pipeline.htr.preprocess import normalize_crop
-    from pipeline.ingest import load_page
 
-    rows = _latest_corrections(run_dir)
-    crops, texts, loaded = [], [], (None, None)
-    for _cell, x0, y0, x1, y1, source, page_index, text in rows:
-        if loaded[0] != (source, page_index):
-            loaded = ((source, page_index), load_page(Path(source), page_index)[1])
-        page = loaded[1]
-        crop = page[max(0, y0):y1, max(0, x0):x1]
-        if crop.size and normalize_text(text):
-            crops.append(normalize_crop(crop, height))
-            texts.append(normalize_text(text))
-    return crops, texts
+    cells = [cell for cell in latest_corrections(run_dir) if normalize_text(cell["text"])]
+    crops = read_crops(run_dir, cells)
+    kept = [cell for cell in cells if cell["cell_id"] in crops]
+    return ([normalize_crop(crops[cell["cell_id"]], height) for cell in kept],
+            [normalize_text(cell["text"]) for cell in kept], [cell["page_id"] for cell in kept])
+
+
+def validation_pages(pages: list[str], share: float = 0.1) -> set[str]:
+    """Pages whose corrected cells validate a fine-tuning instead of training it: in sha1 order, until they
+    hold `share` of the cells (at least one page; none when all the cells are on one page). Whole pages,
+    so that the validation cells are not the training cells' neighbours."""
+    import hashlib
+
+    counts = {page: pages.count(page) for page in dict.fromkeys(pages)}
+    if len(counts) < 2:
+        return set()
+    held: set[str] = set()
+    for page in sorted(counts, key=lambda page: hashlib.sha1(page.encode()).hexdigest()):
+        held.add(page)
+        if sum(counts[page] for page in held) >= share * len(pages):
+            return held
+    return held

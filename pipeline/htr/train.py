@@ -254,8 +254,10 @@ def log(message: str) -> None:
 
 
 def train(config: TrainConfig, device_name: str = "auto", extra: dict[str, Source] | None = None,
-          init_checkpoint: Path | None = None) -> Path:
-    """Run training as configured; returns the path of the best checkpoint (`<out_dir>/best.pt`)."""
+          init_checkpoint: Path | None = None, extra_val: dict[str, Source] | None = None) -> Path:
+    """Run training as configured; returns the path of the best checkpoint (`<out_dir>/best.pt`). `extra`
+    and `extra_val` add sources to the cache's (training weight 0.3 unless `weights` names them; a
+    validation source counts in the score as `val_weights` says)."""
     import torch
 
     torch.manual_seed(config.seed)
@@ -270,7 +272,7 @@ def train(config: TrainConfig, device_name: str = "auto", extra: dict[str, Sourc
     names = list(config.weights)
     shape = (config.model.height, config.max_width, config.model.width_scale)
     train_sources = load_sources(Path(config.cache_dir), "train", names, *shape) | (extra or {})
-    val_sources = load_sources(Path(config.cache_dir), "val", names, *shape)
+    val_sources = load_sources(Path(config.cache_dir), "val", names, *shape) | (extra_val or {})
     if not train_sources:
         from pipeline.errors import UsageError
 
@@ -427,8 +429,9 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
     """`census train`: build the data cache if missing, train, export ONNX (to `export_to` if given).
 
     With `from_corrections`, the run's reviewer-corrected cells join the training mix as a source of
-    their own and training starts from the shipped model's weights (fine-tuning, by default with the
-    gentle `crnn-finetune.yaml` recipe); without a recipe, stage 1 of the shipped model's."""
+    their own (a tenth of them, whole pages, validating instead) and training starts from the shipped model's
+    weights (fine-tuning, by default with the gentle `crnn-finetune.yaml` recipe), exported with the shipped
+    model's language model and calibration; without a recipe, stage 1 of the shipped model's."""
     from pipeline.htr.cache import build_page_cells_cache, build_real_cache, build_synthetic_cache
     from pipeline.htr.export import export_onnx
     from pipeline.recognize.crnn import MODELS_DIR
@@ -449,15 +452,48 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
         build_page_cells_cache(cache, config.cache_height, config.page_cells_train, config.page_cells_val,
                                config.synthetic_seed)
     init = Path(config.init) if config.init else None
-    extra = None
-    if from_corrections is not None:
-        from pipeline.htr.corrections import corrected_cells
+    if from_corrections is None:
+        return export_onnx(train(config, device, init_checkpoint=init), export_to or Path(config.out_dir) / "crnn.onnx")
+    init = init or MODELS_DIR / "crnn.pt"
+    config = with_checkpoint_input(config, init)  # fine-tune the model as it was trained and reads
+    extra, extra_val = corrections_sources(from_corrections, config)
+    best = train(config, device, extra=extra, init_checkpoint=init, extra_val=extra_val)
+    return export_fine_tuned(best, export_to or Path(config.out_dir) / "crnn.onnx", init)
 
-        init = init or MODELS_DIR / "crnn.pt"
-        config = with_checkpoint_input(config, init)  # fine-tune the model as it was trained and reads
-        crops, texts = corrected_cells(from_corrections, config.model.height)
-        log(f"{len(texts)} corrected cells from {from_corrections}")
-        extra = {"corrections": Source([resize_to_height(c, config.model.height, config.max_width, config.model.width_scale)
-                                        for c in crops], texts)}
-    best = train(config, device, extra=extra, init_checkpoint=init)
-    return export_onnx(best, export_to or Path(config.out_dir) / "crnn.onnx")
+
+def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Source], dict[str, Source]]:
+    """The run's corrected cells as a training source, less the pages that validate the fine-tuning (the
+    recipe's `val_weights` give them their weight in the score that picks the kept weights)."""
+    from pipeline.htr.corrections import corrected_cells, validation_pages
+
+    crops, texts, pages = corrected_cells(run_dir, config.model.height)
+    held = validation_pages(pages)
+    resized = [resize_to_height(crop, config.model.height, config.max_width, config.model.width_scale) for crop in crops]
+
+    def source(validation: bool) -> Source:
+        chosen = [i for i, page in enumerate(pages) if (page in held) == validation]
+        return Source([resized[i] for i in chosen], [texts[i] for i in chosen])
+
+    training, validation = source(False), source(True)
+    log(f"{len(texts)} corrected cells from {run_dir}: {len(training.texts)} to train on, "
+        f"{len(validation.texts)} of {len(held)} page(s) to validate on")
+    return {"corrections": training}, ({"corrections": validation} if validation.texts else {})
+
+
+def export_fine_tuned(best: Path, onnx_path: Path, init: Path) -> Path:
+    """Export a fine-tuned model under its own version (the base model's, `-ft` and the date: every value it
+    reads says so) with the base model's language model and calibration beside it, so that
+    `--engine crnn:ONNX` decodes and accepts as the base model does (`census calibrate --model ONNX` refits
+    the calibration on ground truth)."""
+    import shutil
+    from datetime import date
+
+    from pipeline.htr.export import export_onnx
+
+    base_meta = init.with_suffix(".charset.json")
+    base = json.loads(base_meta.read_text(encoding="utf-8"))["version"] if base_meta.exists() else init.stem
+    export_onnx(best, onnx_path, version=f"{base}-ft{date.today():%Y%m%d}")
+    for suffix in (".lm.tsv.gz", ".calibration.json"):
+        if init.with_suffix(suffix).exists():
+            shutil.copyfile(init.with_suffix(suffix), onnx_path.with_suffix(suffix))
+    return onnx_path
