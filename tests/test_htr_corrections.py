@@ -94,6 +94,22 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
         assert onnx_path.with_suffix(suffix).read_bytes() == shipped.with_suffix(suffix).read_bytes()
 
 
+def test_fine_tuning_a_run_without_corrected_cells_is_a_usage_error(tmp_path: Path) -> None:
+    import pytest
+
+    from pipeline.errors import UsageError
+    from pipeline.htr.train import TrainConfig, corrections_sources
+    from pipeline.store import connect
+
+    run_dir = tmp_path / "run"
+    make_run_with_corrections(run_dir)
+    with connect(run_dir) as connection:
+        connection.execute("UPDATE corrections SET new_status = 'illegible'")
+        connection.commit()
+    with pytest.raises(UsageError, match="no corrected cells"):
+        corrections_sources(run_dir, TrainConfig())
+
+
 def test_a_tenth_of_the_corrected_cells_validate_by_whole_pages() -> None:
     from pipeline.htr.corrections import validation_pages
 
@@ -171,3 +187,20 @@ def test_corrected_cells_are_cut_as_the_recogniser_read_them(tmp_path: Path) -> 
     assert np.mean(alike) >= 0.95
     raw_widths = [cell.bbox.width - crop.shape[1] for cell, crop in zip(read, engine.crops)]
     assert np.median(raw_widths) > 20  # the box as stored is far from what was read
+
+
+def test_the_new_hand_benchmark_answers_the_whole_review_queue_from_the_ground_truth(tmp_path: Path) -> None:
+    from pipeline import store
+    from pipeline.evaluate import groundtruth_for, load_truth
+    from pipeline.htr.newhand import TEMPLATE, render, review_from_truth
+    from pipeline.runner import RunOptions, run
+
+    scans = render(tmp_path / "scans", 1, 21, "DancingScript-Regular")
+    run([scans], RunOptions(out=tmp_path / "run", template=TEMPLATE, engine="null", workers=1), progress=False)
+    assert review_from_truth(tmp_path / "run") > 100
+    truth = load_truth(groundtruth_for(next(scans.glob("*.png")), 0, multi_page=False))
+    with store.connect(tmp_path / "run", readonly=True) as connection:
+        left = connection.execute("SELECT COUNT(*) FROM cells WHERE status = 'needs_review'").fetchone()[0]
+        corrected = {row[0] for row in connection.execute("SELECT text FROM cells WHERE status = 'corrected'")}
+    assert left <= 0.05 * len(truth)  # only cells the layout found without a ground-truth match
+    assert len(corrected & {cell.text for cell in truth}) > 20

@@ -106,6 +106,8 @@ def main() -> None:
     run_dir = args.out / "run"
     run([review_scans], RunOptions(out=run_dir, template=TEMPLATE))
     corrections = review_from_truth(run_dir)
+    if not corrections:
+        sys.exit(f"newhand: no queued cell of {run_dir} matched a ground-truth cell (see its failures.jsonl)")
     print(f"newhand: {corrections} corrections recorded in {run_dir}", file=sys.stderr)
     model = run_training(recipe(args.config, args.out / "train"), run_dir, "auto", args.out / "model" / "crnn.onnx")
     print(json.dumps({"hand": args.hand, "review_pages": args.review_pages, "corrections": corrections,

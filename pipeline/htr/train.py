@@ -467,6 +467,11 @@ def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, S
     from pipeline.htr.corrections import corrected_cells, validation_pages
 
     crops, texts, pages = corrected_cells(run_dir, config.model.height)
+    if not texts:
+        from pipeline.errors import UsageError
+
+        raise UsageError(f"no corrected cells in {run_dir}: nothing to learn (review some with `census review`, "
+                         "then `census review pull`)")
     held = validation_pages(pages)
     resized = [resize_to_height(crop, config.model.height, config.max_width, config.model.width_scale) for crop in crops]
 
