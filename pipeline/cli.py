@@ -32,7 +32,7 @@ def run(
     template: Annotated[str, typer.Option(help="Template name (`census templates`) or YAML path.")] = (
         "padro-catala-1930"),
     engine: Annotated[str, typer.Option(help="Recognition engine: crnn, tesseract, trocr, null; NAME:MODEL picks "
-                                             "its model, e.g. crnn:runs/train-crnn-finetune/crnn.onnx.")] = "crnn",
+                                             "its model, e.g. crnn:runs/train-crnn-finetune/RUN-970-cells/crnn.onnx.")] = "crnn",
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     executor: Annotated[str, typer.Option(help="local (process pool) or dask.")] = "local",
     scheduler: Annotated[str | None, typer.Option(

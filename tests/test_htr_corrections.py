@@ -84,7 +84,8 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     expected_width = round(crops[0].shape[1] * shipped_meta["model"]["width_scale"])
     assert config_used.model.to_dict() == shipped_meta["model"]
     assert extra["corrections"].crops[0].shape == (48, expected_width)  # the corrections as the model reads them
-    history = json.loads((tmp_path / "out" / "history.json").read_text())
+    assert onnx_path.parent == tmp_path / "out" / "run-2-cells"  # a folder per run and set of corrections
+    history = json.loads((onnx_path.parent / "history.json").read_text())
     assert history[-1]["samples"] > 0 and onnx_path.exists()
     exported_meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert exported_meta["charset"] == shipped_meta["charset"]  # fine-tuned, same charset
@@ -92,6 +93,13 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     assert exported_meta["version"].startswith(shipped_meta["version"] + "-ft")  # its readings say which model
     for suffix in (".lm.tsv.gz", ".calibration.json"):  # decodes and accepts as the shipped model does
         assert onnx_path.with_suffix(suffix).read_bytes() == shipped.with_suffix(suffix).read_bytes()
+    from pipeline.store import connect
+
+    with connect(run_dir) as connection:  # one more cell reviewed: the next fine-tuning starts afresh
+        connection.execute("INSERT INTO corrections (cell_id, new_value, new_status, corrected_at, source) "
+                           "VALUES ('p:r2:c0', 'x', 'corrected', '2026-01-03T10:00', 'test')")
+        connection.commit()
+    assert run_training(tmp_path / "ft.yaml", from_corrections=run_dir, device="cpu").parent.name == "run-3-cells"
 
 
 def test_fine_tuning_a_run_without_corrected_cells_is_a_usage_error(tmp_path: Path) -> None:
@@ -141,7 +149,7 @@ def test_fine_tuning_without_the_shared_data_says_so_and_trains_on_synthetic_cel
     onnx_path = run_training(tmp_path / "ft.yaml", from_corrections=run_dir, device="cpu")
     assert "no-such-data not found: no real handwritten lines" in capsys.readouterr().err
     assert sorted(path.name for path in (tmp_path / "cache").glob("*.npz")) == ["synthetic_train.npz", "synthetic_val.npz"]
-    assert json.loads((tmp_path / "out" / "history.json").read_text())[-1]["samples"] > 0 and onnx_path.exists()
+    assert json.loads((onnx_path.parent / "history.json").read_text())[-1]["samples"] > 0 and onnx_path.exists()
 
 
 class RecordingEngine:

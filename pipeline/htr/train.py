@@ -457,6 +457,10 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
     init = init or MODELS_DIR / "crnn.pt"
     config = with_checkpoint_input(config, init)  # fine-tune the model as it was trained and reads
     extra, extra_val = corrections_sources(from_corrections, config)
+    # one folder per run and set of corrections: an interrupted fine-tuning resumes, a later one (another
+    # run, or more cells reviewed since) starts afresh instead of finding the last one finished
+    cells = len(extra["corrections"].texts) + sum(len(source.texts) for source in extra_val.values())
+    config = replace(config, out_dir=str(Path(config.out_dir) / f"{Path(from_corrections).resolve().name}-{cells}-cells"))
     best = train(config, device, extra=extra, init_checkpoint=init, extra_val=extra_val)
     return export_fine_tuned(best, export_to or Path(config.out_dir) / "crnn.onnx", init)
 

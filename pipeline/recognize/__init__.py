@@ -3,8 +3,9 @@
 An engine takes grey-scale crops (uint8 numpy arrays, dark ink on light paper) and returns
 one `Reading` per crop. Register a new engine with `@register("name")` on a factory; the
 factory is only called (and its heavy libraries imported) when the engine is first used.
-An engine is named alone (its default model) or as `NAME:MODEL`, e.g. `crnn:runs/train-crnn-finetune/crnn.onnx`
-(a fine-tuned model) or `trocr:microsoft/trocr-base-handwritten`: MODEL goes to the factory's `model` option.
+An engine is named alone (its default model) or as `NAME:MODEL`, e.g. a fine-tuned model,
+`crnn:runs/train-crnn-finetune/RUN-970-cells/crnn.onnx`, or `trocr:microsoft/trocr-base-handwritten`:
+MODEL goes to the factory's `model` option.
 """
 
 from __future__ import annotations
