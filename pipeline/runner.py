@@ -79,6 +79,15 @@ def page_image_path(run_dir: Path, page_id: str) -> Path:
     return run_dir / "images" / f"{page_id}.jpg"
 
 
+def load_page_image(run_dir: Path, page_id: str) -> np.ndarray | None:
+    """The page image the run kept (grey), or None with a message when it is gone."""
+    path = page_image_path(Path(run_dir), page_id)
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    if image is None:
+        print(f"page image {path} is missing; its cells are skipped", file=sys.stderr)
+    return image
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write to a temporary file then rename: readers never see a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)

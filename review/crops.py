@@ -51,16 +51,6 @@ def cut(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
 
 
-def load_page(run_dir: Path, page_id: str) -> np.ndarray | None:
-    import cv2
-
-    path = page_image_path(run_dir, page_id)
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
-    if image is None:
-        print(f"review: page image {path} is missing; its cells are skipped", file=sys.stderr)
-    return image
-
-
 def save(path: Path, image: np.ndarray, extension: str, parameters: list[int]) -> None:
     """Encode in memory then write: much faster than cv2.imwrite for thousands of small files."""
     import cv2
@@ -88,6 +78,8 @@ def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str
     """
     import cv2
 
+    from pipeline.runner import load_page_image
+
     by_page: dict[str, list[dict]] = {}
     for cell in cells:
         by_page.setdefault(cell["page_id"], []).append(cell)
@@ -95,7 +87,7 @@ def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str
     (Path(run_dir) / ROWS_DIR).mkdir(parents=True, exist_ok=True)
     written: set[str] = set()
     for page_id, page_cells in by_page.items():
-        image = load_page(run_dir, page_id)
+        image = load_page_image(run_dir, page_id)
         if image is None:
             continue
         for row in {cell["row"] for cell in page_cells}:

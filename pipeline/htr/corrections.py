@@ -11,7 +11,6 @@ original pixels instead would teach the model cells unlike those it reads.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +47,21 @@ def corrected_texts(run_dir: Path) -> list[str]:
 def read_crops(run_dir: Path, cells: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """The crop the recogniser read for each of `cells` (by cell id); cells of a page whose image the run
     no longer has are left out, with a message."""
-    import cv2
-
     from pipeline.cells import text_crop
     from pipeline.models import BBox
     from pipeline.preprocess import preprocess, to_processed
-    from pipeline.runner import page_image_path
+    from pipeline.runner import load_page_image
 
+    by_page: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        by_page.setdefault(cell["page_id"], []).append(cell)
     crops = {}
-    for page_id in dict.fromkeys(cell["page_id"] for cell in cells):
-        path = page_image_path(Path(run_dir), page_id)
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+    for page_id, page_cells in by_page.items():
+        image = load_page_image(Path(run_dir), page_id)
         if image is None:
-            print(f"page image {path} is missing: its corrected cells are left out", file=sys.stderr)
             continue
         prep, processed = preprocess(image)
-        for cell in (cell for cell in cells if cell["page_id"] == page_id):
+        for cell in page_cells:
             box = BBox(**{key: cell[key] for key in ("x0", "y0", "x1", "y1")})
             crop = text_crop(processed, to_processed(prep, box))
             if crop.size:
@@ -87,13 +85,16 @@ def validation_pages(pages: list[str], share: float = 0.1) -> set[str]:
     hold `share` of the cells (at least one page; none when all the cells are on one page). Whole pages,
     so that the validation cells are not the training cells' neighbours."""
     import hashlib
+    from collections import Counter
 
-    counts = {page: pages.count(page) for page in dict.fromkeys(pages)}
+    counts = Counter(pages)
     if len(counts) < 2:
         return set()
     held: set[str] = set()
+    cells = 0
     for page in sorted(counts, key=lambda page: hashlib.sha1(page.encode()).hexdigest()):
         held.add(page)
-        if sum(counts[page] for page in held) >= share * len(pages):
-            return held
+        cells += counts[page]
+        if cells >= share * len(pages):
+            break
     return held
