@@ -78,3 +78,25 @@ def test_an_engine_named_with_its_model_reads_with_that_model(cells, tmp_path) -
     (tmp_path / "tuned.charset.json").unlink()
     with pytest.raises(UsageError, match="charset"):
         get_engine(f"crnn:{tmp_path / 'tuned.onnx'}")
+
+
+def test_the_model_file_says_how_far_crops_are_straightened(cells, tmp_path) -> None:
+    """The charset file's `deslant` (the share of each crop's lean sheared away) is how the engine reads."""
+    import json
+    import shutil
+
+    from pipeline.htr.preprocess import normalize_crop
+
+    meta = json.loads(DEFAULT_MODEL.with_suffix(".charset.json").read_text(encoding="utf-8"))
+    crops = cells[0][:8]
+    features = {}
+    for share in (0.0, 1.0):
+        shutil.copyfile(DEFAULT_MODEL, tmp_path / f"share{share}.onnx")
+        (tmp_path / f"share{share}.charset.json").write_text(json.dumps(meta | {"deslant": share}), encoding="utf-8")
+        engine = get_engine(f"crnn:{tmp_path / f'share{share}.onnx'}")
+        assert engine.deslant == share
+        features[share] = [engine.decode([crop])[0][2] for crop in crops]  # one at a time: same batch padding
+        for crop, read in zip(crops, features[share]):
+            image = normalize_crop(crop, engine.height, width_scale=engine.width_scale, deslant=share)
+            np.testing.assert_allclose(read, engine._run([image])[0][2])
+    assert not np.allclose(np.array(features[0.0]), np.array(features[1.0]))  # the shear changes what is read

@@ -97,6 +97,37 @@ def test_crop_line_paints_outside_the_polygon_paper_white() -> None:
     assert crop[0, 0] == 200 and crop[5, 5] == 200  # inside: the page's own pixels
 
 
+@pytest.mark.parametrize("lean", [-0.3, 0.0, 0.3])
+def test_upright_shears_the_writing_upright_whatever_its_slant(lean: float) -> None:
+    from pipeline.htr.preprocess import normalize_crop, slant, upright
+    from pipeline.htr.synthetic import font_split
+    from pipeline.synth.fonts import render_text
+
+    for font in font_split()["train"][:3]:
+        def written(shear: float) -> np.ndarray:
+            return render_text("Josep Martí i Puig", font, 40, np.random.default_rng(1), slant=shear, stroke=0)
+
+        crop, leaning_more = normalize_crop(written(lean), 48), normalize_crop(written(lean + 0.2), 48)
+        assert slant(leaning_more) > slant(crop)  # the measure follows the writing's lean
+        straightened = upright(crop)
+        assert abs(slant(straightened)) < 0.08, font.name
+        assert straightened.shape[0] == 48 and straightened.shape[1] >= crop.shape[1]
+        assert straightened[:, :3].min() > 200 and straightened[:, -3:].min() > 200  # padded with paper
+        assert np.array_equal(normalize_crop(written(lean), 48, deslant=1.0), straightened)
+        assert abs(slant(upright(crop, 0.5)) - slant(crop) / 2) < 0.08  # a share of the lean: half as steep
+
+
+def test_a_model_that_reads_upright_is_trained_on_upright_crops() -> None:
+    from pipeline.htr.model import ModelConfig
+    from pipeline.htr.preprocess import upright
+    from pipeline.htr.train import model_input, resize_to_height
+
+    crop = _tiny_lines()[0][1]
+    as_read = ModelConfig(height=16, width_scale=1.3, deslant=0.3)
+    assert np.array_equal(model_input(crop, as_read, 400), upright(resize_to_height(crop, 16, 400, 1.3), 0.3))
+    assert np.array_equal(model_input(crop, ModelConfig(height=16, width_scale=1.3), 400), resize_to_height(crop, 16, 400, 1.3))
+
+
 def test_split_keeps_wills_together_and_is_deterministic() -> None:
     stems = {"poilus": [f"will_{w:03d}-{p}" for w in range(30) for p in range(3)], "reg": [f"p{i}" for i in range(40)]}
     split = make_split(stems, {"poilus": (5, 3), "reg": (6, 2)})
@@ -192,7 +223,8 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
 
     config = TrainConfig(cache_dir=str(tiny_cache), out_dir=str(tmp_path / "run"), model=_tiny_config(),
                          weights={"synthetic": 1.0}, val_weights={"synthetic": 1.0}, batch_size=4,
-                         time_budget_s=3.0, validate_every_s=1.0, threads=1, read_width_scale=1.25)
+                         time_budget_s=3.0, validate_every_s=1.0, threads=1, read_width_scale=1.25,
+                         read_deslant=0.3)
     best = train(config, "cpu")
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert best.exists() and history and history[-1]["synthetic"] >= 0
@@ -205,7 +237,9 @@ def test_training_loop_checkpoints_resumes_and_exports_onnx(tiny_cache: Path, tm
     meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert meta["height"] == 16 and meta["version"] == "tiny-test"
     assert meta["width_scale"] == 1.25 and meta["model"]["width_scale"] == 1.0  # reads wider than it trained
-    assert torch.load(onnx_path.with_suffix(".pt"), weights_only=False)["read_width_scale"] == 1.25  # for fine-tuning
+    assert meta["deslant"] == 0.3 and meta["model"]["deslant"] == 0.0  # and straighter
+    slim = torch.load(onnx_path.with_suffix(".pt"), weights_only=False)
+    assert slim["read_width_scale"] == 1.25 and slim["read_deslant"] == 0.3  # for fine-tuning
     model, _, _, _ = load_checkpoint(best)
     images = np.random.default_rng(0).random((3, 1, 16, 92)).astype(np.float32)
     with torch.no_grad():
@@ -366,7 +400,7 @@ def test_shipped_recipe_stages_parse_and_chain() -> None:
         assert stage.init == f"{previous.out_dir}/best.pt"
         architecture = {**stage.model.to_dict(), "width_scale": previous.model.width_scale}
         assert architecture == previous.model.to_dict()  # same weights' shapes (stage 2 widens the input)
-    assert stages[-1].width_jitter > 0
+    assert stages[-1].width_jitter > 0 and 0 < stages[-1].read_deslant < 1  # read a little straighter than trained
     assert stages[-1].cache_dir != stages[0].cache_dir and stages[-1].extra_fonts  # its own fresh cells
     assert stages[-1].page_cells_train and "pages" in stages[-1].weights  # and cells cut from whole pages
     fine_tuning = TrainConfig.from_yaml(models / "crnn-finetune.yaml")  # --from-corrections: from the shipped weights

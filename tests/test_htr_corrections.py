@@ -90,6 +90,7 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     exported_meta = json.loads(onnx_path.with_suffix(".charset.json").read_text())
     assert exported_meta["charset"] == shipped_meta["charset"]  # fine-tuned, same charset
     assert exported_meta["width_scale"] == shipped_meta["width_scale"]  # and reads as wide
+    assert exported_meta["deslant"] == shipped_meta["deslant"] > 0  # and as straight
     assert exported_meta["version"].startswith(shipped_meta["version"] + "-ft")  # its readings say which model
     for suffix in (".lm.tsv.gz", ".calibration.json"):  # decodes and accepts as the shipped model does
         assert onnx_path.with_suffix(suffix).read_bytes() == shipped.with_suffix(suffix).read_bytes()

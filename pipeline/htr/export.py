@@ -2,7 +2,8 @@
 
 The ONNX graph takes `images` (`N x 1 x H x W`, dynamic N and W) and returns `log_probs`
 (`N x W/4 x C`), computed in int8 (see `quantize_int8`). The charset file also
-records the input height, width stretch (the recipe's `read_width_scale` when it sets one) and stride,
+records the input height, width stretch (the recipe's `read_width_scale` when it sets one), the share of
+each crop's lean it straightens (`deslant`; the recipe's `read_deslant` when it sets one) and the stride,
 so the engine normalises crops as the recipe says. A slimmed `<name>.pt` (weights only, no optimizer)
 is kept beside them for fine-tuning (`census train --from-corrections`).
 """
@@ -43,7 +44,7 @@ def _without_quantizer_advice():
 CALIBRATION_CELLS = 200  # synthetic cells in the training fonts whose activations set the int8 ranges
 
 
-def quantize_int8(onnx_path: Path, height: int, width_scale: float) -> None:
+def quantize_int8(onnx_path: Path, height: int, width_scale: float, deslant: float = 0.0) -> None:
     """Int8 inference: convolutions quantised statically (activation ranges measured on synthetic cells in the
     training fonts, per-channel weights), LSTM and linear layers dynamically.
 
@@ -58,7 +59,7 @@ def quantize_int8(onnx_path: Path, height: int, width_scale: float) -> None:
     from pipeline.htr.synthetic import font_split, synthetic_cells
 
     crops, _ = synthetic_cells(CALIBRATION_CELLS, font_split()["train"], seed=0)
-    batches = iter([{"images": 1.0 - normalize_crop(crop, height, width_scale=width_scale)[None, None] / np.float32(255)}
+    batches = iter([{"images": 1.0 - normalize_crop(crop, height, width_scale=width_scale, deslant=deslant)[None, None] / np.float32(255)}
                     for crop in crops])
 
     class Cells(CalibrationDataReader):
@@ -87,14 +88,16 @@ def export_onnx(checkpoint: Path, onnx_path: Path, version: str = "", quantize: 
                       dynamic_axes={"images": {0: "batch", 3: "width"}, "log_probs": {0: "batch", 1: "frames"}},
                       opset_version=17, dynamo=False)
     width_scale = payload.get("read_width_scale") or config.width_scale  # the recipe may read wider than it trained
+    deslant = config.deslant if payload.get("read_deslant") is None else payload["read_deslant"]  # or straighter
     if quantize:
-        quantize_int8(onnx_path, config.height, width_scale)
-    meta = {"charset": charset, "height": config.height, "width_scale": width_scale,
+        quantize_int8(onnx_path, config.height, width_scale, deslant)
+    meta = {"charset": charset, "height": config.height, "width_scale": width_scale, "deslant": deslant,
             "width_stride": WIDTH_STRIDE, "version": version or onnx_path.stem, "model": config.to_dict()}
     onnx_path.with_suffix(".charset.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
     # half-precision weights: half the size in git, and fine-tuning starts from them in fp32 anyway
     weights = {key: value.half() if value.is_floating_point() else value for key, value in payload["state_dict"].items()}
     slim = {"model_config": payload["model_config"], "read_width_scale": payload.get("read_width_scale"),
+            "read_deslant": payload.get("read_deslant"),
             "charset": charset, "state_dict": weights,
             "optimizer": None, "state": {"history": payload.get("state", {}).get("history", [])}}
     torch.save(slim, onnx_path.with_suffix(".pt"))

@@ -22,6 +22,7 @@ class ModelConfig:
     lstm_layers: int = 2
     dropout: float = 0.25
     width_scale: float = 1.0  # horizontal stretch of the input: more CTC frames per (small, cursive) letter
+    deslant: float = 0.0  # share of each crop's lean sheared away before the model sees it (1: upright; `upright`)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -61,6 +61,8 @@ class TrainConfig:
     # the input stretch the exported model reads at (default: model.width_scale, as trained); a model trained
     # with width jitter can read best a little wider than its training centre (chosen on validation lines)
     read_width_scale: float | None = None
+    # the share of each crop's lean the exported model straightens (default: model.deslant, as trained)
+    read_deslant: float | None = None
     cache_height: int = 48
     # > 0: validate and keep an exponential moving average of the weights (decay per step) rather than the
     # last step's weights, which a small batch on the CPU leaves noisy
@@ -89,15 +91,23 @@ def resize_to_height(crop: np.ndarray, height: int, max_width: int, width_scale:
     return crop if crop.shape == (height, width) else cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def load_sources(cache_dir: Path, split: str, names: list[str], height: int, max_width: int,
-                 width_scale: float = 1.0) -> dict[str, Source]:
-    """The cache's sources for `split`, resized once to the model's input height (and width stretch)."""
+def model_input(crop: np.ndarray, model: ModelConfig, max_width: int) -> np.ndarray:
+    """A normalised crop (any height) as the model reads it: its input height and width stretch, and
+    straightened by the model's `deslant` share (as `normalize_crop` does at inference)."""
+    from pipeline.htr.preprocess import upright
+
+    resized = resize_to_height(crop, model.height, max_width, model.width_scale)
+    return upright(resized, model.deslant) if model.deslant else resized
+
+
+def load_sources(cache_dir: Path, split: str, names: list[str], model: ModelConfig, max_width: int) -> dict[str, Source]:
+    """The cache's sources for `split`, made once into the model's input (`model_input`)."""
     sources = {}
     for name in names:
         path = cache_dir / f"{name}_{split}.npz"
         if path.exists():
             crops, texts = unpack(path)
-            sources[name] = Source([resize_to_height(crop, height, max_width, width_scale) for crop in crops], texts)
+            sources[name] = Source([model_input(crop, model, max_width) for crop in crops], texts)
     return sources
 
 
@@ -233,6 +243,7 @@ def save_checkpoint(path: Path, model, optimizer, config: TrainConfig, charset: 
     import torch
 
     payload = {"model_config": config.model.to_dict(), "read_width_scale": config.read_width_scale,
+               "read_deslant": config.read_deslant,
                "charset": charset, "state_dict": model.state_dict(),
                "optimizer": optimizer.state_dict() if optimizer is not None else None, "state": state,
                "average": average.state_dict() if average is not None else None}
@@ -246,7 +257,8 @@ def with_checkpoint_input(config: TrainConfig, path: Path) -> TrainConfig:
     import torch
 
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    return replace(config, model=ModelConfig(**payload["model_config"]), read_width_scale=payload.get("read_width_scale"))
+    return replace(config, model=ModelConfig(**payload["model_config"]), read_width_scale=payload.get("read_width_scale"),
+                   read_deslant=payload.get("read_deslant"))
 
 
 def log(message: str) -> None:
@@ -270,9 +282,8 @@ def train(config: TrainConfig, device_name: str = "auto", extra: dict[str, Sourc
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(config.weights)
-    shape = (config.model.height, config.max_width, config.model.width_scale)
-    train_sources = load_sources(Path(config.cache_dir), "train", names, *shape) | (extra or {})
-    val_sources = load_sources(Path(config.cache_dir), "val", names, *shape) | (extra_val or {})
+    train_sources = load_sources(Path(config.cache_dir), "train", names, config.model, config.max_width) | (extra or {})
+    val_sources = load_sources(Path(config.cache_dir), "val", names, config.model, config.max_width) | (extra_val or {})
     if not train_sources:
         from pipeline.errors import UsageError
 
@@ -477,7 +488,7 @@ def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, S
         raise UsageError(f"no corrected cells in {run_dir}: nothing to learn (review some with `census review`, "
                          "then `census review pull`)")
     held = validation_pages(pages)
-    resized = [resize_to_height(crop, config.model.height, config.max_width, config.model.width_scale) for crop in crops]
+    resized = [model_input(crop, config.model, config.max_width) for crop in crops]
 
     def source(validation: bool) -> Source:
         chosen = [i for i, page in enumerate(pages) if (page in held) == validation]

@@ -46,6 +46,7 @@ class CrnnEngine:
         self.charset: list[str] = meta["charset"]
         self.height: int = int(meta["height"])
         self.width_scale: float = float(meta.get("width_scale", 1.0))
+        self.deslant: float = float(meta.get("deslant", 0.0))  # share of each crop's lean straightened
         self.stride: int = int(meta.get("width_stride", 4))
         self.model = meta.get("version", model_path.stem)
         # `census calibrate` reads uncalibrated: the file it replaces may be from an older model
@@ -68,7 +69,7 @@ class CrnnEngine:
         """Per crop: greedy text, per-character confidences, and the sequence features calibration uses."""
         from pipeline.htr.preprocess import normalize_crop
 
-        images = [normalize_crop(crop, self.height, width_scale=self.width_scale) for crop in crops]
+        images = [normalize_crop(crop, self.height, width_scale=self.width_scale, deslant=self.deslant) for crop in crops]
         # no ink at all (flat crop, stretched to white): nothing is written, and the model never saw blanks
         results: list = [("", [], BLANK_FEATURES) if image.min() > BLANK_LEVEL else None for image in images]
         inked = [i for i, result in enumerate(results) if result is None]
