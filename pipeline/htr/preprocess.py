@@ -1,9 +1,9 @@
 """Crop normalisation shared by training and inference: grey, contrast-stretched, fixed height.
 
 A crop of any size (dark ink on light paper) is stretched so the paper is white and the darkest ink
-black, then resized to the model's input height keeping its aspect ratio and, for a model that reads straightened
-writing, sheared so that its strokes lean less (or stand upright). The model reads `1 - pixel/255` (ink high, paper and
-batch padding 0).
+black, then resized to the model's input height keeping its aspect ratio and, for a model that reads
+straightened writing, sheared so that its strokes lean less (or stand upright). The model reads
+`1 - pixel/255` (ink high, paper and batch padding 0).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def slant(grey: np.ndarray) -> float:
     steep = (np.abs(gx) > 0.55 * np.abs(gy)) & (strength > percentiles(strength, (90,))[0])
     if np.count_nonzero(steep) < 20:
         return 0.0
-    leans, weights = gy[steep] / gx[steep], strength[steep]  # an edge's tangent (-gy, gx): dx/dy = -gy/gx
+    # an edge runs along (-gy, gx): dx/dy = -gy/gx with y pointing down, so a lean to the right is gy/gx
+    leans, weights = gy[steep] / gx[steep], strength[steep]
     counts, bounds = np.histogram(leans, bins=48, range=(-MAX_SLANT - 0.2, MAX_SLANT + 0.2), weights=weights)
     peak = (bounds[:-1] + bounds[1:])[np.argmax(np.convolve(counts, np.ones(5), "same"))] / 2
     near = np.abs(leans - peak) < 0.3
