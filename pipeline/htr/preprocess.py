@@ -62,17 +62,19 @@ def slant(grey: np.ndarray) -> float:
     counts, bounds = np.histogram(leans, bins=48, range=(-MAX_SLANT - 0.2, MAX_SLANT + 0.2), weights=weights)
     peak = (bounds[:-1] + bounds[1:])[np.argmax(np.convolve(counts, np.ones(5), "same"))] / 2
     near = np.abs(leans - peak) < 0.3
-    order = np.argsort(leans[near])
-    cumulative = np.cumsum(weights[near][order])
-    median = leans[near][order][np.searchsorted(cumulative, cumulative[-1] / 2)]
+    leans, weights = leans[near], weights[near]
+    order = np.argsort(leans)
+    cumulative = np.cumsum(weights[order])
+    median = leans[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
     return float(np.clip(median, -MAX_SLANT, MAX_SLANT))
 
 
 def upright(grey: np.ndarray, share: float = 1.0) -> np.ndarray:
-    """The crop sheared by `share` of its writing's lean (1: upright), wider by the shear, padded with paper."""
+    """The crop sheared by `share` of its writing's lean (1: upright; 0: the crop itself, unmeasured), wider by
+    the shear, padded with paper."""
     import cv2
 
-    lean = share * slant(grey)
+    lean = share * slant(grey) if share else 0.0
     if not lean:
         return grey
     height, width = grey.shape
@@ -96,4 +98,4 @@ def normalize_crop(crop: np.ndarray, height: int, max_width: int = 2048, width_s
     width = min(max(width, MIN_WIDTH), max_width)
     interpolation = cv2.INTER_AREA if grey.shape[0] > height else cv2.INTER_LINEAR
     resized = cv2.resize(grey, (width, height), interpolation=interpolation)
-    return upright(resized, deslant) if deslant else resized
+    return upright(resized, deslant)

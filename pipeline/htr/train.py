@@ -96,8 +96,7 @@ def model_input(crop: np.ndarray, model: ModelConfig, max_width: int) -> np.ndar
     straightened by the model's `deslant` share (as `normalize_crop` does at inference)."""
     from pipeline.htr.preprocess import upright
 
-    resized = resize_to_height(crop, model.height, max_width, model.width_scale)
-    return upright(resized, model.deslant) if model.deslant else resized
+    return upright(resize_to_height(crop, model.height, max_width, model.width_scale), model.deslant)
 
 
 def load_sources(cache_dir: Path, split: str, names: list[str], model: ModelConfig, max_width: int) -> dict[str, Source]:
