@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from pipeline.errors import UsageError
-from pipeline.htr.data import GtPage, crop_line, find_pages, load_grey, unit_of
+from pipeline.htr.data import GtPage, find_pages, line_crops, unit_of
 from pipeline.htr.text import normalize_text
 from pipeline.models import Reading
 from pipeline.recognize import register
@@ -86,10 +86,7 @@ def collect_lines(gt_dir: Path, split: str | None = None, pages: list[str] | Non
     """Crops and normalised transcriptions of every readable ground-truth line of the selected pages."""
     samples = []
     for page in select_pages(find_pages(gt_dir), split, pages, split_file):
-        image = load_grey(page.image)
-        for line in page.lines:
-            if not line.unread:
-                samples.append(LineSample(page.stem, line.line_id, line.text, crop_line(image, line.polygon)))
+        samples.extend(LineSample(page.stem, line.line_id, line.text, crop) for line, crop in line_crops(page))
     return samples
 
 

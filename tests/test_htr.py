@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.htr.data import crop_line, find_pages, make_split, read_lines, unit_of
+from pipeline.errors import UsageError
+from pipeline.htr.data import crop_line, find_pages, line_crops, make_split, read_xml, unit_of
 from pipeline.htr.text import is_unread, normalize_text
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -84,8 +85,53 @@ def test_alto_and_page_lines_pair_by_stem(tmp_path: Path) -> None:
     pages = {page.stem: page for page in find_pages(tmp_path)}
     assert set(pages) == {"alto-page", "page-page"}  # paired by stem, not by the XML's fileName
     assert [line.text for line in pages["alto-page"].lines] == ["Maria Puig", "jornaler"]
-    assert [line.text for line in read_lines(pages["page-page"].xml)] == ["fill", "Barcelona"]
+    assert [line.text for line in read_xml(pages["page-page"].xml)[0]] == ["fill", "Barcelona"]
     assert len(pages["page-page"].lines[0].polygon) == 4
+
+
+def test_pages_pair_whatever_the_case_of_their_suffixes(tmp_path: Path) -> None:
+    image = write_gt_page(tmp_path, "SCAN_0001", ["Maria Puig"])
+    image.rename(image.with_suffix(".PNG"))
+    image.with_suffix(".xml").rename(image.with_suffix(".XML"))
+    (page,) = find_pages(tmp_path)
+    assert (page.image.name, page.xml.name) == ("SCAN_0001.PNG", "SCAN_0001.XML")
+    assert [line.text for line, _ in line_crops(page)] == ["Maria Puig"]
+
+
+@pytest.mark.parametrize("page_xml", [False, True])
+def test_lines_are_cut_from_a_reduced_copy_of_the_page_the_xml_describes(tmp_path: Path, page_xml: bool) -> None:
+    """An export made on the full-size scan, beside a copy at half size: the crops come from the same places."""
+    import cv2
+
+    image = write_gt_page(tmp_path, "scan", ["Maria Puig", "jornaler"], page_xml=page_xml)
+    (full,) = find_pages(tmp_path)
+    expected = [cv2.resize(crop, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA) for _, crop in line_crops(full)]
+    page_image = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(image), cv2.resize(page_image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+    (reduced,) = find_pages(tmp_path)
+    crops = [crop for _, crop in line_crops(reduced)]
+    for crop, wanted in zip(crops, expected, strict=True):
+        # the same place, with the 4 px padding in the reduced image's pixels
+        assert abs(crop.shape[0] - wanted.shape[0]) <= 6 and abs(crop.shape[1] - wanted.shape[1]) <= 6
+        top, left = (crop.shape[0] - wanted.shape[0]) // 2, (crop.shape[1] - wanted.shape[1]) // 2
+        inner = crop[top:top + wanted.shape[0], left:left + wanted.shape[1]]
+        assert np.abs(inner.astype(int) - wanted.astype(int)).mean() < 8
+
+
+def test_an_image_of_another_shape_than_its_xml_page_is_refused(tmp_path: Path) -> None:
+    import cv2
+
+    image = write_gt_page(tmp_path, "scan", ["Maria Puig"])
+    page_image = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(image), np.ascontiguousarray(page_image[: page_image.shape[0] // 2]))  # half the page only
+    (page,) = find_pages(tmp_path)
+    with pytest.raises(UsageError, match="not the same shape"):
+        line_crops(page)
+    xml = image.with_suffix(".xml")
+    xml.write_text(xml.read_text().replace('<Page WIDTH=', '<Page W=').replace(
+        "<Description>", "<Description><MeasurementUnit>mm10</MeasurementUnit>"))
+    with pytest.raises(UsageError, match="mm10"):
+        find_pages(tmp_path)
 
 
 def test_crop_line_paints_outside_the_polygon_paper_white() -> None:

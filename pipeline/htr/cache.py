@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.htr.data import SPLITS, GtPage, crop_line, find_pages, load_grey, make_split, split_of
+from pipeline.htr.data import SPLITS, GtPage, find_pages, line_crops, make_split, split_of
 from pipeline.htr.preprocess import normalize_crop
 
 # (test, val) units held out per corpus: pages for lectaurep, wills for poilus
@@ -42,9 +42,8 @@ def unpack(path: Path) -> tuple[list[np.ndarray], list[str]]:
 
 def page_crops(page: GtPage, height: int) -> tuple[list[np.ndarray], list[str]]:
     """Normalised crops and texts of a page's readable lines (lines with `XXX` are left out)."""
-    image = load_grey(page.image)
-    lines = [line for line in page.lines if not line.unread]
-    return [normalize_crop(crop_line(image, line.polygon), height) for line in lines], [line.text for line in lines]
+    crops = line_crops(page)
+    return [normalize_crop(crop, height) for _, crop in crops], [line.text for line, _ in crops]
 
 
 def corpus_folders(data_dir: Path) -> dict[str, Path]:

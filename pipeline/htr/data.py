@@ -1,8 +1,10 @@
 """Ground-truth text lines from ALTO v4 or PAGE XML beside page images, their crops, and the data split.
 
-XML files are paired with images by file stem (the XML's own `fileName` is not trusted). Each line's
-crop is the bounding box of its polygon with everything outside the polygon painted paper-white, so
-neighbouring lines' ascenders and descenders do not leak in. Pages are split into train / val / test
+XML files are paired with images by file stem, whatever the case of their suffixes (the XML's own
+`fileName` is not trusted). Coordinates are scaled to the image when the XML describes the page at
+another size (an export made on the full-size scan, beside a reduced copy). Each line's crop is the
+bounding box of its polygon with everything outside the polygon painted paper-white, so neighbouring
+lines' ascenders and descenders do not leak in. Pages are split into train / val / test
 deterministically (sha1 order of the page stem, or of the will for poilus), never by line.
 """
 
@@ -17,7 +19,8 @@ import numpy as np
 from pipeline.errors import UsageError
 from pipeline.htr.text import is_unread, normalize_text
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")  # lower-cased; the first wins when a stem has several
+SAME_SHAPE = 0.02  # how far the XML's page and its image may differ in aspect ratio (rounded sizes)
 SPLITS = ("train", "val", "test")
 
 
@@ -34,6 +37,7 @@ class GtPage:
     image: Path
     xml: Path
     lines: list[GtLine] = field(default_factory=list)
+    size: tuple[float, float] | None = None  # the page's width and height in the XML's coordinates, if it says
 
     @property
     def stem(self) -> str:
@@ -79,30 +83,57 @@ def _page_lines(root: object) -> list[GtLine]:
     return lines
 
 
-def read_lines(xml_path: Path) -> list[GtLine]:
-    """Lines of one ALTO v4 or PAGE XML file (format told by the root element)."""
+def _declared_size(root: object, width: str, height: str) -> tuple[float, float] | None:
+    """The first Page element's size from its `width` and `height` attributes, when both are given."""
+    pages = _children(root, "Page")
+    size = tuple(float(pages[0].get(name) or 0) for name in (width, height)) if pages else (0.0, 0.0)
+    return size if min(size) > 0 else None  # type: ignore[return-value]
+
+
+def _alto_size(root: object, xml_path: Path) -> tuple[float, float] | None:
+    size = _declared_size(root, "WIDTH", "HEIGHT")
+    unit = next((element.text.strip() for element in _children(root, "MeasurementUnit") if element.text), "pixel")
+    if size is None and unit != "pixel":
+        raise UsageError(f"{xml_path}: coordinates in {unit} but no page WIDTH/HEIGHT to place them on the image")
+    return size
+
+
+def read_xml(xml_path: Path) -> tuple[list[GtLine], tuple[float, float] | None]:
+    """Lines of one ALTO v4 or PAGE XML file (format told by the root element), and the page size its
+    coordinates refer to (None: not declared, coordinates are the image's pixels)."""
     from lxml import etree
 
     root = etree.parse(str(xml_path)).getroot()
     kind = _local(root.tag)
     if kind == "alto":
-        lines = _alto_lines(root)
+        lines, size = _alto_lines(root), _alto_size(root, xml_path)
     elif kind == "PcGts":
-        lines = _page_lines(root)
+        lines, size = _page_lines(root), _declared_size(root, "imageWidth", "imageHeight")
     else:
         raise UsageError(f"{xml_path}: neither ALTO nor PAGE XML (root <{kind}>)")
-    return [line for line in lines if line.text and len(line.polygon) >= 3]
+    return [line for line in lines if line.text and len(line.polygon) >= 3], size
 
 
 def find_pages(folder: Path) -> list[GtPage]:
-    """Every image in `folder` (recursively) with an ALTO/PAGE XML of the same stem beside it."""
+    """Every image in `folder` (recursively) with an ALTO/PAGE XML of the same stem beside it (`.JPG`,
+    `.XML` and other cases too)."""
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
+    xmls, images = [], {}
+    for path in sorted(path for path in folder.rglob("*") if path.is_file()):
+        suffix = path.suffix.lower()
+        if suffix == ".xml":
+            xmls.append(path)
+        elif suffix in IMAGE_SUFFIXES:
+            known = images.get(path.with_suffix(""))
+            if known is None or IMAGE_SUFFIXES.index(suffix) < IMAGE_SUFFIXES.index(known.suffix.lower()):
+                images[path.with_suffix("")] = path
     pages = []
-    for xml_path in sorted(folder.rglob("*.xml")):
-        image = next((xml_path.with_suffix(s) for s in IMAGE_SUFFIXES if xml_path.with_suffix(s).exists()), None)
+    for xml_path in xmls:
+        image = images.get(xml_path.with_suffix(""))
         if image is not None:
-            pages.append(GtPage(image=image, xml=xml_path, lines=read_lines(xml_path)))
+            lines, size = read_xml(xml_path)
+            pages.append(GtPage(image=image, xml=xml_path, lines=lines, size=size))
     return pages
 
 
@@ -113,6 +144,26 @@ def load_grey(path: Path) -> np.ndarray:
     if image is None:
         raise UsageError(f"cannot read image {path}")
     return image
+
+
+def image_scale(page: GtPage, shape: tuple[int, ...]) -> tuple[float, float]:
+    """Factors taking the XML's coordinates to the image's pixels (1, 1 when it declares no other size)."""
+    if page.size is None:
+        return 1.0, 1.0
+    (width, height), (rows, columns) = page.size, shape[:2]
+    x_scale, y_scale = columns / width, rows / height
+    if abs(x_scale / y_scale - 1) > SAME_SHAPE:
+        raise UsageError(f"{page.xml} describes a {width:g} x {height:g} page but {page.image} is {columns} x {rows},"
+                         " not the same shape: is it this page's image?")
+    return x_scale, y_scale
+
+
+def line_crops(page: GtPage) -> list[tuple[GtLine, np.ndarray]]:
+    """Each readable line of `page` (lines with `XXX` are left out) with its crop from the page image."""
+    image = load_grey(page.image)
+    x_scale, y_scale = image_scale(page, image.shape)
+    return [(line, crop_line(image, [(round(x * x_scale), round(y * y_scale)) for x, y in line.polygon]))
+            for line in page.lines if not line.unread]
 
 
 def crop_line(page: np.ndarray, polygon: list[tuple[int, int]], pad: int = 4) -> np.ndarray:
