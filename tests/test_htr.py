@@ -118,7 +118,7 @@ def test_lines_are_cut_from_a_reduced_copy_of_the_page_the_xml_describes(tmp_pat
         assert np.abs(inner.astype(int) - wanted.astype(int)).mean() < 8
 
 
-def test_an_image_of_another_shape_than_its_xml_page_is_refused(tmp_path: Path) -> None:
+def test_an_image_of_another_shape_than_its_xml_page_or_a_broken_xml_is_refused(tmp_path: Path) -> None:
     import cv2
 
     image = write_gt_page(tmp_path, "scan", ["Maria Puig"])
@@ -131,6 +131,9 @@ def test_an_image_of_another_shape_than_its_xml_page_is_refused(tmp_path: Path) 
     xml.write_text(xml.read_text().replace('<Page WIDTH=', '<Page W=').replace(
         "<Description>", "<Description><MeasurementUnit>mm10</MeasurementUnit>"))
     with pytest.raises(UsageError, match="mm10"):
+        find_pages(tmp_path)
+    xml.write_text(xml.read_text()[:200])  # cut short, as by an interrupted copy
+    with pytest.raises(UsageError, match="not well-formed"):
         find_pages(tmp_path)
 
 

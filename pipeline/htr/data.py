@@ -103,7 +103,10 @@ def read_xml(xml_path: Path) -> tuple[list[GtLine], tuple[float, float] | None]:
     coordinates refer to (None: not declared, coordinates are the image's pixels)."""
     from lxml import etree
 
-    root = etree.parse(str(xml_path)).getroot()
+    try:
+        root = etree.parse(str(xml_path)).getroot()
+    except etree.XMLSyntaxError as error:
+        raise UsageError(f"{xml_path}: not well-formed XML ({error})") from None
     kind = _local(root.tag)
     if kind == "alto":
         lines, size = _alto_lines(root), _alto_size(root, xml_path)
