@@ -10,6 +10,7 @@ and per page. Several engines can be run on the very same lines for a side-by-si
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,11 @@ def select_pages(pages: list[GtPage], split: str | None, names: list[str] | None
 def collect_lines(gt_dir: Path, split: str | None = None, pages: list[str] | None = None,
                   split_file: Path = DEFAULT_SPLIT_FILE) -> list[LineSample]:
     """Crops and normalised transcriptions of every readable ground-truth line of the selected pages."""
+    from tqdm import tqdm
+
     samples = []
-    for page in select_pages(find_pages(gt_dir), split, pages, split_file):
+    for page in tqdm(select_pages(find_pages(gt_dir), split, pages, split_file), desc="cropping lines", unit="page",
+                     file=sys.stderr):
         samples.extend(LineSample(page.stem, line.line_id, line.text, crop) for line, crop in line_crops(page))
     return samples
 
@@ -137,14 +141,19 @@ def score_engine(name: str, samples: list[LineSample], hypotheses: list[str], se
 
 
 def recognise(engine_name: str, samples: list[LineSample], **options: object) -> tuple[list[str], float]:
+    """Normalised readings of the samples' crops, and the seconds spent reading."""
     import time
 
     from pipeline.recognize import get_engine
 
     engine = get_engine(engine_name, **options)
+    # one call, so the engine batches all the lines as it likes (a reading depends a little on its batch)
+    print(f"{engine_name}: reading {len(samples)} lines", file=sys.stderr)
     began = time.perf_counter()
     readings = engine.recognize([sample.crop for sample in samples])
-    return [normalize_text(reading.text) for reading in readings], time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    print(f"{engine_name}: {len(samples)} lines in {seconds:.1f} s", file=sys.stderr)
+    return [normalize_text(reading.text) for reading in readings], seconds
 
 
 def evaluate_lines(gt_dir: Path, engine: str = "crnn", split: str | None = None, pages: list[str] | None = None,

@@ -47,9 +47,10 @@ def test_eval_lines_on_fixture_skips_unread_lines(gt_dir: Path) -> None:
 def test_census_eval_prints_json_last_line(gt_dir: Path) -> None:
     result = CliRunner().invoke(app, ["eval", str(gt_dir), "--engine", "crnn"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output.strip().splitlines()[-1])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"cer", "wer", "lines", "chars"} <= set(summary) and summary["lines"] == 5
-    assert "page-a" in result.output
+    assert "page-a" in result.stdout
+    assert "crnn: reading 5 lines" in result.stderr  # progress on stderr, the report alone on stdout
 
 
 def test_census_eval_on_folder_without_ground_truth_is_a_usage_error(tmp_path: Path) -> None:
@@ -66,5 +67,5 @@ def test_census_eval_runs_on_a_real_register_folder_as_is() -> None:
     folder = DATA / "lectaurep" / "lectaurep-dufour-1"
     result = CliRunner().invoke(app, ["eval", str(folder), "--pages", "DAFANCH96_048MIC07644_L-1", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output.strip().splitlines()[-1])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["lines"] > 20 and 0 <= summary["cer"] < 0.5
