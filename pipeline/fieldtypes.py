@@ -38,6 +38,7 @@ class Reason(StrEnum):
     HEAD_NOT_FIRST = "head-not-first"
     NO_LETTERS = "no-letters"
     SEX_MISMATCH = "sex-mismatch"
+    UNFAMILIAR_HAND = "unfamiliar-hand"
 
 
 @dataclass(frozen=True)

@@ -112,3 +112,31 @@ def test_every_reason_is_documented_and_kebab_case() -> None:
     assert set(REASONS) == {reason.value for reason in Reason}
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", reason) for reason in REASONS)
     assert all(description for description in REASONS.values())
+
+
+def page_of(confident: int, doubtful: int, empty: int = 0) -> list[Cell]:
+    """One page's occupation cells: `confident` read at 0.97, `doubtful` at 0.5, `empty` blank crops."""
+    confidences = [0.97] * confident + [0.5] * doubtful
+    cells = [make_cell("occupation", "jornaler", confidence, row=row) for row, confidence in enumerate(confidences)]
+    return cells + [make_cell("occupation", "", 1.0, status="empty", row=len(cells) + i) for i in range(empty)]
+
+
+def test_a_page_in_a_hand_the_recogniser_does_not_know_goes_to_review_whole() -> None:
+    cells = route(page_of(confident=5, doubtful=25, empty=40), CATALAN)  # 5 of 30 read cells accepted: < 30%
+    assert [cell.reasons for cell in cells[:5]] == [[Reason.UNFAMILIAR_HAND]] * 5
+    assert all(cell.status == "needs_review" for cell in cells[:30])
+    assert all(cell.reasons == [Reason.LOW_CONFIDENCE] for cell in cells[5:30])  # their own reason, nothing added
+    assert all(cell.status == "empty" for cell in cells[30:])  # blank crops say nothing about the hand
+    assert route(cells, CATALAN) == cells  # idempotent
+
+
+@pytest.mark.parametrize(("confident", "doubtful"), [(9, 21), (3, 16)])
+def test_a_familiar_hand_or_a_page_too_small_to_judge_keeps_its_accepted_cells(confident: int, doubtful: int) -> None:
+    cells = route(page_of(confident, doubtful), CATALAN)  # 30% accepted; or 19 read cells, too few to judge
+    assert [cell.status for cell in cells[:confident]] == ["accepted"] * confident
+
+
+def test_corrected_cells_do_not_count_towards_the_hand() -> None:
+    corrected = [make_cell("occupation", "jornaler", 0.3, status="corrected", row=100 + i) for i in range(40)]
+    cells = route(page_of(confident=10, doubtful=15) + corrected, CATALAN)
+    assert [cell.status for cell in cells[:10]] == ["accepted"] * 10
