@@ -52,13 +52,17 @@ def _children(element: object, name: str) -> list:
     return [child for child in element.iter() if _local(child.tag) == name]  # type: ignore[attr-defined]
 
 
+def _first(element: object, name: str):  # -> the first descendant of that local name, or None
+    return next((child for child in element.iter() if _local(child.tag) == name), None)  # type: ignore[attr-defined]
+
+
 def _alto_lines(root: object) -> list[GtLine]:
     lines = []
     for line in _children(root, "TextLine"):
         strings = [s.get("CONTENT", "") for s in line if _local(s.tag) == "String"]
-        polygons = _children(line, "Polygon")
-        if polygons:
-            values = [int(float(v)) for v in polygons[0].get("POINTS", "").replace(",", " ").split()]
+        shape = _first(line, "Polygon")
+        if shape is not None:
+            values = [int(float(v)) for v in shape.get("POINTS", "").replace(",", " ").split()]
             polygon = list(zip(values[0::2], values[1::2]))
         else:
             x, y = int(float(line.get("HPOS", 0))), int(float(line.get("VPOS", 0)))
@@ -85,14 +89,16 @@ def _page_lines(root: object) -> list[GtLine]:
 
 def _declared_size(root: object, width: str, height: str) -> tuple[float, float] | None:
     """The first Page element's size from its `width` and `height` attributes, when both are given."""
-    pages = _children(root, "Page")
-    size = tuple(float(pages[0].get(name) or 0) for name in (width, height)) if pages else (0.0, 0.0)
-    return size if min(size) > 0 else None  # type: ignore[return-value]
+    page = _first(root, "Page")
+    if page is None:
+        return None
+    size = float(page.get(width) or 0), float(page.get(height) or 0)
+    return size if min(size) > 0 else None
 
 
 def _alto_size(root: object, xml_path: Path) -> tuple[float, float] | None:
     size = _declared_size(root, "WIDTH", "HEIGHT")
-    unit = next((element.text.strip() for element in _children(root, "MeasurementUnit") if element.text), "pixel")
+    unit = (getattr(_first(root, "MeasurementUnit"), "text", None) or "pixel").strip()
     if size is None and unit != "pixel":
         raise UsageError(f"{xml_path}: coordinates in {unit} but no page WIDTH/HEIGHT to place them on the image")
     return size
