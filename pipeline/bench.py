@@ -132,7 +132,8 @@ def timed_run(
     pages_dir: Path, run_dir: Path, engine: str, workers: int, executor: str = "local"
 ) -> dict[str, Any]:
     """One fresh `census run` in-process; its throughput, stage breakdown and memory."""
-    from pipeline.runner import RunOptions, run
+    from pipeline.batch import run
+    from pipeline.runner import RunOptions
 
     shutil.rmtree(run_dir, ignore_errors=True)
     options = RunOptions(out=run_dir, engine=engine, workers=workers, executor=executor)

@@ -42,7 +42,7 @@ def run(
 ) -> None:
     """Run the pipeline on scans; exit 3 when some pages failed (see RUN_DIR/failures.jsonl)."""
     from pipeline.runner import RunOptions
-    from pipeline.runner import run as run_pipeline
+    from pipeline.batch import run as run_pipeline
 
     if executor not in ("local", "dask"):
         raise typer.BadParameter(f"{executor!r} is not local or dask", param_hint="--executor")

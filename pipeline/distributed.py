@@ -22,16 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ServiceError
-from pipeline.runner import (
-    MAX_ATTEMPTS,
-    PageTask,
-    RunOptions,
-    failed_result,
-    init_worker,
-    page_json_path,
-    run_task,
-    write_atomically,
-)
+from pipeline.run_paths import page_json_path, write_atomically
+from pipeline.runner import MAX_ATTEMPTS, PageTask, RunOptions, failed_result, init_worker, run_task
 from pipeline.templates import load_template
 
 CONNECT_TIMEOUT_S = 30

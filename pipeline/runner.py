@@ -1,19 +1,14 @@
-"""Run the pipeline over a batch of scans: plan page tasks, process pages in a worker pool,
-write each page's result atomically, fill the store, and summarise.
-
-Resumable: a page whose RUN_DIR/pages/<page_id>.json exists is not processed again, and the
-store is (re)filled from those files idempotently, so a run killed anywhere loses nothing.
-"""
+"""The pages of a run: plan one task per page, process a page through every stage, and run the
+tasks in a local worker pool, writing each page's result atomically (`batch` drives a whole run)."""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -23,10 +18,10 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from pipeline import store
-from pipeline.errors import PageError, UsageError
+from pipeline.errors import PageError
 from pipeline.models import Cell, Failure, PageResult
 from pipeline.recognize import Engine, get_engine
+from pipeline.run_paths import page_image_path, page_json_path, write_atomically
 from pipeline.templates import Template, load_template
 
 DEFAULT_TEMPLATE = "padro-catala-1930"
@@ -48,55 +43,6 @@ class RunOptions(BaseModel):
     workers: int = Field(default=2, ge=1)
     executor: Literal["local", "dask"] = "local"
     scheduler: str | None = None
-
-
-class RunSummary(BaseModel):
-    run_dir: str
-    store: str
-    pages: int
-    pages_failed: int
-    pages_skipped: int  # already done by an earlier run (resume)
-    rows: int
-    cells: int
-    cells_accepted: int
-    cells_empty: int
-    accepted_pct: float  # of non-empty cells
-    review_queue: int
-    failures: int
-    failures_file: str
-    seconds: float
-    pages_per_minute: float
-    stage_seconds: dict[str, float]
-
-
-# --- paths in a run directory -------------------------------------------------------------
-
-def page_json_path(run_dir: Path, page_id: str) -> Path:
-    return run_dir / "pages" / f"{page_id}.json"
-
-
-def page_image_path(run_dir: Path, page_id: str) -> Path:
-    return run_dir / "images" / f"{page_id}.jpg"
-
-
-def load_page_image(run_dir: Path, page_id: str) -> np.ndarray | None:
-    """The page image the run kept (grey), or None with a message when it is gone."""
-    path = page_image_path(Path(run_dir), page_id)
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
-    if image is None:
-        print(f"page image {path} is missing; its cells are skipped", file=sys.stderr)
-    return image
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file then rename: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 # --- planning -----------------------------------------------------------------------------
@@ -315,95 +261,3 @@ def _run_alone(task: PageTask, initargs: tuple[str, str, str], attempts: dict[st
                            f"the worker process died on this page {attempts[task.page_id]} times")
     write_atomically(page_json_path(Path(initargs[2]), task.page_id), result.model_dump_json().encode())
     yield task.page_id
-
-
-# --- the run ------------------------------------------------------------------------------
-
-def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSummary:
-    started = time.perf_counter()
-    run_dir = options.out
-    run_dir.mkdir(parents=True, exist_ok=True)
-    template = load_template(options.template)
-    get_engine(options.engine)  # fail fast (exit 2) on an unknown engine or a missing model
-    tasks, failures = plan(inputs)
-    if not tasks and not failures:
-        raise UsageError(f"no scans found in {', '.join(map(str, inputs))}")
-    done_before = {task.page_id for task in tasks if page_json_path(run_dir, task.page_id).exists()}
-    todo = [task for task in tasks if task.page_id not in done_before]
-    with store.connect(run_dir) as connection:
-        store.create(connection, template)
-        ensure_same_template(connection, template)
-        # Each page is stored in one transaction, so a page already in the store is complete.
-        stored = {row[0] for row in connection.execute("SELECT page_id FROM pages")}
-        fill_store(connection, template, run_dir, sorted(done_before - stored))
-        finished = _progress(execute(todo, options), total=len(todo), enabled=progress)
-        fill_store(connection, template, run_dir, finished)
-        failures += page_failures(connection, tasks)
-        write_failures(run_dir, failures)
-        counts = store.counts(connection)
-        stage_seconds = stage_totals(run_dir, [task.page_id for task in todo])
-    seconds = time.perf_counter() - started
-    written = counts["cells"] - counts["cells_empty"]
-    summary = RunSummary(
-        run_dir=str(run_dir), store=str(run_dir / store.STORE_NAME), pages_skipped=len(done_before),
-        accepted_pct=round(100 * counts["cells_accepted"] / written, 1) if written else 0.0,
-        failures=len(failures), failures_file=str(run_dir / "failures.jsonl"), seconds=round(seconds, 2),
-        pages_per_minute=round(60 * len(todo) / seconds, 1) if todo else 0.0, stage_seconds=stage_seconds,
-        **{key: counts[key] for key in ("pages", "pages_failed", "rows", "cells", "cells_accepted",
-                                         "cells_empty", "review_queue")})
-    from pipeline.report import write_report
-
-    write_report(run_dir, summary)
-    return summary
-
-
-def execute(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
-    if options.executor == "dask":
-        from pipeline.distributed import execute_dask
-
-        return execute_dask(tasks, options)
-    return execute_local(tasks, options)
-
-
-def ensure_same_template(connection: Any, template: Template) -> None:
-    stored = store.stored_template(connection)
-    if stored.name != template.name:
-        raise UsageError(f"this run directory was made with template {stored.name!r}, not {template.name!r}; "
-                         "use another --out")
-
-
-def fill_store(connection: Any, template: Template, run_dir: Path, page_ids: Iterable[str]) -> None:
-    """Write each finished page's JSON into the store (idempotent: a page replaces itself)."""
-    for page_id in page_ids:
-        result = PageResult.model_validate_json(page_json_path(run_dir, page_id).read_bytes())
-        store.write_page(connection, result, template)
-
-
-def page_failures(connection: Any, tasks: list[PageTask]) -> list[Failure]:
-    ids = {task.page_id for task in tasks}
-    rows = connection.execute("SELECT page_id, source, page_index, error FROM pages WHERE status = 'failed'")
-    return [Failure(source=row["source"], page_index=row["page_index"], page_id=row["page_id"],
-                    reason=(row["error"] or "").split(":")[0], detail=row["error"] or "")
-            for row in rows if row["page_id"] in ids]
-
-
-def write_failures(run_dir: Path, failures: list[Failure]) -> None:
-    lines = "".join(failure.model_dump_json() + "\n" for failure in failures)
-    write_atomically(run_dir / "failures.jsonl", lines.encode())
-
-
-def stage_totals(run_dir: Path, page_ids: list[str]) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for page_id in page_ids:
-        path = page_json_path(run_dir, page_id)
-        if path.exists():
-            for stage, seconds in json.loads(path.read_bytes()).get("timings", {}).items():
-                totals[stage] = round(totals.get(stage, 0.0) + seconds, 3)
-    return totals
-
-
-def _progress(page_ids: Iterator[str], total: int, enabled: bool) -> Iterator[str]:
-    from tqdm import tqdm
-
-    return iter(tqdm(page_ids, total=total, desc="pages", unit="page", file=sys.stderr,
-                     disable=not enabled or total == 0))

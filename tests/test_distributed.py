@@ -17,7 +17,8 @@ import pytest
 
 from pipeline.bench import store_differences
 from pipeline.errors import ExitCode, ServiceError
-from pipeline.runner import RunOptions, run
+from pipeline.batch import run
+from pipeline.runner import RunOptions
 
 pytestmark = pytest.mark.server
 CENSUS = [sys.executable, "-m", "pipeline.cli"]

@@ -12,7 +12,7 @@ from pipeline.htr.corrections import corrected_cells
 def make_run_with_corrections(run_dir: Path) -> None:
     import cv2
 
-    from pipeline.runner import page_image_path
+    from pipeline.run_paths import page_image_path
     from pipeline.store import connect, create
     from pipeline.templates import available_templates, load_template
 
@@ -202,7 +202,8 @@ def test_the_new_hand_benchmark_answers_the_whole_review_queue_from_the_ground_t
     from pipeline import store
     from pipeline.evaluate import groundtruth_for, load_truth
     from pipeline.htr.newhand import TEMPLATE, render, review_from_truth
-    from pipeline.runner import RunOptions, run
+    from pipeline.batch import run
+    from pipeline.runner import RunOptions
 
     scans = render(tmp_path / "scans", 1, 21, "DancingScript-Regular")
     run([scans], RunOptions(out=tmp_path / "run", template=TEMPLATE, engine="null", workers=1), progress=False)

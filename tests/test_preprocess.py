@@ -11,7 +11,8 @@ import pytest
 from pipeline.evaluate import iou
 from pipeline.layout import cell_box, detect_grid
 from pipeline.models import BBox
-from pipeline.preprocess import ink_mask, preprocess, to_original, to_processed
+from pipeline.image import ink_mask
+from pipeline.preprocess import preprocess, to_original, to_processed
 from pipeline.synth.page import render_page
 from pipeline.templates import load_template
 

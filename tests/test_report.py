@@ -16,7 +16,9 @@ import pytest
 
 from pipeline import store
 from pipeline.report import STATUS_COLOURS, gather, write_report
-from pipeline.runner import RunOptions, page_image_path, run
+from pipeline.batch import run
+from pipeline.run_paths import page_image_path
+from pipeline.runner import RunOptions
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.png"
 

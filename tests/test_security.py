@@ -96,7 +96,8 @@ def test_template_lexicon_cannot_name_a_file_outside_the_lexicons(tmp_path: Path
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run over a page whose file name is full of path and shell metacharacters."""
-    from pipeline.runner import RunOptions, run
+    from pipeline.batch import run
+    from pipeline.runner import RunOptions
     from pipeline.synth import generate_pages
 
     made = tmp_path_factory.mktemp("made")

@@ -50,7 +50,7 @@ def read_crops(run_dir: Path, cells: list[dict[str, Any]]) -> dict[str, np.ndarr
     from pipeline.cells import text_crop
     from pipeline.models import BBox
     from pipeline.preprocess import preprocess, to_processed
-    from pipeline.runner import load_page_image
+    from pipeline.run_paths import load_page_image
 
     by_page: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:

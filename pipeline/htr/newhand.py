@@ -99,7 +99,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipeline.htr.train import run_training
-    from pipeline.runner import RunOptions, run
+    from pipeline.batch import run
+    from pipeline.runner import RunOptions
 
     review_scans = render(args.out / "review-scans", args.review_pages, args.review_seed, args.hand)
     test_scans = render(args.out / "test-scans", args.test_pages, args.test_seed, args.hand)

@@ -35,7 +35,7 @@ class CrnnEngine:
     def __init__(self, model_path: Path, threads: int = 1, language_model: bool = True, calibrated: bool = True) -> None:
         import onnxruntime as ort
 
-        from pipeline.htr.calibrate import Calibration
+        from pipeline.htr.confidence import Calibration
         from pipeline.htr.lm import LmDecoder, NgramLM
 
         if not model_path.exists():
@@ -111,7 +111,7 @@ class CrnnEngine:
         return [self.decoder.decode(scores[:end]) for scores, end in zip(log_probs, lengths)]
 
     def _run(self, images: list[np.ndarray]) -> list[tuple[str, list[float], np.ndarray]]:
-        from pipeline.htr.calibrate import sequence_features
+        from pipeline.htr.confidence import sequence_features
 
         log_probs, lengths = self.log_probs(images)
         results = []
