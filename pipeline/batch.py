@@ -22,7 +22,7 @@ from pipeline.models import Failure, PageResult
 from pipeline.recognize import get_engine
 from pipeline.run_paths import page_json_path, write_atomically
 from pipeline.runner import PageTask, RunOptions, execute_local, plan
-from pipeline.templates import Template, load_template
+from pipeline.stages.templates import Template, load_template
 
 
 class RunSummary(BaseModel):

@@ -17,7 +17,7 @@ app = typer.Typer(help="Digitise handwritten population registers into a reviewe
 @app.command()
 def templates() -> None:
     """List the shipped register templates."""
-    from pipeline.templates import available_templates, load_template
+    from pipeline.stages.templates import available_templates, load_template
 
     for name, path in available_templates().items():
         template = load_template(path)

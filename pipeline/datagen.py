@@ -23,7 +23,7 @@ from typing import Any
 from pipeline import store
 from pipeline.lexicons import load_lexicon
 from pipeline.models import BBox, Cell, PageInfo, PageResult, Person
-from pipeline.templates import Template, load_template
+from pipeline.stages.templates import Template, load_template
 
 ROWS_PER_PAGE = 30
 PAGE_WIDTH, HEADER_HEIGHT, ROW_HEIGHT, MARGIN = 3000, 220, 64, 60

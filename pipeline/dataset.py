@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline import embargo, store
 from pipeline.errors import UsageError
-from pipeline.templates import ColumnSpec, Template
+from pipeline.stages.templates import ColumnSpec, Template
 
 INT_TYPES = {"age", "number"}
 PROVENANCE_COLUMNS = {
@@ -95,7 +95,7 @@ def typed_value(column: ColumnSpec, text: str | None, register_year: int | None)
     """A reviewer's corrected text as the typed value of `column`, parsed like the fields stage does."""
     if text is None or not text.strip():
         return None
-    from pipeline.fields import parse_value
+    from pipeline.stages.fields import parse_value
 
     return parse_value(text, column, register_year).value
 

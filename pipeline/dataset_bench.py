@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.models import BBox, Cell, Person
-from pipeline.templates import Template, load_template
+from pipeline.stages.templates import Template, load_template
 
 BARS = {
     "search_p95_ms": 300,
@@ -37,7 +37,7 @@ BARS = {
 def synthetic_household_page(seed: int, template: Template, rows: int = 30) -> tuple[list[Person], list[str]]:
     """One page written the way the synthetic page generator writes it (ditto marks, blanks),
     read back by the fields stage; returns its persons and each row's true household id."""
-    from pipeline.fields import interpret
+    from pipeline.stages.fields import interpret
     from pipeline.synth.households import make_people, make_setting, write_rows
 
     rng = np.random.default_rng(seed)

@@ -24,7 +24,7 @@ from typing import Any
 from pipeline.errors import ServiceError
 from pipeline.run_paths import page_json_path, write_atomically
 from pipeline.runner import MAX_ATTEMPTS, PageTask, RunOptions, failed_result, init_worker, run_task
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 CONNECT_TIMEOUT_S = 30
 IN_FLIGHT_PER_WORKER = 4  # tasks submitted ahead per worker: keeps workers busy, memory flat

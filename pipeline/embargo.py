@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.errors import UsageError
-from pipeline.templates import Template
+from pipeline.stages.templates import Template
 
 CONFIG_NAME = "embargo.yaml"
 REPORT_NAME = "embargo_report.json"

@@ -17,9 +17,9 @@ from pydantic import BaseModel
 from rapidfuzz.distance import Levenshtein
 
 from pipeline.errors import PageError, UsageError
-from pipeline.fieldtypes import is_quote_ditto
+from pipeline.stages.fieldtypes import is_quote_ditto
 from pipeline.models import BBox, Cell, PageResult
-from pipeline.route import awaits_review
+from pipeline.stages.route import awaits_review
 from pipeline.runner import PageTask
 
 IOU_THRESHOLD = 0.5
@@ -210,7 +210,7 @@ def evaluate_tables(gt_dir: Path, template: str, engine: str) -> TablesEvaluatio
     """Run every stage on each ground-truth page (one process, this engine) and score it."""
     from pipeline.recognize import get_engine
     from pipeline.runner import plan, process_page
-    from pipeline.templates import load_template
+    from pipeline.stages.templates import load_template
 
     tasks, _ = plan([gt_dir])
     page_counts = {task.source: 0 for task in tasks}

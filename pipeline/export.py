@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from pipeline import dataset, embargo
 from pipeline.errors import UsageError
 from pipeline.households import HOUSEHOLD_REASONS
-from pipeline.templates import Template
+from pipeline.stages.templates import Template
 
 FORMATS = ("csv", "parquet", "jsonl", "pagexml", "alto", "codebook", "training", "all")
 ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"

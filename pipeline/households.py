@@ -18,9 +18,9 @@ from collections import Counter
 
 from rapidfuzz import fuzz
 
-from pipeline.fieldtypes import Reason
+from pipeline.stages.fieldtypes import Reason
 from pipeline.models import Person
-from pipeline.templates import Template
+from pipeline.stages.templates import Template
 
 HEAD = "head"
 ADDRESS_SAME = 88  # rapidfuzz ratio at or above which two (OCR'd) street names are the same

@@ -22,7 +22,7 @@ from pipeline.errors import PageError
 from pipeline.models import Cell, Failure, PageResult
 from pipeline.recognize import Engine, get_engine
 from pipeline.run_paths import page_image_path, page_json_path, write_atomically
-from pipeline.templates import Template, load_template
+from pipeline.stages.templates import Template, load_template
 
 DEFAULT_TEMPLATE = "padro-catala-1930"
 DEFAULT_ENGINE = "crnn"
@@ -49,7 +49,7 @@ class RunOptions(BaseModel):
 
 def plan(inputs: list[Path]) -> tuple[list[PageTask], list[Failure]]:
     """One task per page of every readable input; unreadable files become failures."""
-    from pipeline import ingest
+    from pipeline.stages import ingest
 
     tasks: list[PageTask] = []
     failures: list[Failure] = []
@@ -89,7 +89,8 @@ class _Stopwatch:
 
 def process_page(task: PageTask, template: Template, engine: Engine, run_dir: Path) -> PageResult:
     """Every stage for one page. Raises PageError when the page cannot be read or has no table."""
-    from pipeline import columns, fields, households, ingest, layout, preprocess, route
+    from pipeline import households
+    from pipeline.stages import columns, fields, ingest, layout, preprocess, route
 
     clock = _Stopwatch()
     info, image = ingest.load_page(task.source, task.page_index)
@@ -122,8 +123,8 @@ def save_page_image(run_dir: Path, page_id: str, image: np.ndarray) -> None:
 def recognise_cells(processed: np.ndarray, grid: Any, column_fields: dict[int, str | None], prep: Any,
                     page_id: str, engine: Engine) -> list[Cell]:
     """Crop every data cell of the mapped columns, read the written ones in one batch."""
-    from pipeline import cells as cell_crops
-    from pipeline import layout, preprocess
+    from pipeline.stages import cells as cell_crops
+    from pipeline.stages import layout, preprocess
 
     n_rows = len(grid.row_bounds) - 1 - grid.header_rows
     mapped = [(col, key) for col, key in sorted(column_fields.items()) if key is not None]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.models import BBox, Cell, PageResult, Person
-from pipeline.templates import Template
+from pipeline.stages.templates import Template
 
 STORE_NAME = "census.sqlite"
 
@@ -183,7 +183,8 @@ def page_cells(connection: sqlite3.Connection, page_id: str) -> list[Cell]:
 def recompute_page(connection: sqlite3.Connection, page_id: str, template: Template) -> None:
     """Re-overlay corrections and re-derive typed values, persons and households of one page
     (inside the caller's transaction)."""
-    from pipeline import fields, households
+    from pipeline import households
+    from pipeline.stages import fields
 
     reapply_corrections(connection, page_id)
     cells, persons = fields.interpret(page_cells(connection, page_id), template)

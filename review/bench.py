@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline import store
 from pipeline.models import BBox, Cell, PageInfo, PageResult, Person
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 TEMPLATE = "padro-catala-1930"
 FIELDS = ["name", "relation", "sex", "age", "birth_place"]

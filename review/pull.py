@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from pipeline import store
 from pipeline.errors import UsageError
-from pipeline.templates import Template
+from pipeline.stages.templates import Template
 from review.client import ReviewClient
 from review.push import remembered_project
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from pipeline import store
 from pipeline.errors import ServiceError, UsageError
-from pipeline.templates import Template
+from pipeline.stages.templates import Template
 from review import crops
 from review.client import ProjectGone, ReviewClient
 

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from pipeline.cells import is_blank, text_crop, trim_to_writing
+from pipeline.stages.cells import is_blank, text_crop, trim_to_writing
 from pipeline.models import BBox
 
 

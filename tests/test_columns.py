@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.columns import header_score, map_columns, normalise_header
-from pipeline.layout import detect_grid, header_box
-from pipeline.preprocess import preprocess
+from pipeline.stages.columns import header_score, map_columns, normalise_header
+from pipeline.stages.layout import detect_grid, header_box
+from pipeline.stages.preprocess import preprocess
 from pipeline.synth.page import render_page
-from pipeline.templates import Template, load_template
+from pipeline.stages.templates import Template, load_template
 
 TEMPLATE = load_template("padro-catala-1930")
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import datagen, embargo, store
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 TODAY = dt.date(2026, 6, 1)
 # Restricted sentinels: values that exist nowhere else in the generated data.

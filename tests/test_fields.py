@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.fields import _rows, households_on_page, interpret, parse_value
-from pipeline.fieldtypes import (
+from pipeline.stages.fields import _rows, households_on_page, interpret, parse_value
+from pipeline.stages.fieldtypes import (
     Reason, given_name_sex, is_ditto, is_illegible, normalise_name, parse_address, parse_age, parse_date,
     parse_name, parse_number, parse_vocabulary, snap_phrase,
 )
 from pipeline.models import BBox, Cell
-from pipeline.templates import Template, load_template
+from pipeline.stages.templates import Template, load_template
 
 CATALAN = load_template("padro-catala-1930")
 SPANISH = load_template("padron-espanol-1930")

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline import ingest
+from pipeline.stages import ingest
 from pipeline.errors import PageError, UsageError
-from pipeline.templates import Template, available_templates, load_template
+from pipeline.stages.templates import Template, available_templates, load_template
 
 FUZZ = settings(
     max_examples=int(os.environ.get("CENSUS_FUZZ_EXAMPLES", "150")),

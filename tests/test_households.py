@@ -8,7 +8,7 @@ import numpy as np
 from pipeline.dataset_bench import bench_households, household_accuracy, misread, synthetic_household_page
 from pipeline.households import assign_households
 from pipeline.models import Person
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 TEMPLATE = load_template("padro-catala-1930")
 

@@ -14,7 +14,7 @@ def make_run_with_corrections(run_dir: Path) -> None:
 
     from pipeline.run_paths import page_image_path
     from pipeline.store import connect, create
-    from pipeline.templates import available_templates, load_template
+    from pipeline.stages.templates import available_templates, load_template
 
     page = np.full((400, 600), 230, np.uint8)
     cv2.putText(page, "Rosa", (40, 90), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 20, 3)
@@ -175,7 +175,7 @@ def test_corrected_cells_are_cut_as_the_recogniser_read_them(tmp_path: Path) -> 
     from pipeline.htr.corrections import read_crops
     from pipeline.runner import plan, process_page
     from pipeline.synth import generate_pages
-    from pipeline.templates import load_template
+    from pipeline.stages.templates import load_template
 
     generate_pages(tmp_path / "scans", n_pages=1, seed=5, skew_max_deg=2.5)
     (task,), _ = plan([tmp_path / "scans"])

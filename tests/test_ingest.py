@@ -11,7 +11,7 @@ from PIL import Image
 
 from badfiles import minimal_pdf, png_bomb
 from pipeline.errors import PageError, UsageError
-from pipeline.ingest import find_inputs, load_page, probe
+from pipeline.stages.ingest import find_inputs, load_page, probe
 
 RNG = np.random.default_rng(7)
 

@@ -22,10 +22,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.errors import PageError
 from pipeline.evaluate import iou, match_boxes, union
-from pipeline.layout import cell_box, detect_grid, header_box, n_data_rows
+from pipeline.stages.layout import cell_box, detect_grid, header_box, n_data_rows
 from pipeline.models import BBox, Grid
-from pipeline.preprocess import preprocess, to_original
-from pipeline.templates import load_template
+from pipeline.stages.preprocess import preprocess, to_original
+from pipeline.stages.templates import load_template
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LECTAUREP_PAGE = DATA / "lectaurep" / "lectaurep-dufour-1" / "DAFANCH96_048MIC07644_L-1.jpg"
@@ -56,7 +56,7 @@ def score_page(image: np.ndarray, truth: dict, with_columns: bool = False) -> di
 
 
 def _column_scores(processed: np.ndarray, grid: Grid, result, truth: dict) -> dict:
-    from pipeline.columns import map_columns
+    from pipeline.stages.columns import map_columns
 
     mapping = map_columns(processed, grid, load_template(truth["template"]))
     headers = [to_original(result, header_box(grid, col))[0] for col in range(len(grid.col_bounds) - 1)]

@@ -11,7 +11,7 @@ from pipeline.pagexml import (PAGE_NS, GTCell, TableGroundTruth, groundtruth_pat
                               read_table_groundtruth, to_table_groundtruth, write_json_groundtruth,
                               write_page_xml)
 from pipeline.synth import render_page
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 NS = {"p": PAGE_NS}
 POINTS = re.compile(r"^-?\d+,-?\d+( -?\d+,-?\d+)+$")

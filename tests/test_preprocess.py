@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from pipeline.evaluate import iou
-from pipeline.layout import cell_box, detect_grid
+from pipeline.stages.layout import cell_box, detect_grid
 from pipeline.models import BBox
-from pipeline.image import ink_mask
-from pipeline.preprocess import preprocess, to_original, to_processed
+from pipeline.stages.image import ink_mask
+from pipeline.stages.preprocess import preprocess, to_original, to_processed
 from pipeline.synth.page import render_page
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_PAGES = sorted((DATA / "lectaurep").glob("*/*.jpg"))[::40]

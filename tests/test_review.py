@@ -18,7 +18,7 @@ import pytest
 
 from pipeline import store
 from pipeline.errors import ServiceError
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 from review import bench, crops, pull, push, server, training
 from review.client import ProjectGone, ReviewClient
 

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from pipeline import store
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 from review import bench, crops, pull, push, training
 
 
@@ -39,7 +39,7 @@ def test_queue_order_puts_key_fields_and_low_confidence_first(tmp_path: Path) ->
 
 
 def test_a_queued_cell_says_how_many_ditto_marks_copy_its_value(tmp_path: Path) -> None:
-    from pipeline import fields
+    from pipeline.stages import fields
     from pipeline.models import BBox, Cell, PageInfo, PageResult
 
     template = load_template(bench.TEMPLATE)

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from pipeline.fields import interpret
-from pipeline.fieldtypes import Reason
+from pipeline.stages.fields import interpret
+from pipeline.stages.fieldtypes import Reason
 from pipeline.models import BBox, Cell
-from pipeline.route import REASONS, threshold_for, route
-from pipeline.templates import load_template
+from pipeline.stages.route import REASONS, threshold_for, route
+from pipeline.stages.templates import load_template
 
 CATALAN = load_template("padro-catala-1930")  # review_threshold 0.9; name, relation, age are key fields
 KEYS = [column.key for column in CATALAN.columns]

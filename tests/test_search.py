@@ -13,7 +13,7 @@ from pipeline import datagen, store
 from pipeline.name_variants import labelled_queries, make_variant
 from pipeline.names import name_tokens, phonetic
 from pipeline.search import Searcher, SearchQuery, parse_born, search
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 # Persons planted with known spellings; queries below must find them despite the variants.
 PLANTED = [

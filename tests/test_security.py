@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline.errors import ServiceError, UsageError
-from pipeline.templates import available_templates, load_template
+from pipeline.stages.templates import available_templates, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = [ROOT / "pipeline", ROOT / "review"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pipeline import fields, store
+from pipeline import store
+from pipeline.stages import fields
 from pipeline.models import BBox, Cell, PageInfo, PageResult
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 TEMPLATE = load_template("padro-catala-1930")
 

@@ -18,7 +18,7 @@ from pipeline.pagexml import read_json_groundtruth, read_table_groundtruth
 from pipeline.synth import DITTO_MARKS, generate_pages, handwriting_fonts, print_fonts, render_page, render_text
 from pipeline.synth.fonts import REQUIRED_CHARS, font_draws
 from pipeline.synth.households import age_at, make_household, make_setting
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 TEMPLATE = load_template("padro-catala-1930")
 
@@ -250,7 +250,7 @@ def test_generate_png_and_multipage_tiff_pdf(tmp_path: Path) -> None:
     assert first.model_dump(exclude={"image"}) == truth.model_dump(exclude={"image"})  # same seed, same page
 
     [pdf] = generate_pages(tmp_path / "pdf", 2, seed=9, fmt="pdf", pages_per_file=2)
-    from pipeline.ingest import load_page
+    from pipeline.stages.ingest import load_page
 
     for k in range(2):  # ingest renders the PDF at exactly the ground truth's pixel size
         info, grey = load_page(pdf, k)

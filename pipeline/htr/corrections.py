@@ -5,7 +5,7 @@ texts for the language model (`census lm --from-corrections`) and the training e
 A cell's latest correction with status `corrected` and a text gives its true literal text. Its crop is
 cut as the recogniser cut the one it read: the run's page image preprocessed again (deskewed, cropped to
 the table, contrast normalised), the cell's box brought back from original page pixels, and
-`pipeline.cells.text_crop` (inset, rule remnants removed, trimmed to the writing). A crop cut from the
+`pipeline.stages.cells.text_crop` (inset, rule remnants removed, trimmed to the writing). A crop cut from the
 original pixels instead would teach the model cells unlike those it reads.
 """
 
@@ -47,9 +47,9 @@ def corrected_texts(run_dir: Path) -> list[str]:
 def read_crops(run_dir: Path, cells: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """The crop the recogniser read for each of `cells` (by cell id); cells of a page whose image the run
     no longer has are left out, with a message."""
-    from pipeline.cells import text_crop
+    from pipeline.stages.cells import text_crop
     from pipeline.models import BBox
-    from pipeline.preprocess import preprocess, to_processed
+    from pipeline.stages.preprocess import preprocess, to_processed
     from pipeline.run_paths import load_page_image
 
     by_page: dict[str, list[dict[str, Any]]] = {}

@@ -36,7 +36,7 @@ def font_split() -> dict[str, list[Path]]:
 @cache
 def register_vocabularies() -> dict[str, tuple[str, ...]]:
     from pipeline.lexicons import load_lexicon
-    from pipeline.templates import available_templates, load_template
+    from pipeline.stages.templates import available_templates, load_template
 
     vocab = {name: tuple(load_lexicon(name)) for name in ("given_names", "surnames", "places", "occupations", "streets")}
     words: set[str] = set()
@@ -156,14 +156,14 @@ def synthetic_cells(count: int, fonts: list[Path], seed: int) -> tuple[list[np.n
 
 def page_cells(count: int, fonts: list[Path], seed: int) -> tuple[list[np.ndarray], list[str]]:
     """`count` (crop, text) pairs of the written cells of synthetic register pages in `fonts`, cut as the
-    pipeline cuts them (`pipeline.cells.text_crop`): what whole pages ask of the recogniser and single
+    pipeline cuts them (`pipeline.stages.cells.text_crop`): what whole pages ask of the recogniser and single
     rendered cells rarely show — small short words in wide cells (`no`, `H`), ditto marks drawn as
     strokes, long dates, the page's blur and noise. Pages alternate the shipped templates, unskewed (the
     pipeline deskews first); a second clerk's rows in a font outside `fonts` are left out."""
-    from pipeline.cells import text_crop
+    from pipeline.stages.cells import text_crop
     from pipeline.models import BBox
     from pipeline.synth.page import render_page
-    from pipeline.templates import available_templates, load_template
+    from pipeline.stages.templates import available_templates, load_template
 
     templates = [load_template(path) for path in available_templates().values()]
     allowed = {font.name for font in fonts}

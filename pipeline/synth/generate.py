@@ -21,7 +21,7 @@ from pipeline.errors import UsageError
 from pipeline.pagexml import (PageGroundTruth, groundtruth_paths, to_table_groundtruth,
                               write_json_groundtruth, write_page_xml)
 from pipeline.synth.page import render_page
-from pipeline.templates import load_template
+from pipeline.stages.templates import load_template
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "tiff": ".tif", "pdf": ".pdf"}
 MULTI_PAGE_FORMATS = {"tiff", "pdf"}
@@ -55,7 +55,7 @@ def _file_dpi(fmt: str, page_dpi: float) -> float:
     ingest renders PDFs at, so a rendered page has exactly the ground truth's pixel size."""
     if fmt != "pdf":
         return page_dpi
-    from pipeline.ingest import PDF_DPI
+    from pipeline.stages.ingest import PDF_DPI
 
     return float(PDF_DPI)
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.lexicons import load_lexicon
-from pipeline.templates import ColumnSpec, Template
+from pipeline.stages.templates import ColumnSpec, Template
 
 DITTO_MARKS = ("id.", "Id.", "ídem", "idem", "d°", "〃", '"')
 

@@ -23,7 +23,7 @@ from pipeline.pagexml import (ColumnGT, DataCellGT, GridGT, HeaderCellGT, PageGr
                               RowGT)
 from pipeline.synth.fonts import handwriting_fonts, print_fonts, render_text
 from pipeline.synth.households import Entry, Person, Setting, make_people, make_setting, write_rows
-from pipeline.templates import ColumnSpec, Template
+from pipeline.stages.templates import ColumnSpec, Template
 
 # Relative column widths by field type; a register gives names and addresses the most room.
 WIDTH_BY_TYPE = {"name": 3.3, "relation": 1.2, "sex": 0.55, "age": 0.6, "date": 1.6, "place": 1.8,

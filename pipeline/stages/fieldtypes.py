@@ -1,5 +1,5 @@
 """Parsers for the template field types: one literal cell text in, a typed, normalised value
-and the reasons it needs a reviewer out (fields stage, see pipeline.fields).
+and the reasons it needs a reviewer out (fields stage, see pipeline.stages.fields).
 
 Value types per field type: name/place/occupation/address/text -> str; relation/sex/
 marital_status/literacy -> the vocabulary's canonical key (str); age/number -> int; date ->
@@ -20,7 +20,7 @@ from typing import Any
 
 
 class Reason(StrEnum):
-    """Why a cell goes to review; descriptions for reviewers are in `pipeline.route.REASONS`."""
+    """Why a cell goes to review; descriptions for reviewers are in `pipeline.stages.route.REASONS`."""
 
     LOW_CONFIDENCE = "low-confidence"
     ILLEGIBLE = "illegible"

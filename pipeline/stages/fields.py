@@ -5,9 +5,9 @@ For each cell: blank and illegible cells get no value; a ditto mark ('id.', 'íd
 '"') takes the resolved value of the same column in the row above, its literal text kept
 and the written cell the value comes from recorded (`Cell.value_from`, through chains of
 dittos: a value copied from a cell awaiting review awaits that review too); any other text
-is parsed by its column's field type (pipeline.fieldtypes). Then the template's consistency
+is parsed by its column's field type (pipeline.stages.fieldtypes). Then the template's consistency
 rules compare values across a row and across a household. Problems are recorded as `Reason`s
-on the cells; pipeline.route turns them into review decisions. Household ids are assigned
+on the cells; pipeline.stages.route turns them into review decisions. Household ids are assigned
 later (pipeline.households).
 """
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.fieldtypes import (
+from pipeline.stages.fieldtypes import (
     Parsed, Reason, clean_text, given_name_sex, is_ditto, is_illegible, parse_address, parse_age, parse_date,
     parse_name, parse_number, parse_vocabulary, snap_phrase, surnames_of, trailing_dittos,
 )
 from pipeline.models import BBox, Cell, Person
-from pipeline.templates import ColumnSpec, Template
+from pipeline.stages.templates import ColumnSpec, Template
 
 VOCABULARY_TYPES = frozenset({"relation", "sex", "marital_status", "literacy"})
 # Columns of words: a reading without a letter is no value of theirs (a ditto's two strokes read "11").
@@ -41,7 +41,7 @@ AGE_TOLERANCE_YEARS = 1
 def interpret(cells: list[Cell], template: Template) -> tuple[list[Cell], list[Person]]:
     """Typed values and reasons for every cell of a page, plus one Person per non-empty row.
 
-    Returns copies of the cells, in the order given; statuses are left for pipeline.route."""
+    Returns copies of the cells, in the order given; statuses are left for pipeline.stages.route."""
     columns = {column.key: column for column in template.columns}
     resolved: dict[tuple[int, int], Cell] = {}
     for cell in sorted(cells, key=lambda cell: (cell.row, cell.col)):

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from pipeline.errors import PageError
 from pipeline.models import BBox, Grid
-from pipeline.image import ink_mask, line_masks, line_profile, rule_positions
+from pipeline.stages.image import ink_mask, line_masks, line_profile, rule_positions
 
 MIN_RULE_FRACTION = 0.5  # a rule must cover this share of the table (or of the longest rule)
 MAX_ROWS_PER_GAP = 12  # a missing-rule gap is split only into at most this many rows

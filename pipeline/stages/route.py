@@ -20,9 +20,9 @@ field needs 0.95. Routing is idempotent: routing twice gives the same cells.
 
 from __future__ import annotations
 
-from pipeline.fieldtypes import Reason, is_illegible
+from pipeline.stages.fieldtypes import Reason, is_illegible
 from pipeline.models import Cell
-from pipeline.templates import Template
+from pipeline.stages.templates import Template
 
 # Share of the template's tolerated error rate (1 - review_threshold) allowed on key fields.
 KEY_FIELD_ERROR_SHARE = 0.5

@@ -15,9 +15,9 @@ import unicodedata
 
 import numpy as np
 
-from pipeline.layout import header_box
+from pipeline.stages.layout import header_box
 from pipeline.models import ColumnMapping, Grid
-from pipeline.templates import Template
+from pipeline.stages.templates import Template
 from pipeline.tesseract import DEFAULT_LANG
 
 MIN_HEADER_SCORE = 0.6  # below this a header match is not trusted; position decides

@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 from pipeline.errors import PageError
-from pipeline.image import ink_mask
-from pipeline.layout import TableRules, find_rules
+from pipeline.stages.image import ink_mask
+from pipeline.stages.layout import TableRules, find_rules
 from pipeline.models import BBox, PreprocessResult
 
 MAX_SKEW_DEG = 10.0
