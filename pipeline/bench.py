@@ -43,7 +43,7 @@ OPTIONAL_SECTIONS = {
 
 def store_contents(run_dir: Path) -> dict[str, list[tuple]]:
     """Every table of RUN_DIR/census.sqlite as sorted rows, timestamp columns left out."""
-    from pipeline.store import STORE_NAME
+    from pipeline.run.store import STORE_NAME
 
     connection = sqlite3.connect(f"file:{Path(run_dir) / STORE_NAME}?mode=ro", uri=True)
     try:
@@ -132,8 +132,8 @@ def timed_run(
     pages_dir: Path, run_dir: Path, engine: str, workers: int, executor: str = "local"
 ) -> dict[str, Any]:
     """One fresh `census run` in-process; its throughput, stage breakdown and memory."""
-    from pipeline.batch import run
-    from pipeline.runner import RunOptions
+    from pipeline.run.batch import run
+    from pipeline.run.runner import RunOptions
 
     shutil.rmtree(run_dir, ignore_errors=True)
     options = RunOptions(out=run_dir, engine=engine, workers=workers, executor=executor)
@@ -166,7 +166,7 @@ def timed_run(
 def cpu_per_page(pages_dir: Path, run_dir: Path, engine: str) -> dict[str, Any]:
     """CPU seconds one page costs (this process plus its tesseract children), pages run one after the
     other in this process: unlike wall-clock figures, barely moved by other programs on the machine."""
-    from pipeline import runner
+    from pipeline.run import runner
 
     shutil.rmtree(run_dir, ignore_errors=True)
     runner.init_worker(runner.DEFAULT_TEMPLATE, engine, str(run_dir))
@@ -252,7 +252,7 @@ def subset(pages: list[Path], folder: Path, n_pages: int) -> Path:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    from pipeline.runner import DEFAULT_ENGINE
+    from pipeline.run.runner import DEFAULT_ENGINE
 
     work = Path(args.work)
     engine = args.engine or DEFAULT_ENGINE

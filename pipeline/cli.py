@@ -41,8 +41,8 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
 ) -> None:
     """Run the pipeline on scans; exit 3 when some pages failed (see RUN_DIR/failures.jsonl)."""
-    from pipeline.runner import RunOptions
-    from pipeline.batch import run as run_pipeline
+    from pipeline.run.runner import RunOptions
+    from pipeline.run.batch import run as run_pipeline
 
     if executor not in ("local", "dask"):
         raise typer.BadParameter(f"{executor!r} is not local or dask", param_hint="--executor")
@@ -165,7 +165,7 @@ def show(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write (default RUN_DIR/overlays/).")] = None,
 ) -> None:
     """Draw a page with its detected grid and cells coloured by status; prints the PNG's path."""
-    from pipeline.report import write_overlay
+    from pipeline.run.report import write_overlay
 
     typer.echo(str(write_overlay(run_dir, page, out)))
 
@@ -173,7 +173,7 @@ def show(
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
     """(Re)write RUN_DIR/report.html, e.g. after review; prints its path."""
-    from pipeline.report import write_report
+    from pipeline.run.report import write_report
 
     typer.echo(str(write_report(run_dir)))
 
@@ -244,7 +244,7 @@ def evaluate(
     """Evaluate recognition against ground truth: CER/WER per line (default) or per table cell (--tables)."""
     if tables:
         from pipeline.evaluate import evaluate_tables
-        from pipeline.runner import DEFAULT_TEMPLATE
+        from pipeline.run.runner import DEFAULT_TEMPLATE
 
         result = evaluate_tables(gt_dir, template or DEFAULT_TEMPLATE, engine)
         for page in result.per_page:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.lexicons import load_lexicon
 from pipeline.models import BBox, Cell, PageInfo, PageResult, Person
 from pipeline.stages.templates import Template, load_template

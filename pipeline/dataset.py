@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from pipeline import embargo, store
+from pipeline import embargo
+from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.stages.templates import ColumnSpec, Template
 

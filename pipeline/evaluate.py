@@ -20,7 +20,7 @@ from pipeline.errors import PageError, UsageError
 from pipeline.stages.fieldtypes import is_quote_ditto
 from pipeline.models import BBox, Cell, PageResult
 from pipeline.stages.route import awaits_review
-from pipeline.runner import PageTask
+from pipeline.run.runner import PageTask
 
 IOU_THRESHOLD = 0.5
 
@@ -209,7 +209,7 @@ def load_truth(xml_path: Path) -> list[GroundTruthCell]:
 def evaluate_tables(gt_dir: Path, template: str, engine: str) -> TablesEvaluation:
     """Run every stage on each ground-truth page (one process, this engine) and score it."""
     from pipeline.recognize import get_engine
-    from pipeline.runner import plan, process_page
+    from pipeline.run.runner import plan, process_page
     from pipeline.stages.templates import load_template
 
     tasks, _ = plan([gt_dir])

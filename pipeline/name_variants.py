@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from pipeline.dataset import readonly
 from pipeline.names import ABBREVIATIONS, EQUIVALENT_GIVEN_NAMES, fold
-from pipeline.store import stored_template
+from pipeline.run.store import stored_template
 
 REVERSE_ABBREVIATIONS = {
     full: abbreviation

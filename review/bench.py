@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.models import BBox, Cell, PageInfo, PageResult, Person
 from pipeline.stages.templates import load_template
 

@@ -24,7 +24,7 @@ def safe_name(identifier: str) -> str:
 
 
 def page_image_path(run_dir: Path, page_id: str) -> Path:
-    from pipeline.run_paths import page_image_path as runner_path
+    from pipeline.run.paths import page_image_path as runner_path
 
     return runner_path(Path(run_dir), page_id)
 
@@ -78,7 +78,7 @@ def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str
     """
     import cv2
 
-    from pipeline.run_paths import load_page_image
+    from pipeline.run.paths import load_page_image
 
     by_page: dict[str, list[dict]] = {}
     for cell in cells:

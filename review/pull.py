@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.stages.templates import Template
 from review.client import ReviewClient

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.errors import ServiceError, UsageError
 from pipeline.stages.templates import Template
 from review import crops

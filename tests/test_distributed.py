@@ -17,8 +17,8 @@ import pytest
 
 from pipeline.bench import store_differences
 from pipeline.errors import ExitCode, ServiceError
-from pipeline.batch import run
-from pipeline.runner import RunOptions
+from pipeline.run.batch import run
+from pipeline.run.runner import RunOptions
 
 pytestmark = pytest.mark.server
 CENSUS = [sys.executable, "-m", "pipeline.cli"]
@@ -115,7 +115,7 @@ def wait_for_workers(address: str, n_workers: int, timeout: float = 90) -> None:
 def test_unreachable_scheduler_is_a_service_error(
     pages: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pipeline.distributed.CONNECT_TIMEOUT_S", 3)
+    monkeypatch.setattr("pipeline.run.distributed.CONNECT_TIMEOUT_S", 3)
     options = RunOptions(
         out=tmp_path / "run", engine="null", executor="dask", scheduler=f"tcp://127.0.0.1:{free_port()}"
     )

@@ -17,7 +17,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import datagen, embargo, store
+from pipeline import datagen, embargo
+from pipeline.run import store
 from pipeline.stages.templates import load_template
 
 TODAY = dt.date(2026, 6, 1)

@@ -13,7 +13,8 @@ import pyarrow.dataset as ds
 import pytest
 from lxml import etree
 
-from pipeline import datagen, store
+from pipeline import datagen
+from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.export import ALTO_NS, export
 

@@ -12,8 +12,8 @@ from pipeline.htr.corrections import corrected_cells
 def make_run_with_corrections(run_dir: Path) -> None:
     import cv2
 
-    from pipeline.run_paths import page_image_path
-    from pipeline.store import connect, create
+    from pipeline.run.paths import page_image_path
+    from pipeline.run.store import connect, create
     from pipeline.stages.templates import available_templates, load_template
 
     page = np.full((400, 600), 230, np.uint8)
@@ -94,7 +94,7 @@ def test_census_train_from_corrections_fine_tunes_the_shipped_model(tmp_path: Pa
     assert exported_meta["version"].startswith(shipped_meta["version"] + "-ft")  # its readings say which model
     for suffix in (".lm.tsv.gz", ".calibration.json"):  # decodes and accepts as the shipped model does
         assert onnx_path.with_suffix(suffix).read_bytes() == shipped.with_suffix(suffix).read_bytes()
-    from pipeline.store import connect
+    from pipeline.run.store import connect
 
     with connect(run_dir) as connection:  # one more cell reviewed: the next fine-tuning starts afresh
         connection.execute("INSERT INTO corrections (cell_id, new_value, new_status, corrected_at, source) "
@@ -108,7 +108,7 @@ def test_fine_tuning_a_run_without_corrected_cells_is_a_usage_error(tmp_path: Pa
 
     from pipeline.errors import UsageError
     from pipeline.htr.train import TrainConfig, corrections_sources
-    from pipeline.store import connect
+    from pipeline.run.store import connect
 
     run_dir = tmp_path / "run"
     make_run_with_corrections(run_dir)
@@ -173,7 +173,7 @@ def test_corrected_cells_are_cut_as_the_recogniser_read_them(tmp_path: Path) -> 
     import cv2
 
     from pipeline.htr.corrections import read_crops
-    from pipeline.runner import plan, process_page
+    from pipeline.run.runner import plan, process_page
     from pipeline.synth import generate_pages
     from pipeline.stages.templates import load_template
 
@@ -199,11 +199,11 @@ def test_corrected_cells_are_cut_as_the_recogniser_read_them(tmp_path: Path) -> 
 
 
 def test_the_new_hand_benchmark_answers_the_whole_review_queue_from_the_ground_truth(tmp_path: Path) -> None:
-    from pipeline import store
+    from pipeline.run import store
     from pipeline.evaluate import groundtruth_for, load_truth
     from pipeline.htr.newhand import TEMPLATE, render, review_from_truth
-    from pipeline.batch import run
-    from pipeline.runner import RunOptions
+    from pipeline.run.batch import run
+    from pipeline.run.runner import RunOptions
 
     scans = render(tmp_path / "scans", 1, 21, "DancingScript-Regular")
     run([scans], RunOptions(out=tmp_path / "run", template=TEMPLATE, engine="null", workers=1), progress=False)

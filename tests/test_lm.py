@@ -130,7 +130,7 @@ def test_census_lm_builds_the_lm_beside_a_model_and_the_engine_uses_it(tmp_path:
 @needs_model
 def test_census_lm_learns_the_reviewers_corrections(tmp_path: Path) -> None:
     from pipeline.htr.corrections import corrected_texts
-    from pipeline.store import connect
+    from pipeline.run.store import connect
     from tests.test_htr_corrections import make_run_with_corrections
 
     model = shipped_model_copy(tmp_path / "model")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import datagen, store
+from pipeline import datagen
+from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.query import format_result, run_query
 

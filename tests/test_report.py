@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import store
-from pipeline.report import STATUS_COLOURS, gather, write_report
-from pipeline.batch import run
-from pipeline.run_paths import page_image_path
-from pipeline.runner import RunOptions
+from pipeline.run import store
+from pipeline.run.report import STATUS_COLOURS, gather, write_report
+from pipeline.run.batch import run
+from pipeline.run.paths import page_image_path
+from pipeline.run.runner import RunOptions
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.png"
 

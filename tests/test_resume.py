@@ -22,7 +22,7 @@ import pytest
 
 from pipeline.bench import store_differences
 from pipeline.errors import ExitCode
-from pipeline.runner import MAX_ATTEMPTS
+from pipeline.run.runner import MAX_ATTEMPTS
 
 CENSUS = [sys.executable, "-m", "pipeline.cli"]
 N_PAGES = 4

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.errors import ServiceError
 from pipeline.stages.templates import load_template
 from review import bench, crops, pull, push, server, training
@@ -217,7 +217,7 @@ def test_pull_appends_corrections_once_and_recomputes(live: Live) -> None:
 KILLED_PULL = """
 import os, sys
 from pathlib import Path
-from pipeline import store
+from pipeline.run import store
 from review import pull, server
 from review.client import ReviewClient
 pull.BATCH = 2

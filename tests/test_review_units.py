@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.stages.templates import load_template
 from review import bench, crops, pull, push, training
 

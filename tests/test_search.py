@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import datagen, store
+from pipeline import datagen
+from pipeline.run import store
 from pipeline.name_variants import labelled_queries, make_variant
 from pipeline.names import name_tokens, phonetic
 from pipeline.search import Searcher, SearchQuery, parse_born, search

@@ -96,8 +96,8 @@ def test_template_lexicon_cannot_name_a_file_outside_the_lexicons(tmp_path: Path
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run over a page whose file name is full of path and shell metacharacters."""
-    from pipeline.batch import run
-    from pipeline.runner import RunOptions
+    from pipeline.run.batch import run
+    from pipeline.run.runner import RunOptions
     from pipeline.synth import generate_pages
 
     made = tmp_path_factory.mktemp("made")
@@ -203,7 +203,7 @@ def listening_addresses(pids: set[int]) -> set[str]:
 def test_dask_local_cluster_listens_on_loopback_only() -> None:
     import psutil
 
-    from pipeline.distributed import local_cluster
+    from pipeline.run.distributed import local_cluster
 
     with local_cluster(1) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")

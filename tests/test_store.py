@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.stages import fields
 from pipeline.models import BBox, Cell, PageInfo, PageResult
 from pipeline.stages.templates import load_template

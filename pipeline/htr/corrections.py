@@ -31,7 +31,7 @@ LATEST_CORRECTIONS = """
 
 def latest_corrections(run_dir: Path) -> list[dict[str, Any]]:
     """Every cell whose latest correction is `corrected` with a text, with that text (`text`), by page."""
-    from pipeline import store
+    from pipeline.run import store
 
     if not (Path(run_dir) / store.STORE_NAME).is_file():
         raise UsageError(f"no store at {Path(run_dir) / store.STORE_NAME}: run `census run` first")
@@ -50,7 +50,7 @@ def read_crops(run_dir: Path, cells: list[dict[str, Any]]) -> dict[str, np.ndarr
     from pipeline.stages.cells import text_crop
     from pipeline.models import BBox
     from pipeline.stages.preprocess import preprocess, to_processed
-    from pipeline.run_paths import load_page_image
+    from pipeline.run.paths import load_page_image
 
     by_page: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:

@@ -34,7 +34,7 @@ def render(out_dir: Path, pages: int, seed: int, hand_font: str) -> Path:
 def review_from_truth(run_dir: Path) -> int:
     """Correct every queued cell of the run to its ground-truth text (as `census review pull` records a
     reviewer's answers); returns how many corrections were recorded."""
-    from pipeline import store
+    from pipeline.run import store
     from pipeline.evaluate import groundtruth_for, load_truth, match_boxes
     from pipeline.models import BBox
     from review.pull import Correction, apply_batch
@@ -99,8 +99,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipeline.htr.train import run_training
-    from pipeline.batch import run
-    from pipeline.runner import RunOptions
+    from pipeline.run.batch import run
+    from pipeline.run.runner import RunOptions
 
     review_scans = render(args.out / "review-scans", args.review_pages, args.review_seed, args.hand)
     test_scans = render(args.out / "test-scans", args.test_pages, args.test_seed, args.hand)

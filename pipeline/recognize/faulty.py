@@ -53,7 +53,7 @@ class FaultyEngine:
         return self.base.recognize(crops)
 
     def _should_misbehave(self) -> bool:
-        from pipeline.runner import current_task
+        from pipeline.run.runner import current_task
 
         task = current_task()
         if task is None or not fnmatch(task.source.name, self.match):

@@ -85,7 +85,7 @@ def unfamiliar_hand(cells: list[Cell]) -> bool:
 def awaits_review(cell: Cell, cells_by_id: dict[str, Cell]) -> bool:
     """Whether a cell's value still waits on a reviewer: its own reading, or the reading its ditto mark
     copied the value from (a historian should not take either as settled). The store's row statistics
-    apply the same rule in SQL (`pipeline.store.row_stats_sql`)."""
+    apply the same rule in SQL (`pipeline.run.store.row_stats_sql`)."""
     source = cells_by_id.get(cell.value_from) if cell.value_from else None
     return cell.status == "needs_review" or (source is not None and source.status == "needs_review")
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from pipeline.errors import PageError
 from pipeline.models import Cell, Failure, PageResult
 from pipeline.recognize import Engine, get_engine
-from pipeline.run_paths import page_image_path, page_json_path, write_atomically
+from pipeline.run.paths import page_image_path, page_json_path, write_atomically
 from pipeline.stages.templates import Template, load_template
 
 DEFAULT_TEMPLATE = "padro-catala-1930"

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.models import Failure, PageResult
 
@@ -70,7 +70,7 @@ def resolve_page(run_dir: Path, page: str) -> str:
 def render_overlay(run_dir: Path, page_id: str, width: int | None = None) -> np.ndarray:
     """The ingested page (BGR) with the detected grid and every cell tinted by its current status,
     drawn at `width` pixels wide (default: the page's own size)."""
-    from pipeline.run_paths import page_image_path, page_json_path
+    from pipeline.run.paths import page_image_path, page_json_path
 
     image = _read_page_image(page_image_path(run_dir, page_id), width)
     if image is None:
@@ -231,7 +231,7 @@ def throughput(run_dir: Path, pages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _stage_seconds_from_results(run_dir: Path, pages: list[dict[str, Any]]) -> dict[str, float]:
-    from pipeline.run_paths import page_json_path
+    from pipeline.run.paths import page_json_path
 
     stages: dict[str, float] = {}
     for page in pages:
@@ -247,7 +247,7 @@ def _stage_seconds_from_results(run_dir: Path, pages: list[dict[str, Any]]) -> d
 
 def write_report(run_dir: Path, summary: Any | None = None, max_thumbnails: int = MAX_THUMBNAILS) -> Path:
     """Write RUN_DIR/report.html (and RUN_DIR/summary.json from the run's summary, when given)."""
-    from pipeline.run_paths import write_atomically
+    from pipeline.run.paths import write_atomically
 
     run_dir = Path(run_dir)
     if summary is not None:
@@ -369,7 +369,7 @@ def _histogram_svg(bins: list[int]) -> str:
 
 
 def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails: int) -> str:
-    from pipeline.run_paths import page_image_path
+    from pipeline.run.paths import page_image_path
 
     figures = []
     for page in pages[:max_thumbnails]:

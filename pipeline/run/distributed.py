@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ServiceError
-from pipeline.run_paths import page_json_path, write_atomically
-from pipeline.runner import MAX_ATTEMPTS, PageTask, RunOptions, failed_result, init_worker, run_task
+from pipeline.run.paths import page_json_path, write_atomically
+from pipeline.run.runner import MAX_ATTEMPTS, PageTask, RunOptions, failed_result, init_worker, run_task
 from pipeline.stages.templates import load_template
 
 CONNECT_TIMEOUT_S = 30

@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline import store
+from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.models import Failure, PageResult
 from pipeline.recognize import get_engine
-from pipeline.run_paths import page_json_path, write_atomically
-from pipeline.runner import PageTask, RunOptions, execute_local, plan
+from pipeline.run.paths import page_json_path, write_atomically
+from pipeline.run.runner import PageTask, RunOptions, execute_local, plan
 from pipeline.stages.templates import Template, load_template
 
 
@@ -76,7 +76,7 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
         pages_per_minute=round(60 * len(todo) / seconds, 1) if todo else 0.0, stage_seconds=stage_seconds,
         **{key: counts[key] for key in ("pages", "pages_failed", "rows", "cells", "cells_accepted",
                                          "cells_empty", "review_queue")})
-    from pipeline.report import write_report
+    from pipeline.run.report import write_report
 
     write_report(run_dir, summary)
     return summary
@@ -84,7 +84,7 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
 
 def execute(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
     if options.executor == "dask":
-        from pipeline.distributed import execute_dask
+        from pipeline.run.distributed import execute_dask
 
         return execute_dask(tasks, options)
     return execute_local(tasks, options)
