@@ -10,7 +10,7 @@ synthetic register pages, with everything timed in the same invocation on the sa
 - two baselines on the same pages: plain tesseract full-page OCR, and the pipeline with the
   tesseract engine, reported as ratios to the default pipeline;
 - optional sections from other modules (`pipeline.htr.bench`, `review.bench`,
-  `pipeline.dataset_bench`), skipped with a message when a module is missing.
+  `pipeline.dataset.bench`), skipped with a message when a module is missing.
 
 Figures go to stdout as a table and to bench.json.
 """
@@ -34,7 +34,7 @@ TIMESTAMP_COLUMNS = {"processed_at"}
 OPTIONAL_SECTIONS = {
     "htr": "pipeline.htr.bench",
     "review": "review.bench",
-    "dataset": "pipeline.dataset_bench",
+    "dataset": "pipeline.dataset.bench",
 }
 
 

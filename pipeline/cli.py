@@ -106,7 +106,7 @@ def query(
     include_restricted: Annotated[bool, typer.Option(help="Do not mask embargoed persons.")] = False,
 ) -> None:
     """Read-only SQL (DuckDB) over the run's current, reviewed data."""
-    from pipeline.query import format_result, run_query
+    from pipeline.dataset.query import format_result, run_query
 
     typer.echo(format_result(run_query(run_dir, sql, include_restricted), fmt))
 
@@ -122,8 +122,8 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
 ) -> None:
     """Fuzzy, phonetic person search robust to Catalan/Spanish spelling variants."""
-    from pipeline.search import SearchQuery, parse_born
-    from pipeline.search import search as run_search
+    from pipeline.dataset.search import SearchQuery, parse_born
+    from pipeline.dataset.search import search as run_search
 
     hits = run_search(run_dir, SearchQuery(text=name, born=parse_born(born), place=place, limit=limit,
                                            include_restricted=include_restricted))
@@ -142,7 +142,7 @@ def export(
     include_restricted: Annotated[bool, typer.Option(help="Do not mask embargoed persons.")] = False,
 ) -> None:
     """Export persons and households (masked by the embargo) for other tools."""
-    from pipeline.export import export as run_export
+    from pipeline.dataset.export import export as run_export
 
     typer.echo(run_export(run_dir, fmt, out, include_restricted).model_dump_json())
 
@@ -153,7 +153,7 @@ def browse(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8001,
 ) -> None:
     """Browse the run in datasette (masked copy; facets, full-text search, row crops)."""
-    from pipeline.browse import serve
+    from pipeline.dataset.browse import serve
 
     raise typer.Exit(serve(run_dir, port))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import datagen
-from pipeline.browse import DB_NAME, FACETS, build_browse_db, datasette_command
+from pipeline.dataset.browse import DB_NAME, FACETS, build_browse_db, datasette_command
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

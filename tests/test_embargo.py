@@ -17,7 +17,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import datagen, embargo
+from pipeline import datagen
+from pipeline.dataset import embargo
 from pipeline.run import store
 from pipeline.stages.templates import load_template
 
@@ -113,7 +114,7 @@ def test_rule_is_read_from_the_run_config(run_dir: Path):
 
 
 def test_no_export_format_leaks_restricted_values(run_dir: Path, tmp_path: Path):
-    from pipeline.export import export
+    from pipeline.dataset.export import export
 
     report = export(run_dir, "all", tmp_path / "all")
     assert report.restricted >= 2 and report.masked_values > 0 and report.masked_cells > 0
@@ -130,7 +131,7 @@ def test_redacted_page_images_blank_the_restricted_cells(run_dir: Path, tmp_path
     import numpy as np
     from PIL import Image
 
-    from pipeline.export import export
+    from pipeline.dataset.export import export
 
     export(run_dir, "pagexml", tmp_path / "page")
     page_id = "5e171e1500000000-p0"
@@ -145,7 +146,7 @@ def test_redacted_page_images_blank_the_restricted_cells(run_dir: Path, tmp_path
 
 
 def test_training_export_drops_restricted_cells_unless_asked(run_dir: Path, tmp_path: Path):
-    from pipeline.export import export
+    from pipeline.dataset.export import export
 
     masked = export(run_dir, "training", tmp_path / "masked")
     assert masked.masked_cells == 1  # the corrected name of a restricted person
@@ -156,7 +157,7 @@ def test_training_export_drops_restricted_cells_unless_asked(run_dir: Path, tmp_
 
 
 def test_include_restricted_exports_everything(run_dir: Path, tmp_path: Path):
-    from pipeline.export import export
+    from pipeline.dataset.export import export
 
     export(run_dir, "jsonl", tmp_path / "full", include_restricted=True)
     text = (tmp_path / "full" / "persons.jsonl").read_text(encoding="utf-8")
@@ -164,7 +165,7 @@ def test_include_restricted_exports_everything(run_dir: Path, tmp_path: Path):
 
 
 def test_query_cannot_reach_restricted_values(run_dir: Path):
-    from pipeline.query import run_query
+    from pipeline.dataset.query import run_query
 
     for table in ("persons", "households", "cells", "corrections", "pages"):
         result = run_query(run_dir, f"SELECT * FROM {table}")
@@ -178,7 +179,7 @@ def test_query_cannot_reach_restricted_values(run_dir: Path):
 
 
 def test_search_hides_restricted_persons(run_dir: Path):
-    from pipeline.search import SearchQuery, search
+    from pipeline.dataset.search import SearchQuery, search
 
     for name in (CORRECTED_NAME, SENTINELS[1]["name"], "Quixotescu", "Plughvart Mnemosine"):
         hits = search(run_dir, SearchQuery(text=name, limit=20), crops=True)
@@ -188,7 +189,7 @@ def test_search_hides_restricted_persons(run_dir: Path):
 
 
 def test_browse_copy_holds_no_restricted_values(run_dir: Path):
-    from pipeline.browse import build_browse_db
+    from pipeline.dataset.browse import build_browse_db
 
     path = build_browse_db(run_dir)
     with sqlite3.connect(path) as connection:
@@ -205,7 +206,7 @@ def _free_port() -> int:
 
 @pytest.mark.server
 def test_datasette_pages_and_sql_do_not_leak(run_dir: Path):
-    from pipeline.browse import DB_NAME, datasette_command
+    from pipeline.dataset.browse import DB_NAME, datasette_command
 
     port = _free_port()
     server = subprocess.Popen(

@@ -16,7 +16,7 @@ from lxml import etree
 from pipeline import datagen
 from pipeline.run import store
 from pipeline.errors import UsageError
-from pipeline.export import ALTO_NS, export
+from pipeline.dataset.export import ALTO_NS, export
 
 PAGES = 3
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.dataset_bench import bench_households, household_accuracy, misread, synthetic_household_page
-from pipeline.households import assign_households
+from pipeline.dataset.bench import bench_households, household_accuracy, misread, synthetic_household_page
+from pipeline.dataset.households import assign_households
 from pipeline.models import Person
 from pipeline.stages.templates import load_template
 

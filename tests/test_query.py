@@ -13,7 +13,7 @@ import pytest
 from pipeline import datagen
 from pipeline.run import store
 from pipeline.errors import UsageError
-from pipeline.query import format_result, run_query
+from pipeline.dataset.query import format_result, run_query
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 
 from pipeline import datagen
 from pipeline.run import store
-from pipeline.name_variants import labelled_queries, make_variant
-from pipeline.names import name_tokens, phonetic
-from pipeline.search import Searcher, SearchQuery, parse_born, search
+from pipeline.dataset.name_variants import labelled_queries, make_variant
+from pipeline.dataset.names import name_tokens, phonetic
+from pipeline.dataset.search import Searcher, SearchQuery, parse_born, search
 from pipeline.stages.templates import load_template
 
 # Persons planted with known spellings; queries below must find them despite the variants.

@@ -137,7 +137,7 @@ def test_input_names_never_become_output_paths(run_dir: Path) -> None:
     ],
 )
 def test_query_cannot_write_or_read_outside_the_run(run_dir: Path, tmp_path: Path, sql: str) -> None:
-    from pipeline.query import run_query
+    from pipeline.dataset.query import run_query
 
     with pytest.raises(UsageError):
         run_query(run_dir, sql.format(outside=tmp_path, run_dir=run_dir))
@@ -145,7 +145,7 @@ def test_query_cannot_write_or_read_outside_the_run(run_dir: Path, tmp_path: Pat
 
 
 def test_query_reads_the_run(run_dir: Path) -> None:
-    from pipeline.query import run_query
+    from pipeline.dataset.query import run_query
 
     assert run_query(run_dir, "SELECT COUNT(*) FROM pages").rows == [[1]]
 
@@ -180,7 +180,7 @@ def test_no_server_defaults_to_all_interfaces() -> None:
 def test_label_studio_and_browse_bind_loopback(run_dir: Path) -> None:
     import inspect
 
-    from pipeline.browse import datasette_command
+    from pipeline.dataset.browse import datasette_command
     from review import server
 
     assert server.HOST == "127.0.0.1"

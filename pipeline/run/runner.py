@@ -89,7 +89,7 @@ class _Stopwatch:
 
 def process_page(task: PageTask, template: Template, engine: Engine, run_dir: Path) -> PageResult:
     """Every stage for one page. Raises PageError when the page cannot be read or has no table."""
-    from pipeline import households
+    from pipeline.dataset import households
     from pipeline.stages import columns, fields, ingest, layout, preprocess, route
 
     clock = _Stopwatch()

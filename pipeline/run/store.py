@@ -183,7 +183,7 @@ def page_cells(connection: sqlite3.Connection, page_id: str) -> list[Cell]:
 def recompute_page(connection: sqlite3.Connection, page_id: str, template: Template) -> None:
     """Re-overlay corrections and re-derive typed values, persons and households of one page
     (inside the caller's transaction)."""
-    from pipeline import households
+    from pipeline.dataset import households
     from pipeline.stages import fields
 
     reapply_corrections(connection, page_id)
@@ -197,7 +197,7 @@ def row_stats_sql(where: str = "", ditto_sources: bool = True) -> str:
     household consistency reasons the fields stage recorded on its cells. A ditto mark whose value was
     copied from a cell still awaiting review counts as awaiting review too (`ditto_sources`: the store
     records where dittos copied from; stores older than that column cannot)."""
-    from pipeline.households import HOUSEHOLD_REASONS
+    from pipeline.dataset.households import HOUSEHOLD_REASONS
 
     flags = " || ".join(f"CASE WHEN MAX(instr(c.reasons, '{reason}')) > 0 THEN '{reason},' ELSE '' END"
                         for reason in HOUSEHOLD_REASONS)

@@ -4,5 +4,5 @@ cells (cell crops), recognition (the engines are in `pipeline.recognize`), field
 (accept or review); `templates` loads the register templates (YAML in `templates/`) and `fieldtypes` the
 field types, `image` the ink and ruled-line analysis the stages share. A stage may import earlier stages,
 `image`, `pipeline.models`, `pipeline.errors`, `pipeline.recognize`, `pipeline.tesseract` and
-`pipeline.lexicons`; never `pipeline.run`, `pipeline.dataset` or the CLI.
+`pipeline.lexicons`; never `pipeline.run`, `pipeline.dataset.dataset` or the CLI.
 """

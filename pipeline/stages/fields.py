@@ -8,7 +8,7 @@ dittos: a value copied from a cell awaiting review awaits that review too); any 
 is parsed by its column's field type (pipeline.stages.fieldtypes). Then the template's consistency
 rules compare values across a row and across a household. Problems are recorded as `Reason`s
 on the cells; pipeline.stages.route turns them into review decisions. Household ids are assigned
-later (pipeline.households).
+later (pipeline.dataset.households).
 """
 
 from __future__ import annotations
@@ -211,10 +211,10 @@ def check_age_matches_birth_date(rows: dict[int, Row], template: Template) -> No
 
 
 def households_on_page(rows: dict[int, Row], template: Template) -> list[list[Row]]:
-    """The page's written rows grouped into households exactly as pipeline.households assigns
+    """The page's written rows grouped into households exactly as pipeline.dataset.households assigns
     them (a head opens one; so does a clearly different address that persists), so that the
     household rules and the household ids stored agree."""
-    from pipeline.households import assign_households
+    from pipeline.dataset.households import assign_households
 
     written = [row for row in rows.values() if row.written]
     if not written:

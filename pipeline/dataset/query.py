@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel
 
-from pipeline import dataset, embargo
+from pipeline.dataset import dataset, embargo
 from pipeline.errors import UsageError
 
 QUERY_DIR = "query"
@@ -57,7 +57,7 @@ def snapshot_dir(run_dir: Path, include_restricted: bool) -> Path:
 
 
 def _fingerprint(run_dir: Path, rule: embargo.EmbargoRule) -> str:
-    from pipeline.search import store_fingerprint
+    from pipeline.dataset.search import store_fingerprint
 
     return store_fingerprint(run_dir, rule)
 
@@ -71,7 +71,7 @@ def build_snapshot(run_dir: Path, include_restricted: bool, rule: embargo.Embarg
     import duckdb
     import pyarrow.parquet as pq
 
-    from pipeline.export import households_table, write_partitioned
+    from pipeline.dataset.export import households_table, write_partitioned
 
     rule = rule or embargo.load_rule(run_dir)
     fingerprint = _fingerprint(run_dir, rule)

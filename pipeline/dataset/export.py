@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
-from pipeline import dataset, embargo
+from pipeline.dataset import dataset, embargo
 from pipeline.errors import UsageError
-from pipeline.households import HOUSEHOLD_REASONS
+from pipeline.dataset.households import HOUSEHOLD_REASONS
 from pipeline.stages.templates import Template
 
 FORMATS = ("csv", "parquet", "jsonl", "pagexml", "alto", "codebook", "training", "all")

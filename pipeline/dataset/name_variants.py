@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from pipeline.dataset import readonly
-from pipeline.names import ABBREVIATIONS, EQUIVALENT_GIVEN_NAMES, fold
+from pipeline.dataset.dataset import readonly
+from pipeline.dataset.names import ABBREVIATIONS, EQUIVALENT_GIVEN_NAMES, fold
 from pipeline.run.store import stored_template
 
 REVERSE_ABBREVIATIONS = {

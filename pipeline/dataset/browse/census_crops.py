@@ -11,7 +11,7 @@ from datasette import hookimpl
 from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
 
-from pipeline.dataset import readonly
+from pipeline.dataset.dataset import readonly
 
 PLUGIN = "census-crops"
 
@@ -33,7 +33,7 @@ def _row_box(browse_db: str, person_id: str) -> tuple[str, tuple[int, int, int, 
 
 
 async def crop(request, datasette):
-    from pipeline.search import crop_image
+    from pipeline.dataset.search import crop_image
 
     config = datasette.plugin_config(PLUGIN) or {}
     person_id = request.url_vars["person_id"]

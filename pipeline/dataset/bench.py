@@ -4,7 +4,7 @@ Parquet export time, a `census query` GROUP BY, and household reconstruction acc
 synthetic register pages with known households. `make bench` runs it; the last stdout line
 is one JSON object with the figures.
 
-    python -m pipeline.dataset_bench [--persons 1000000] [--run-dir runs/bench-1m] [--queries 200]
+    python -m pipeline.dataset.bench [--persons 1000000] [--run-dir runs/bench-1m] [--queries 200]
                                      [--household-pages 200] [--all-cells]
 """
 
@@ -97,7 +97,7 @@ def bench_households(
     pages: int = 200, seed: int = 0, template_name: str = "padro-catala-1930", noise: float = 0.0
 ) -> dict:
     """Accuracy of households on `pages` synthetic pages; with `noise`, on misread values too."""
-    from pipeline.households import assign_households
+    from pipeline.dataset.households import assign_households
 
     template = load_template(template_name)
     rng = np.random.default_rng(seed)
@@ -129,8 +129,8 @@ def ensure_dataset(run_dir: Path, persons: int, seed: int, all_cells: bool) -> f
 
 
 def bench_search(run_dir: Path, queries: int, seed: int) -> dict:
-    from pipeline.name_variants import labelled_queries
-    from pipeline.search import Searcher, SearchQuery, build_index, timed_search
+    from pipeline.dataset.name_variants import labelled_queries
+    from pipeline.dataset.search import Searcher, SearchQuery, build_index, timed_search
 
     start = time.perf_counter()
     build_index(run_dir)
@@ -166,7 +166,7 @@ def bench_search(run_dir: Path, queries: int, seed: int) -> dict:
 
 
 def bench_export(run_dir: Path) -> dict:
-    from pipeline.export import export
+    from pipeline.dataset.export import export
 
     out = run_dir / "bench-export"
     report = export(run_dir, "parquet", out)
@@ -175,7 +175,7 @@ def bench_export(run_dir: Path) -> dict:
 
 def bench_query(run_dir: Path) -> dict:
     """GROUP BY over all persons, after (re)building the Parquet snapshot; then the CLI, end to end."""
-    from pipeline.query import build_snapshot, run_query
+    from pipeline.dataset.query import build_snapshot, run_query
 
     sql = (
         "SELECT birth_place, sex, COUNT(*) AS n, AVG(age) AS mean_age FROM persons "

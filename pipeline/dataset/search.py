@@ -8,7 +8,7 @@ binary search and only scores the few thousand candidates that share two name pa
 for a one-word query). Scoring matches query words to the candidate's words as a bag
 (swapped surnames score the same), exact phonetic/equivalent keys first, then edit distance.
 
-Restricted persons (pipeline.embargo) never appear in results unless include_restricted.
+Restricted persons (pipeline.dataset.embargo) never appear in results unless include_restricted.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pydantic import BaseModel
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
-from pipeline import dataset, embargo
+from pipeline.dataset import dataset, embargo
 from pipeline.errors import UsageError
-from pipeline.names import fold, name_tokens, phonetic, query_keys
+from pipeline.dataset.names import fold, name_tokens, phonetic, query_keys
 
 INDEX_DIR = "index"
 CROPS_DIR = "crops"

@@ -4,7 +4,7 @@ through here, so corrections and masking are applied the same way everywhere.
 
 Current values: the persons table is the truth, overlaid with each cell's latest correction
 (typed by the template), so a correction counts even before it has been propagated into
-persons. Masking: see pipeline.embargo.
+persons. Masking: see pipeline.dataset.embargo.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-from pipeline import embargo
+from pipeline.dataset import embargo
 from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.stages.templates import ColumnSpec, Template

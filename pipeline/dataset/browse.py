@@ -5,7 +5,7 @@ from the embargo-masked persons and households, so neither its pages nor its SQL
 reach restricted values. The copy has facets (sex, relation, birth place, occupation, marital
 status, year), FTS5 full-text search over names, places, addresses and occupations, and a
 `crop` column linking each person to the image of its register row; the crops are cut on
-demand by the plugin in pipeline/browse/ and refused for restricted persons.
+demand by the plugin in pipeline/dataset/browse/ and refused for restricted persons.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline import dataset, embargo
-from pipeline.export import households_table
+from pipeline.dataset import dataset, embargo
+from pipeline.dataset.export import households_table
 
 BROWSE_DIR = "browse"
 DB_NAME = "census-browse"
