@@ -51,7 +51,7 @@ test-all: install ## run every test including slow ones
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'not gpu'
 
 bench: install ## benchmark: pages/min, stages, RSS, 1→2 workers, Dask, baselines, recogniser, review, 1M dataset → bench.json
-	$(BIN)/python -m pipeline.bench
+	$(BIN)/python -m pipeline.evaluation.bench
 
 review-install: venv ## install Label Studio 1.23.2 in its own virtualenv .venv-ls (once; takes minutes)
 	$(CENSUS) review install

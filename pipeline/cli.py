@@ -221,7 +221,7 @@ def language_model(
     reviewed runs and the register vocabulary; it replaces the model's LM."""
     import json
 
-    from pipeline.evaluate_lines import DEFAULT_SPLIT_FILE
+    from pipeline.evaluation.evaluate_lines import DEFAULT_SPLIT_FILE
     from pipeline.htr.lm import build_model_lm
     from pipeline.recognize.crnn import DEFAULT_MODEL
 
@@ -243,7 +243,7 @@ def evaluate(
 ) -> None:
     """Evaluate recognition against ground truth: CER/WER per line (default) or per table cell (--tables)."""
     if tables:
-        from pipeline.evaluate import evaluate_tables
+        from pipeline.evaluation.evaluate import evaluate_tables
         from pipeline.run.runner import DEFAULT_TEMPLATE
 
         result = evaluate_tables(gt_dir, template or DEFAULT_TEMPLATE, engine)
@@ -254,7 +254,7 @@ def evaluate(
                        f"settled values {page.settled_values}/{page.values} ({page.settled_wrong} wrong)\t{page.error or ''}")
         typer.echo(result.model_dump_json(exclude=None if as_json else {"per_page"}))
         return
-    from pipeline.evaluate_lines import evaluate_lines, summary_line
+    from pipeline.evaluation.evaluate_lines import evaluate_lines, summary_line
 
     report = evaluate_lines(gt_dir, engine, split, pages)
     for score in report.engines:

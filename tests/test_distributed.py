@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench import store_differences
+from pipeline.evaluation.bench import store_differences
 from pipeline.errors import ExitCode, ServiceError
 from pipeline.run.batch import run
 from pipeline.run.runner import RunOptions

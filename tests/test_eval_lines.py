@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.evaluate_lines import evaluate_lines, score_engine
+from pipeline.evaluation.evaluate_lines import evaluate_lines, score_engine
 from pipeline.recognize.crnn import DEFAULT_MODEL
 from tests.test_htr import write_gt_page
 
@@ -26,7 +26,7 @@ def gt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_scores_are_jiwer_cer_and_wer_per_page() -> None:
-    from pipeline.evaluate_lines import LineSample
+    from pipeline.evaluation.evaluate_lines import LineSample
 
     samples = [LineSample("p1", "a", "abcd", None), LineSample("p2", "b", "ef gh", None)]  # type: ignore[arg-type]
     score = score_engine("x", samples, ["abed", "ef gh"], 1.0)

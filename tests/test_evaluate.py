@@ -1,6 +1,6 @@
 """Scoring of the table evaluation: box matching, row recall, CER, field accuracy, reviewer load."""
 
-from pipeline.evaluate import GroundTruthCell, iou, match_boxes, score_page, summarise
+from pipeline.evaluation.evaluate import GroundTruthCell, iou, match_boxes, score_page, summarise
 from pipeline.models import BBox, Cell, PageInfo, PageResult
 
 

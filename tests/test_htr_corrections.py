@@ -200,7 +200,7 @@ def test_corrected_cells_are_cut_as_the_recogniser_read_them(tmp_path: Path) -> 
 
 def test_the_new_hand_benchmark_answers_the_whole_review_queue_from_the_ground_truth(tmp_path: Path) -> None:
     from pipeline.run import store
-    from pipeline.evaluate import groundtruth_for, load_truth
+    from pipeline.evaluation.evaluate import groundtruth_for, load_truth
     from pipeline.htr.newhand import TEMPLATE, render, review_from_truth
     from pipeline.run.batch import run
     from pipeline.run.runner import RunOptions

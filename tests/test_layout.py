@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.errors import PageError
-from pipeline.evaluate import iou, match_boxes, union
+from pipeline.evaluation.evaluate import iou, match_boxes, union
 from pipeline.stages.layout import cell_box, detect_grid, header_box, n_data_rows
 from pipeline.models import BBox, Grid
 from pipeline.stages.preprocess import preprocess, to_original

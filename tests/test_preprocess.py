@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.evaluate import iou
+from pipeline.evaluation.evaluate import iou
 from pipeline.stages.layout import cell_box, detect_grid
 from pipeline.models import BBox
 from pipeline.stages.image import ink_mask

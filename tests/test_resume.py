@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench import store_differences
+from pipeline.evaluation.bench import store_differences
 from pipeline.errors import ExitCode
 from pipeline.run.runner import MAX_ATTEMPTS
 
@@ -187,7 +187,7 @@ def test_killed_five_times_then_resumed_equals_uninterrupted_run(
 @pytest.fixture(scope="module")
 def twelve_pages(pages: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twelve distinct files (copies of the four pages, each with its own content hash)."""
-    from pipeline.bench import replicated_pages
+    from pipeline.evaluation.bench import replicated_pages
 
     return replicated_pages(sorted(pages.glob("*.png")), tmp_path_factory.mktemp("twelve") / "pages", 12)
 

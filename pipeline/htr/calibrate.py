@@ -152,7 +152,7 @@ def _features_and_correct(engine, crops: list[np.ndarray], texts: list[str]) -> 
 
 
 def _lines(engine, gt_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from pipeline.evaluate_lines import collect_lines
+    from pipeline.evaluation.evaluate_lines import collect_lines
 
     samples = collect_lines(gt_dir, None if split == "all" else split)
     return _features_and_correct(engine, [sample.crop for sample in samples], [sample.text for sample in samples])

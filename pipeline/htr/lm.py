@@ -132,7 +132,7 @@ def build_lm(texts: list[str], vocabulary: list[str], order: int = DEFAULT_ORDER
 
 
 def _line_texts(pages: list, split: str | None, split_file: Path) -> list[str]:
-    from pipeline.evaluate_lines import select_pages
+    from pipeline.evaluation.evaluate_lines import select_pages
 
     return [line.text for page in select_pages(pages, split, None, split_file) for line in page.lines if not line.unread]
 

@@ -35,7 +35,7 @@ def review_from_truth(run_dir: Path) -> int:
     """Correct every queued cell of the run to its ground-truth text (as `census review pull` records a
     reviewer's answers); returns how many corrections were recorded."""
     from pipeline.run import store
-    from pipeline.evaluate import groundtruth_for, load_truth, match_boxes
+    from pipeline.evaluation.evaluate import groundtruth_for, load_truth, match_boxes
     from pipeline.models import BBox
     from review.pull import Correction, apply_batch
 
@@ -75,8 +75,8 @@ def recipe(config: Path | None, out_dir: Path) -> Path:
 
 
 def figures(scans: Path, engine: str, gt_dir: Path | None) -> dict:
-    from pipeline.evaluate import evaluate_tables
-    from pipeline.evaluate_lines import evaluate_lines
+    from pipeline.evaluation.evaluate import evaluate_tables
+    from pipeline.evaluation.evaluate_lines import evaluate_lines
 
     pages = evaluate_tables(scans, TEMPLATE, engine).model_dump(exclude={"per_page"})
     result = {"pages": pages}

@@ -1,4 +1,4 @@
-"""`make bench` (python -m pipeline.bench): how fast and how lean the pipeline is, measured on
+"""`make bench` (python -m pipeline.evaluation.bench): how fast and how lean the pipeline is, measured on
 synthetic register pages, with everything timed in the same invocation on the same pages:
 
 - end-to-end pages/min on 2 worker processes with the default engine, per-stage breakdown,
@@ -413,7 +413,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluation.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--pages", type=int, default=50, help="synthetic pages for the main runs (default 50)"
     )

@@ -24,7 +24,7 @@ from pipeline.htr.text import normalize_text
 from pipeline.models import Reading
 from pipeline.recognize import register
 
-DEFAULT_SPLIT_FILE = Path(__file__).resolve().parents[1] / "models" / "crnn.split.json"
+DEFAULT_SPLIT_FILE = Path(__file__).resolve().parents[2] / "models" / "crnn.split.json"
 
 
 @dataclass
