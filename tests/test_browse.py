@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import datagen
+from pipeline.dataset import datagen
 from pipeline.dataset.browse import DB_NAME, FACETS, build_browse_db, datasette_command
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

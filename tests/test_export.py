@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 import pytest
 from lxml import etree
 
-from pipeline import datagen
+from pipeline.dataset import datagen
 from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.dataset.export import ALTO_NS, export

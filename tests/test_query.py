@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import datagen
+from pipeline.dataset import datagen
 from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.dataset.query import format_result, run_query

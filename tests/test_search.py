@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import datagen
+from pipeline.dataset import datagen
 from pipeline.run import store
 from pipeline.dataset.name_variants import labelled_queries, make_variant
 from pipeline.dataset.names import name_tokens, phonetic

@@ -118,7 +118,7 @@ def bench_households(
 
 def ensure_dataset(run_dir: Path, persons: int, seed: int, all_cells: bool) -> float:
     """Generate the bulk run once (seconds spent; 0 when it already exists)."""
-    from pipeline import datagen
+    from pipeline.dataset import datagen
     from pipeline.run import store
 
     if (run_dir / store.STORE_NAME).is_file():

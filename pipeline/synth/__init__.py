@@ -4,6 +4,9 @@
 - `render_page(template, seed, skew_max_deg)`: one page in memory (image + `PageGroundTruth`).
 - `handwriting_fonts()`, `render_text(text, font, height_px, rng)`: the handwriting renderer,
   shared with the handwriting recogniser's training-data generation.
+
+May import `pipeline.stages.templates`, `pipeline.pagexml`, `pipeline.lexicons`, `pipeline.errors`;
+the stages and the run never import it (only tests, evaluation, `pipeline.htr` training and the CLI do).
 """
 
 from pipeline.synth.fonts import handwriting_fonts, print_fonts, render_text
