@@ -17,8 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.dataset import datagen
-from pipeline.dataset import embargo
+from pipeline.dataset import datagen, embargo
 from pipeline.run import store
 from pipeline.stages.templates import load_template
 
