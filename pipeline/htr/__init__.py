@@ -11,6 +11,7 @@ Modules:
 - `train`: the training loop (resumable, early stopping on validation CER), `census train`.
 - `export`: checkpoint -> ONNX (int8 LSTM) + charset, the files the `crnn` engine loads.
 - `corrections`: reviewer-corrected cells of a run as fine-tuning samples.
-- `calibrate`: sequence-confidence calibration, reliability diagram, accept threshold.
+- `confidence`: a reading's sequence features and the fitted `Calibration` the engine applies at run time.
+- `calibrate`: fitting that calibration, reliability diagram, accept threshold (`census calibrate`).
 - `bench`: recognition throughput and model load time.
 """
