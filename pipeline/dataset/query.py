@@ -156,8 +156,8 @@ def open_readonly(folder: Path) -> Any:
     return connection
 
 
-def run_query(run_dir: Path, sql: str, include_restricted: bool = False) -> QueryResult:
-    """Run read-only `sql` over the run's (masked) tables."""
+def _execute(run_dir: Path, sql: str, include_restricted: bool, fetch: Any) -> tuple[Any, float]:
+    """Run read-only `sql` over the run's (masked) snapshot; `fetch(connection, sql)` runs and reads it."""
     import time
 
     import duckdb
@@ -168,16 +168,32 @@ def run_query(run_dir: Path, sql: str, include_restricted: bool = False) -> Quer
         check_read_only(connection, sql)
         start = time.perf_counter()
         try:
-            relation = connection.execute(sql)
-            rows = relation.fetchall()
+            fetched = fetch(connection, sql)
         except duckdb.Error as error:
             raise UsageError(f"SQL error: {error}") from error
-        columns = [description[0] for description in relation.description or []]
-        return QueryResult(
-            columns=columns, rows=[list(row) for row in rows], seconds=round(time.perf_counter() - start, 4)
-        )
+        return fetched, round(time.perf_counter() - start, 4)
     finally:
         connection.close()
+
+
+def run_query(run_dir: Path, sql: str, include_restricted: bool = False) -> QueryResult:
+    """Run read-only `sql` over the run's (masked) tables."""
+
+    def fetch(connection: Any, sql: str) -> tuple[list[str], list[list[Any]]]:
+        relation = connection.execute(sql)
+        rows = relation.fetchall()
+        return [description[0] for description in relation.description or []], [list(row) for row in rows]
+
+    (columns, rows), seconds = _execute(run_dir, sql, include_restricted, fetch)
+    return QueryResult(columns=columns, rows=rows, seconds=seconds)
+
+
+def query_arrow(run_dir: Path, sql: str, include_restricted: bool = False) -> pa.Table:
+    """The same read-only query as `run_query`, as an Arrow table (DuckDB's column types kept)."""
+    table, _ = _execute(
+        run_dir, sql, include_restricted, lambda connection, sql: connection.sql(sql).to_arrow_table()
+    )
+    return table
 
 
 def format_result(result: QueryResult, fmt: str) -> str:
