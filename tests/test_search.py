@@ -29,6 +29,13 @@ PLANTED = [
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("search-run")
     datagen.generate_run(folder, pages=30, seed=13, images=False)
+    plant_persons(folder)
+    (folder / "embargo.yaml").write_text("years: 100\ntoday: 2026-01-01\n", encoding="utf-8")
+    return folder
+
+
+def plant_persons(folder: Path) -> None:
+    """Add page feedbeef00000000-p0 (with its image) whose first rows are the PLANTED persons."""
     template = load_template("padro-catala-1930")
     rng = random.Random(2)
     members = datagen.page_members(rng, datagen.Lexicons.load("ca"), template, 0)
@@ -38,8 +45,6 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     datagen.render_page_image(result, folder / "images" / f"{result.page.page_id}.jpg")
     with store.connect(folder) as connection:
         store.write_page(connection, result, template)
-    (folder / "embargo.yaml").write_text("years: 100\ntoday: 2026-01-01\n", encoding="utf-8")
-    return folder
 
 
 @pytest.fixture(scope="module")
