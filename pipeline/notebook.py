@@ -240,9 +240,9 @@ class Run:
             values = frame[column.key]
             if column.type in VOCABULARY_TYPES and column.vocabulary:
                 frame[column.key] = values.astype(_categories(list(column.vocabulary), values))
-            elif column.type == "date" and _all_iso_dates(values):
+            elif column.type == "date" and (dates := _datetimes(values)) is not None:
                 precision = values.str.len().map(DATE_PRECISION, na_action="ignore")
-                frame[column.key] = pd.to_datetime(values, format="ISO8601")
+                frame[column.key] = dates
                 frame.insert(
                     frame.columns.get_loc(column.key) + 1,
                     f"{column.key}_precision",
@@ -251,9 +251,17 @@ class Run:
         return frame
 
 
-def _all_iso_dates(values: Any) -> bool:
-    """Whether every value is an ISO date text (YYYY, YYYY-MM or YYYY-MM-DD) pandas can read."""
-    return bool(values.dropna().map(lambda text: bool(_ISO_DATE.fullmatch(text))).all())
+def _datetimes(values: Any) -> Any:
+    """The ISO date texts (YYYY, YYYY-MM or YYYY-MM-DD) as datetimes; None (the text stays) when
+    a value is not one, e.g. a computed column of a query that happens to share the field's name."""
+    import pandas as pd
+
+    if not values.dropna().map(lambda text: bool(_ISO_DATE.fullmatch(text))).all():
+        return None
+    try:
+        return pd.to_datetime(values, format="ISO8601")
+    except (ValueError, OverflowError):  # an impossible date such as 1890-02-30
+        return None
 
 
 def _categories(known: Iterable[str], values: Any) -> Any:
