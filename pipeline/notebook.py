@@ -11,9 +11,9 @@ pandas DataFrames, with the same embargo as every other route.
     run.crop(person_id)                  # PIL image of the person's register row
 
 Nothing here reads the store itself: persons, households, cells and `query` are SQL over the
-Parquet snapshot of `census query` (pipeline.query, itself built from pipeline.dataset, where
-corrections and the embargo are applied), `search` is pipeline.search and `crop` cuts the row
-with pipeline.search.crop_image like the browse view. So a DataFrame holds what `census query`
+Parquet snapshot of `census query` (pipeline.dataset.query, itself built from pipeline.dataset.dataset, where
+corrections and the embargo are applied), `search` is pipeline.dataset.search and `crop` cuts the row
+with pipeline.dataset.search.crop_image like the browse view. So a DataFrame holds what `census query`
 and `census export` give on the same run, typed for pandas:
 
 - integers are nullable (`Int32`, `Int64`), booleans `boolean`, floats `Float32`/`Float64`,
@@ -23,7 +23,7 @@ and `census export` give on the same run, typed for pandas:
 - date fields (birth_date) are datetimes; a date written as a year or a month alone falls on
   its first day, and `<field>_precision` (`year`, `month`, `day`) beside it says which it was.
 
-Restricted persons (pipeline.embargo: born under `years` years ago, or undated in a recent
+Restricted persons (pipeline.dataset.embargo: born under `years` years ago, or undated in a recent
 register) keep their rows with names, dates, ages and addresses masked, are left out of search
 hits, and have no crop; `include_restricted=True` shows everything and must be asked for on
 each call.
@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import pyarrow as pa
 
-from pipeline import dataset, embargo, query, store
+from pipeline.dataset import dataset, embargo, query
+from pipeline.run import store
 from pipeline.errors import UsageError
-from pipeline.fields import VOCABULARY_TYPES
+from pipeline.stages.fields import VOCABULARY_TYPES
 from pipeline.models import CellStatus
 
 if TYPE_CHECKING:
@@ -171,8 +172,8 @@ class Run:
         (1.0 = every word matched), confidence. Restricted persons are left out unless
         include_restricted; `run.crop(hit_person_id)` shows a hit's row.
         """
-        from pipeline.search import SearchQuery, parse_born
-        from pipeline.search import search as run_search
+        from pipeline.dataset.search import SearchQuery, parse_born
+        from pipeline.dataset.search import search as run_search
 
         if isinstance(born, str):
             born = parse_born(born)
@@ -195,7 +196,7 @@ class Run:
         images."""
         from PIL import Image
 
-        from pipeline.search import crop_image
+        from pipeline.dataset.search import crop_image
 
         found = query.query_arrow(
             self.run_dir,

@@ -15,11 +15,12 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from pipeline import datagen, embargo, open_run
+from pipeline import open_run
+from pipeline.dataset import datagen, embargo
 from pipeline.errors import UsageError
-from pipeline.export import export
+from pipeline.dataset.export import export
 from pipeline.notebook import Run
-from pipeline.query import run_query
+from pipeline.dataset.query import run_query
 from tests.test_embargo import CORRECTED_NAME, TODAY, _assert_clean, _plant_sentinels
 from tests.test_search import plant_persons
 
