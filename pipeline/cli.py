@@ -163,11 +163,12 @@ def show(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     page: Annotated[str, typer.Argument(help="Page id (or a unique prefix of it), or an input file name.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write (default RUN_DIR/overlays/).")] = None,
+    include_restricted: Annotated[bool, typer.Option(help="Do not paint over embargoed persons' cells.")] = False,
 ) -> None:
     """Draw a page with its detected grid and cells coloured by status; prints the PNG's path."""
     from pipeline.run.report import write_overlay
 
-    typer.echo(str(write_overlay(run_dir, page, out)))
+    typer.echo(str(write_overlay(run_dir, page, out, include_restricted)))
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 Pages are saved by the runner as RUN_DIR/images/<page_id>.jpg in original page pixels (the
 cells table's x0..y1). Only small crops are written (RUN_DIR/review/crops, /rows) and served
-to Label Studio through local-files storage; full scans are never uploaded.
+to Label Studio through local-files storage; full scans are never uploaded. A crop shows the
+reviewed row: the masked cells of restricted persons on other rows that reach into it are
+painted over (pipeline.embargo.redact), as in every other image the run gives out.
 """
 
 from __future__ import annotations
@@ -69,16 +71,19 @@ def page_images_present(run_dir: Path, page_ids: Iterable[str]) -> set[str]:
     return present
 
 
-def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str, int], tuple[int, int, int, int]]
-                      ) -> set[str]:
+def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str, int], tuple[int, int, int, int]],
+                      restricted: set[tuple[str, int]]) -> set[str]:
     """Write the crop of each cell and the strip of its row; return the ids of cells written.
 
     `cells` are dicts with cell_id, page_id, row, x0, y0, x1, y1; `rows` maps (page_id, row)
-    to the row's bounding box. Each page image is decoded once.
+    to the row's bounding box; `restricted` holds the (page_id, row) of restricted persons
+    (embargo.restricted_rows), whose masked cells are blanked in the crops of other rows.
+    Each page image is decoded once.
     """
     import cv2
 
-    from pipeline.run.paths import load_page_image
+    from pipeline import embargo
+    from pipeline.runner import load_page_image
 
     by_page: dict[str, list[dict]] = {}
     for cell in cells:
@@ -90,8 +95,15 @@ def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str
         image = load_page_image(run_dir, page_id)
         if image is None:
             continue
+        on_page = {row for page, row in restricted if page == page_id}
+        hidden = embargo.page_hidden_boxes(run_dir, page_id, on_page)
+
+        def redacted(box: tuple[int, int, int, int], own_row: int) -> np.ndarray:
+            others = [hidden_box for row, boxes in hidden.items() if row != own_row for hidden_box in boxes]
+            return embargo.redact(cut(image, box).copy(), others, origin=box[:2])
+
         for row in {cell["row"] for cell in page_cells}:
-            strip = cut(image, padded(rows[(page_id, row)], image.shape, 0.15, 4))
+            strip = redacted(padded(rows[(page_id, row)], image.shape, 0.15, 4), row)
             if strip.shape[1] > MAX_STRIP_WIDTH:
                 scale = MAX_STRIP_WIDTH / strip.shape[1]
                 strip = cv2.resize(strip, (MAX_STRIP_WIDTH, max(1, round(strip.shape[0] * scale))),
@@ -99,7 +111,7 @@ def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str
             save(row_strip_path(run_dir, page_id, row), strip, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 85])
         for cell in page_cells:
             box = padded((cell["x0"], cell["y0"], cell["x1"], cell["y1"]), image.shape, 0.2, 6)
-            save(crop_path(run_dir, cell["cell_id"]), cut(image, box), ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            save(crop_path(run_dir, cell["cell_id"]), redacted(box, cell["row"]), ".png",
+                 [cv2.IMWRITE_PNG_COMPRESSION, 1])
             written.add(cell["cell_id"])
     return written
-

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from pipeline.run import store
+from pipeline import dataset, embargo, store
 from pipeline.errors import ServiceError, UsageError
 from pipeline.stages.templates import Template
 from review import crops
@@ -196,13 +196,16 @@ def push(run_dir: Path, client: ReviewClient, document_root: Path, project: int 
         stale = [cell for cell in queue if cell["cell_id"] in existing and cell["page_id"] in shown
                  and reading_changed(existing[cell["cell_id"]][1], cell)]
         rows = row_boxes(connection, {cell["page_id"] for cell in fresh + stale})
+    restricted = embargo.restricted_rows(
+        dataset.load(run_dir, include_restricted=True, write_report=False).persons
+    ) if fresh or stale else set()
 
     def data(cell: dict) -> dict:
         return task_data(cell, template, run_dir, document_root)
 
     # Task URLs are known in advance: cut the crops while Label Studio imports the tasks.
     with ThreadPoolExecutor(max_workers=1) as background:
-        writing = background.submit(crops.write_cell_images, run_dir, fresh + stale, rows)
+        writing = background.submit(crops.write_cell_images, run_dir, fresh + stale, rows, restricted)
         created = import_new(client, chosen, [{"data": data(cell), "predictions": [prediction(cell)]}
                                               for cell in fresh])
         for cell in stale:

@@ -65,7 +65,7 @@ def test_crops_are_cut_from_the_page_image(tmp_path: Path) -> None:
     with store.connect(tmp_path) as connection:
         cells = [dict(row) for row in connection.execute("SELECT * FROM cells")]
         rows = push.row_boxes(connection, {cells[0]["page_id"]})
-    assert crops.write_cell_images(tmp_path, cells, rows) == {cell["cell_id"] for cell in cells}
+    assert crops.write_cell_images(tmp_path, cells, rows, set()) == {cell["cell_id"] for cell in cells}
     import cv2
 
     crop = cv2.imread(str(crops.crop_path(tmp_path, cells[0]["cell_id"])), cv2.IMREAD_GRAYSCALE)

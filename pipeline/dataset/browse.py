@@ -98,7 +98,8 @@ def build_browse_db(run_dir: Path) -> Path:
     tmp.unlink(missing_ok=True)
     with sqlite3.connect(tmp) as connection:
         _write_table(connection, "persons", table, "person_id")
-        _write_table(connection, "households", households_table(persons), "household_id")
+        households = households_table(persons, data.report.masked_fields)
+        _write_table(connection, "households", households, "household_id")
         searchable = [name for name in SEARCHABLE if name in columns]
         connection.execute(
             f"CREATE VIRTUAL TABLE persons_fts USING fts5({', '.join(searchable)}, "

@@ -6,6 +6,10 @@ less than `years` years old. Restricted persons keep their non-identifying field
 relation, occupation... so statistics still work) but their names, dates and addresses are
 masked (NULL) in every export, in `census query`, search and browse, unless the user passes
 `--include-restricted`. Each masking pass writes what it masked to RUN_DIR/embargo_report.json.
+
+Images are masked by one painter, `redact`: every route that shows handwriting (exported page
+images, browse and search row crops, review crops, report thumbnails) paints the boxes of the
+restricted persons' masked cells (`hidden_boxes`) with the paper colour before writing it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -21,11 +27,18 @@ from pydantic import BaseModel, Field, ValidationError
 from pipeline.errors import UsageError
 from pipeline.stages.templates import Template
 
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
 CONFIG_NAME = "embargo.yaml"
 REPORT_NAME = "embargo_report.json"
 # Field types whose values identify a living person; age gives away the birth year.
 DEFAULT_MASKED_TYPES = ["name", "date", "age", "address"]
 _YEAR = re.compile(r"(1[5-9]\d\d|20\d\d)")
+# Paper colour of a page or crop: this percentile of its pixels (ink is the dark minority).
+PAPER_PERCENTILE = 90
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in original page pixels
 
 
 class EmbargoRule(BaseModel):
@@ -115,3 +128,89 @@ def read_report(run_dir: Path) -> dict | None:
     """The last embargo report of the run (for the run report), or None."""
     path = Path(run_dir) / REPORT_NAME
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+# --- masking cells in images --------------------------------------------------------------------
+
+
+def restricted_rows(persons: pa.Table) -> set[tuple[str, int]]:
+    """(page_id, row) of every restricted person of a persons table (dataset.load)."""
+    restricted = persons.filter(persons["restricted"]).select(["page_id", "row"]).to_pydict()
+    return set(zip(restricted["page_id"], restricted["row"]))
+
+
+def masked_cell(field: str | None, masked_fields: set[str]) -> bool:
+    """Unmapped columns (field None) may hold anything, so they are masked too."""
+    return field is None or field in masked_fields
+
+
+def hidden_boxes(
+    cells: Iterable[Mapping], restricted: set[tuple[str, int]], fields: set[str]
+) -> list[Box]:
+    """Boxes of the cells (page_id, row, field, x0..y1) that the embargo masks: the masked
+    fields (and unmapped columns) of restricted rows, written on or not."""
+    return [
+        (cell["x0"], cell["y0"], cell["x1"], cell["y1"])
+        for cell in cells
+        if (cell["page_id"], cell["row"]) in restricted
+        and masked_cell(cell["field"], fields)
+        and cell["x0"] is not None
+    ]
+
+
+def page_hidden_boxes(
+    run_dir: Path, page_id: str, rows: Iterable[int], rule: EmbargoRule | None = None
+) -> dict[int, list[Box]]:
+    """`hidden_boxes` of the given restricted rows of one page, read from the run's store, by row."""
+    from pipeline import dataset, store
+
+    wanted = {(page_id, row) for row in rows}
+    if not wanted:
+        return {}
+    with dataset.readonly(dataset.store_path(run_dir)) as connection:
+        template = store.stored_template(connection)
+        cursor = connection.execute(
+            "SELECT page_id, row, field, x0, y0, x1, y1 FROM cells WHERE page_id = ?", (page_id,)
+        )
+        names = [description[0] for description in cursor.description]
+        cells = [dict(zip(names, values)) for values in cursor]
+    fields = set(masked_fields(template, rule or load_rule(run_dir)))
+    boxes: dict[int, list[Box]] = {}
+    for cell in cells:
+        for box in hidden_boxes([cell], wanted, fields):
+            boxes.setdefault(cell["row"], []).append(box)
+    return boxes
+
+
+def redact(
+    image: np.ndarray, boxes: Iterable[Box], origin: tuple[int, int] = (0, 0), scale: float = 1.0
+) -> np.ndarray:
+    """Paint `boxes` (original page pixels) with the paper colour, in place, in `image`: the page
+    (grey or colour) cut at `origin` (original pixels) and then scaled by `scale`. Returns it."""
+    import numpy as np
+
+    boxes = list(boxes)
+    if not boxes or image.size == 0:
+        return image
+    height, width = image.shape[:2]
+    pixels = image.reshape(height * width, -1)
+    paper = np.percentile(pixels, PAPER_PERCENTILE, axis=0).astype(image.dtype)
+    paper = paper[0] if image.ndim == 2 else paper
+    for x0, y0, x1, y1 in boxes:
+        left = max(0, int(np.floor((x0 - origin[0]) * scale)))
+        top = max(0, int(np.floor((y0 - origin[1]) * scale)))
+        right = min(width, int(np.ceil((x1 - origin[0]) * scale)))
+        bottom = min(height, int(np.ceil((y1 - origin[1]) * scale)))
+        if right > left and bottom > top:
+            image[top:bottom, left:right] = paper
+    return image
+
+
+def row_crop_box(box: Box, width: int, height: int) -> Box:
+    """A row's (or cell's) box inset from its ruling lines (as the cell crops read by the
+    recognisers are), clipped to the page: the crop shows that row and nothing of the next."""
+    from pipeline.cells import inset
+    from pipeline.models import BBox
+
+    inner = inset(BBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]))
+    return (max(0, inner.x0), max(0, inner.y0), min(width, inner.x1), min(height, inner.y1))

@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -71,14 +72,21 @@ households AS (
                          'sex': sex, 'age': age} ORDER BY row))::VARCHAR AS members,
            sum(restricted::INTEGER)::INTEGER AS restricted_members
     FROM persons WHERE household_id IS NOT NULL GROUP BY household_id)
-SELECT h.* EXCLUDE (restricted_members), coalesce(found.flags, '[]') AS flags, h.restricted_members
+SELECT h.* EXCLUDE (restricted_members) REPLACE (<address> AS address), coalesce(found.flags, '[]') AS flags,
+       h.restricted_members
 FROM households h LEFT JOIN found USING (household_id) ORDER BY household_id
 """
 
 
-def households_table(persons: pa.Table) -> pa.Table:
+# A household's address is every member's: shown only when no member is restricted.
+SHARED_ADDRESS = "CASE WHEN h.restricted_members = 0 THEN h.address END"
+
+
+def households_table(persons: pa.Table, masked_fields: Iterable[str]) -> pa.Table:
     """One row per household: head, size, address, members with relations, flags.
-    Built from the (already masked) persons table, so it cannot reveal more than persons does."""
+    Built from the (already masked) persons table, so names, ages and the head follow the
+    persons' rule; the address, shared by all members, is withheld when any member is
+    restricted and the embargo masks addresses (`masked_fields`: [] when include_restricted)."""
     import duckdb
 
     needed = [
@@ -99,22 +107,13 @@ def households_table(persons: pa.Table) -> pa.Table:
     connection = duckdb.connect()
     try:
         connection.register("persons", persons.select([c for c in needed if c in persons.column_names]))
-        return connection.sql(HOUSEHOLDS_SQL).to_arrow_table()
+        address = SHARED_ADDRESS if "address" in set(masked_fields) else "h.address"
+        return connection.sql(HOUSEHOLDS_SQL.replace("<address>", address)).to_arrow_table()
     finally:
         connection.close()
 
 
 # --- cells ------------------------------------------------------------------------------------
-
-
-def restricted_rows(persons: pa.Table) -> set[tuple[str, int]]:
-    restricted = persons.filter(persons["restricted"]).select(["page_id", "row"]).to_pydict()
-    return set(zip(restricted["page_id"], restricted["row"]))
-
-
-def masked_cell(field: str | None, masked_fields: set[str]) -> bool:
-    """Unmapped columns (field None) may hold anything, so they are masked too."""
-    return field is None or field in masked_fields
 
 
 def page_cells(connection: sqlite3.Connection, page_id: str) -> list[sqlite3.Row]:
@@ -125,7 +124,7 @@ def page_cells(connection: sqlite3.Connection, page_id: str) -> list[sqlite3.Row
 
 
 def _visible_text(cell: sqlite3.Row, restricted: set[tuple[str, int]], fields: set[str]) -> str:
-    if (cell["page_id"], cell["row"]) in restricted and masked_cell(cell["field"], fields):
+    if (cell["page_id"], cell["row"]) in restricted and embargo.masked_cell(cell["field"], fields):
         return ""
     return cell["text"] or ""
 
@@ -216,13 +215,25 @@ def codebook(template: Template, rule: embargo.EmbargoRule, persons_schema: pa.S
             {"column": "first_row", "type": "int32"},
             {"column": "size", "type": "int32", "description": "number of persons"},
             {"column": "head_person_id", "type": "string"},
-            {"column": "head_name", "type": "string", "embargoed": True},
-            {"column": "address", "type": "string", "embargoed": True},
+            {
+                "column": "head_name",
+                "type": "string",
+                "embargoed": True,
+                "description": "masked by the persons' rule: withheld when the head is restricted",
+            },
+            {
+                "column": "address",
+                "type": "string",
+                "embargoed": True,
+                "description": "the head's (else the first member's) address; withheld for the whole "
+                "household when any member is restricted, since members share it",
+            },
             {"column": "relations", "type": "string", "description": "members' relations in row order"},
             {
                 "column": "members",
                 "type": "string",
-                "description": "JSON list of {person_id,row,relation,name,sex,age}; names/ages embargoed",
+                "description": "JSON list of {person_id,row,relation,name,sex,age}; each member's name and "
+                "age masked by the persons' rule",
             },
             {
                 "column": "flags",
@@ -281,9 +292,7 @@ def _box(cell: sqlite3.Row) -> list[tuple[int, int]]:
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
-def redacted_image(
-    run_dir: Path, page_id: str, boxes: list[tuple[int, int, int, int]], target: Path
-) -> Path | None:
+def redacted_image(run_dir: Path, page_id: str, boxes: list[embargo.Box], target: Path) -> Path | None:
     """Copy the page image, painting over restricted cells so the handwriting cannot be read."""
     source = Path(run_dir) / "images" / f"{page_id}.jpg"
     if not source.is_file():
@@ -292,14 +301,12 @@ def redacted_image(
     if not boxes:
         shutil.copyfile(source, target)
         return target
-    from PIL import Image, ImageDraw
+    import numpy as np
+    from PIL import Image
 
     with Image.open(source) as image:
-        image = image.convert("L")
-        draw = ImageDraw.Draw(image)
-        for box in boxes:
-            draw.rectangle(box, fill=255)
-        image.save(target, quality=90)
+        pixels = np.array(image.convert("L"))
+    Image.fromarray(embargo.redact(pixels, boxes)).save(target, quality=90)
     return target
 
 
@@ -315,7 +322,7 @@ def write_page_formats(
     """PAGE XML or ALTO per page (+ redacted images); returns (files, pages, masked cells)."""
     from pipeline import pagexml
 
-    restricted = set() if include_restricted else restricted_rows(persons)
+    restricted = set() if include_restricted else embargo.restricted_rows(persons)
     fields = set(embargo.masked_fields(template, rule))
     files, masked, pages = [], 0, 0
     out.mkdir(parents=True, exist_ok=True)
@@ -327,7 +334,7 @@ def write_page_formats(
             image = redacted_image(
                 run_dir,
                 page["page_id"],
-                [(c["x0"], c["y0"], c["x1"], c["y1"]) for c in hidden],
+                embargo.hidden_boxes(cells, restricted, fields),
                 out / f"{page['page_id']}.jpg",
             )
             image_name = image.name if image else Path(page["source"]).name
@@ -465,14 +472,14 @@ def _export_training(
     masked = 0
     if not include_restricted:
         data = dataset.load(run_dir, rule=rule, write_report=False)
-        restricted = restricted_rows(data.persons)
+        restricted = embargo.restricted_rows(data.persons)
         fields = set(embargo.masked_fields(data.template, rule))
         manifest = out / "manifest.jsonl"
         kept = []
         for line in manifest.read_text(encoding="utf-8").splitlines():
             entry = json.loads(line)
             row = int(entry["cell_id"].rsplit(":r", 1)[1].split(":")[0])
-            if (entry["page_id"], row) in restricted and masked_cell(entry["field"], fields):
+            if (entry["page_id"], row) in restricted and embargo.masked_cell(entry["field"], fields):
                 (out / entry["image"]).unlink(missing_ok=True)
                 (out / entry["image"]).with_suffix(".gt.txt").unlink(missing_ok=True)
                 masked += 1
@@ -501,7 +508,7 @@ def _write_format(
         return files
     if fmt == "codebook":
         return []
-    households = households_table(data.persons)
+    households = households_table(data.persons, data.report.masked_fields)
     report.households = households.num_rows
     if fmt == "jsonl":
         return [

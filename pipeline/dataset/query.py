@@ -6,7 +6,7 @@ Parquet export, plus cells, pages and corrections) whenever the store has change
 last snapshot. The snapshot is masked by the embargo unless include_restricted, so SQL cannot
 reach restricted values. Tables are views over those Parquet files.
 
-Read-only by construction: only SELECT/EXPLAIN statements are accepted; DuckDB runs in memory
+Read-only by construction: only one SELECT/EXPLAIN statement per call is accepted; DuckDB runs in memory
 with external access switched off except for the snapshot folder, and the configuration is
 locked, so COPY, ATTACH, INSTALL/LOAD, SET and reading any other file all fail.
 """
@@ -14,6 +14,7 @@ locked, so COPY, ATTACH, INSTALL/LOAD, SET and reading any other file all fail.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -26,7 +27,11 @@ from pipeline.dataset import dataset, embargo
 from pipeline.errors import UsageError
 
 QUERY_DIR = "query"
+# Part of the snapshot's fingerprint: bumped whenever what a snapshot masks changes, so snapshots
+# written by an earlier version are rebuilt rather than served (2: households' shared address).
+SNAPSHOT_VERSION = 2
 ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+INSTALL = re.compile(r"\s*(FORCE\s+)?INSTALL\b", re.IGNORECASE)
 
 # A cell is hidden when its row belongs to a restricted person and its field is masked.
 HIDDEN = "r.page_id IS NOT NULL AND (c.field IS NULL OR c.field IN ({fields}))"
@@ -59,7 +64,7 @@ def snapshot_dir(run_dir: Path, include_restricted: bool) -> Path:
 def _fingerprint(run_dir: Path, rule: embargo.EmbargoRule) -> str:
     from pipeline.dataset.search import store_fingerprint
 
-    return store_fingerprint(run_dir, rule)
+    return f"v{SNAPSHOT_VERSION}/{store_fingerprint(run_dir, rule)}"
 
 
 def _store_table(path: Path, table: str) -> pa.Table:
@@ -81,7 +86,8 @@ def build_snapshot(run_dir: Path, include_restricted: bool, rule: embargo.Embarg
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_partitioned(data.persons, tmp / "persons", "parquet")
-    write_partitioned(households_table(data.persons), tmp / "households", "parquet")
+    households = households_table(data.persons, data.report.masked_fields)
+    write_partitioned(households, tmp / "households", "parquet")
     path = dataset.store_path(run_dir)
     connection = duckdb.connect()
     try:
@@ -120,7 +126,7 @@ def ensure_snapshot(run_dir: Path, include_restricted: bool) -> Path:
 
 
 def check_read_only(connection: Any, sql: str) -> None:
-    """Reject anything but SELECT/EXPLAIN before DuckDB runs it."""
+    """Reject anything but one SELECT/EXPLAIN statement before DuckDB runs it."""
     import duckdb
 
     try:
@@ -132,7 +138,13 @@ def check_read_only(connection: Any, sql: str) -> None:
     for statement in statements:
         kind = statement.type.name
         if kind not in ALLOWED_STATEMENTS:
-            raise UsageError(f"read-only: {kind} statements are not allowed (only SELECT)")
+            # DuckDB files INSTALL under LOAD: name the statement as the user wrote it.
+            written = "INSTALL" if INSTALL.match(statement.query) else kind
+            raise UsageError(f"read-only: {written} statements are not allowed (only SELECT)")
+    if len(statements) > 1:
+        raise UsageError(
+            f"one statement at a time: got {len(statements)}; run each SELECT in its own `census query`"
+        )
 
 
 def open_readonly(folder: Path) -> Any:

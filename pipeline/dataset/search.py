@@ -20,6 +20,7 @@ import re
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -286,7 +287,7 @@ class Searcher:
         ]
         if crops:
             for hit in hits:
-                hit.crop = str(name_crop(self.run_dir, hit.person_id, self.people))
+                hit.crop = str(name_crop(self.run_dir, hit.person_id, self.people, query.include_restricted))
         return hits
 
     def _fetch(self, pids: np.ndarray, query: SearchQuery) -> list[tuple]:
@@ -374,32 +375,45 @@ def search(run_dir: Path, query: SearchQuery, crops: bool = True) -> list[Search
 # --- crops ------------------------------------------------------------------------------------
 
 
-def crop_image(run_dir: Path, page_id: str, box: tuple[int, int, int, int], name: str) -> Path | None:
-    """Cut `box` (original page pixels) out of RUN_DIR/images/<page_id>.jpg into RUN_DIR/crops/<name>.jpg."""
-    target = Path(run_dir) / CROPS_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.jpg"
-    if target.is_file():
-        return target
+def crop_image(
+    run_dir: Path, page_id: str, box: tuple[int, int, int, int], name: str, restricted_rows: Iterable[int] = ()
+) -> Path | None:
+    """Cut `box` (original page pixels), inset from its ruling lines, out of the page image
+    RUN_DIR/images/<page_id>.jpg into RUN_DIR/crops/<name>.jpg, with the masked cells of `restricted_rows` of the page that
+    reach into it painted over (embargo.redact). Cut anew each time: which rows are masked
+    depends on the caller (--include-restricted) and on the store."""
     source = Path(run_dir) / "images" / f"{page_id}.jpg"
     if not source.is_file() or None in box:
         return None
     from PIL import Image
 
     with Image.open(source) as image:
-        x0, y0, x1, y1 = box
-        pad = 6
-        region = image.crop(
-            (max(0, x0 - pad), max(0, y0 - pad), min(image.width, x1 + pad), min(image.height, y1 + pad))
-        )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        region.convert("L").save(target, quality=88)
+        x0, y0, x1, y1 = embargo.row_crop_box(box, image.width, image.height)
+        region = np.array(image.convert("L").crop((x0, y0, x1, y1)))
+    hidden = embargo.page_hidden_boxes(run_dir, page_id, restricted_rows)
+    embargo.redact(region, [box for boxes in hidden.values() for box in boxes], origin=(x0, y0))
+    target = Path(run_dir) / CROPS_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.jpg"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(region).save(target, quality=88)
     return target
 
 
-def name_crop(run_dir: Path, person_id: str, people: sqlite3.Connection) -> Path | None:
+def name_crop(
+    run_dir: Path, person_id: str, people: sqlite3.Connection, include_restricted: bool
+) -> Path | None:
+    """The name cell of a hit, with the page's other restricted rows masked unless include_restricted."""
     row = people.execute(
-        "SELECT page_id, x0, y0, x1, y1 FROM people WHERE person_id = ?", (person_id,)
+        "SELECT page_id, row, x0, y0, x1, y1 FROM people WHERE person_id = ?", (person_id,)
     ).fetchone()
-    return crop_image(run_dir, row[0], tuple(row[1:]), f"{person_id}-name") if row else None
+    if not row:
+        return None
+    restricted = [] if include_restricted else [
+        number
+        for (number,) in people.execute(
+            "SELECT row FROM people WHERE page_id = ? AND restricted = 1 AND row != ?", (row[0], row[1])
+        )
+    ]
+    return crop_image(run_dir, row[0], tuple(row[2:]), f"{person_id}-name", restricted)
 
 
 def timed_search(searcher: Searcher, query: SearchQuery) -> tuple[list[SearchHit], float]:

@@ -4,7 +4,8 @@ failures and their reasons, auto-accept rate, confidence histogram, throughput, 
 thumbnail of each page with its detected grid and cells coloured by status.
 
 `render_overlay` draws that page overlay at full size; `census show RUN_DIR PAGE` writes it
-as a PNG. Everything is read from the store (current cell status, corrections included), the
+as a PNG. Both paint over the masked cells of persons under the embargo (pipeline.embargo.redact)
+before drawing, as exported page images do (`census show --include-restricted` keeps them). Everything is read from the store (current cell status, corrections included), the
 per-page JSON results (grid, cell polygons, timings) and the saved page images.
 """
 
@@ -15,6 +16,7 @@ import html
 import io
 import json
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.run import store
+from pipeline import dataset, embargo, store
 from pipeline.errors import UsageError
 from pipeline.models import Failure, PageResult
 
@@ -67,20 +69,28 @@ def resolve_page(run_dir: Path, page: str) -> str:
     raise UsageError(f"no page {page!r} in {run_dir}; page ids are in the pages table and RUN_DIR/pages/")
 
 
-def render_overlay(run_dir: Path, page_id: str, width: int | None = None) -> np.ndarray:
+def render_overlay(
+    run_dir: Path, page_id: str, width: int | None = None, restricted_rows: Iterable[int] = ()
+) -> np.ndarray:
     """The ingested page (BGR) with the detected grid and every cell tinted by its current status,
-    drawn at `width` pixels wide (default: the page's own size)."""
-    from pipeline.run.paths import page_image_path, page_json_path
+    drawn at `width` pixels wide (default: the page's own size); the masked cells of
+    `restricted_rows` (persons under the embargo) are painted over first."""
+    from pipeline.runner import page_image_path, page_json_path
 
     image = _read_page_image(page_image_path(run_dir, page_id), width)
     if image is None:
         raise UsageError(f"no saved image for page {page_id} (the page could not be read)")
     result_path = page_json_path(run_dir, page_id)
+    hidden = embargo.page_hidden_boxes(run_dir, page_id, restricted_rows)
+    boxes = [box for row_boxes in hidden.values() for box in row_boxes]
     if not result_path.exists():
-        return image
+        with store.connect(run_dir, readonly=True) as connection:
+            stored = connection.execute("SELECT width FROM pages WHERE page_id = ?", (page_id,)).fetchone()
+        return embargo.redact(image, boxes, scale=image.shape[1] / stored[0] if stored and stored[0] else 1.0)
     result = PageResult.model_validate_json(result_path.read_bytes())
     # Drawing happens at the output size: coordinates (original page pixels) are scaled to it.
     scale = image.shape[1] / result.page.width if result.page.width else 1.0
+    embargo.redact(image, boxes, scale=scale)
     _tint_cells(image, result, _current_statuses(run_dir, page_id), scale)
     _draw_grid(image, result, scale)
     return image
@@ -145,12 +155,22 @@ def _draw_grid(image: np.ndarray, result: PageResult, scale: float) -> None:
         )
 
 
-def write_overlay(run_dir: Path, page: str, out: Path | None = None) -> Path:
+def restricted_rows(run_dir: Path) -> dict[str, set[int]]:
+    """Rows of persons under the run's embargo, by page."""
+    persons = dataset.load(run_dir, include_restricted=True, write_report=False).persons
+    rows: dict[str, set[int]] = {}
+    for page_id, row in embargo.restricted_rows(persons):
+        rows.setdefault(page_id, set()).add(row)
+    return rows
+
+
+def write_overlay(run_dir: Path, page: str, out: Path | None = None, include_restricted: bool = False) -> Path:
     """`census show`: write PAGE's overlay as a PNG (default RUN_DIR/overlays/<page_id>.png)."""
     page_id = resolve_page(run_dir, page)
     out = out or run_dir / "overlays" / f"{page_id}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), render_overlay(run_dir, page_id)):
+    hidden = set() if include_restricted else restricted_rows(run_dir).get(page_id, set())
+    if not cv2.imwrite(str(out), render_overlay(run_dir, page_id, restricted_rows=hidden)):
         raise UsageError(f"cannot write {out}")
     return out
 
@@ -372,13 +392,15 @@ def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails:
     from pipeline.run.paths import page_image_path
 
     figures = []
+    restricted = restricted_rows(run_dir) if pages else {}
     for page in pages[:max_thumbnails]:
         parts = [f"{Path(page['source']).name} p{page['page_index']}", page["status"]]
         parts += [page["error"]] if page["error"] else []
         parts += [f"{page['review']} to review"] if page["review"] else []
         caption = " · ".join(_e(part) for part in parts)
         image = (
-            f"<img alt='page {_e(page['page_id'])}' src='{_thumbnail_uri(run_dir, page['page_id'])}'>"
+            f"<img alt='page {_e(page['page_id'])}' "
+            f"src='{_thumbnail_uri(run_dir, page['page_id'], restricted.get(page['page_id'], set()))}'>"
             if page_image_path(run_dir, page["page_id"]).exists()
             else "<div class=noimg>no image</div>"
         )
@@ -393,8 +415,8 @@ def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails:
     return f"<h2>Pages</h2><div class=pages>{''.join(figures)}</div>{more}"
 
 
-def _thumbnail_uri(run_dir: Path, page_id: str) -> str:
-    small = render_overlay(run_dir, page_id, width=THUMBNAIL_WIDTH)
+def _thumbnail_uri(run_dir: Path, page_id: str, restricted: set[int]) -> str:
+    small = render_overlay(run_dir, page_id, width=THUMBNAIL_WIDTH, restricted_rows=restricted)
     ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
     return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode() if ok else ""
 

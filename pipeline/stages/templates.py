@@ -18,6 +18,24 @@ FieldType = Literal[
 ]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+# Columns a template may declare: each becomes a persons column (and a browse/export column)
+# beside a dozen fixed ones, far below SQLite's 2000-column limit; real registers have ~20.
+MAX_COLUMNS = 200
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 class ColumnSpec(BaseModel):
@@ -47,7 +65,7 @@ class Template(BaseModel):
     language: Literal["ca", "es", "fr"]
     register_year: int | None = Field(default=None, ge=1700, le=2100)  # for age/birth checks
     review_threshold: float = Field(default=0.9, gt=0, le=1)  # min confidence to auto-accept
-    columns: list[ColumnSpec] = Field(min_length=1)
+    columns: list[ColumnSpec] = Field(min_length=1, max_length=MAX_COLUMNS)
     rules: list[Literal["age_matches_birth_date", "head_first_in_household", "child_younger_than_head",
                         "sex_matches_name"]] = Field(default_factory=list)
 
@@ -74,8 +92,12 @@ def load_template(name_or_path: str | Path) -> Template:
         raise UsageError(
             f"template {name_or_path!r} not found; shipped templates: {', '.join(available_templates())}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (safe)
         return Template.model_validate(data)
+    except yaml.MarkedYAMLError as error:  # duplicate key, bad syntax: name the line
+        mark = error.problem_mark
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        raise UsageError(f"invalid template {where}: {error.problem or error.context}") from error
     # PyYAML's safe constructor raises ValueError for bad dates/numbers (e.g. 2020-13-45) and
     # RecursionError for absurd nesting: both are invalid templates, not crashes.
     except (yaml.YAMLError, ValidationError, UnicodeDecodeError, ValueError, RecursionError) as error:

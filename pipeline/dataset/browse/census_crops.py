@@ -1,6 +1,8 @@
 """Datasette plugin of `census browse`: the crop of a person's register row, cut on demand from
 the run's page image, and the `crop` column rendered as a thumbnail link. Restricted persons
 (no crop link in the masked copy) get 404: their handwriting would show what the copy masks.
+The crop is the person's row inset from its rules, with any restricted neighbour's masked cells
+that reach into it painted over (pipeline.embargo.redact).
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from pipeline.dataset.dataset import readonly
 PLUGIN = "census-crops"
 
 
-def _row_box(browse_db: str, person_id: str) -> tuple[str, tuple[int, int, int, int]] | None:
-    """Page and row box of an unrestricted person, from the run's store; None otherwise."""
+def _row_box(browse_db: str, person_id: str) -> tuple[str, tuple[int, int, int, int], list[int]] | None:
+    """Page, row box and the page's restricted rows, for an unrestricted person; None otherwise."""
     with readonly(Path(browse_db)) as connection:
         allowed = connection.execute(
-            "SELECT 1 FROM persons WHERE person_id = ? AND crop IS NOT NULL", (person_id,)
+            "SELECT page_id FROM persons WHERE person_id = ? AND crop IS NOT NULL", (person_id,)
         ).fetchone()
+        restricted = [
+            row for (row,) in connection.execute(
+                "SELECT row FROM persons WHERE page_id = ? AND restricted", (allowed[0],)
+            )
+        ] if allowed else []
     if not allowed:
         return None
     run_dir = Path(browse_db).parent.parent
@@ -29,7 +36,7 @@ def _row_box(browse_db: str, person_id: str) -> tuple[str, tuple[int, int, int, 
         row = connection.execute(
             "SELECT page_id, x0, y0, x1, y1 FROM persons WHERE person_id = ?", (person_id,)
         ).fetchone()
-    return (row[0], tuple(row[1:])) if row and None not in row else None
+    return (row[0], tuple(row[1:]), restricted) if row and None not in row else None
 
 
 async def crop(request, datasette):
@@ -38,7 +45,7 @@ async def crop(request, datasette):
     config = datasette.plugin_config(PLUGIN) or {}
     person_id = request.url_vars["person_id"]
     found = _row_box(config["browse_db"], person_id)
-    path = crop_image(Path(config["run_dir"]), found[0], found[1], f"{person_id}-row") if found else None
+    path = crop_image(Path(config["run_dir"]), *found[:2], f"{person_id}-row", found[2]) if found else None
     if path is None:
         return Response.text("no crop for this person", status=404)
     return Response(path.read_bytes(), content_type="image/jpeg")
