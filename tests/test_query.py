@@ -72,6 +72,19 @@ def test_writes_and_configuration_are_rejected(run_dir: Path, sql: str):
 
 
 @pytest.mark.parametrize(
+    ("sql", "named"), [("INSTALL httpfs", "INSTALL"), ("force install httpfs", "INSTALL"), ("LOAD httpfs", "LOAD")]
+)
+def test_extension_statements_are_refused_by_their_own_name(run_dir: Path, sql: str, named: str):
+    with pytest.raises(UsageError, match=f"read-only: {named} statements"):
+        run_query(run_dir, sql)
+
+
+def test_two_statements_are_refused_not_half_printed(run_dir: Path):
+    with pytest.raises(UsageError, match="one statement at a time: got 2"):
+        run_query(run_dir, "SELECT 1 AS a; SELECT 2 AS b")
+
+
+@pytest.mark.parametrize(
     "reader",
     [
         "read_csv('/etc/passwd')",

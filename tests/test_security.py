@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,10 +49,51 @@ def test_python_tags_in_a_template_are_rejected_and_never_run(tag: str, tmp_path
     marker = tmp_path / "pwned"
     payload = f'{tag} ["touch {marker}"]' if "apply" in tag or "new" in tag else f"{tag} ''"
     template = tmp_path / "evil.yaml"
-    template.write_text(shipped_template_text() + f"\nregister_year: {payload}\n", encoding="utf-8")
+    text = shipped_template_text().replace("register_year: 1930", f"register_year: {payload}")
+    template.write_text(text, encoding="utf-8")
     with pytest.raises(UsageError, match="invalid template"):
         load_template(template)
     assert not marker.exists()
+
+
+def _census_run(template: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", str(template.parent), "--out", str(out),
+         "--template", str(template), "--engine", "null"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+
+
+def test_a_template_repeating_a_key_is_refused_naming_file_and_line(tmp_path: Path) -> None:
+    lines = shipped_template_text().splitlines()
+    at = next(index for index, line in enumerate(lines) if line.startswith("name:"))
+    lines.insert(at + 1, "name: other-name")  # PyYAML alone would keep this one silently
+    template = tmp_path / "twice.yaml"
+    template.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=rf"{re.escape(str(template))}, line {at + 2}: duplicate key 'name'"):
+        load_template(template)
+    nested = shipped_template_text().replace("    type: name\n", "    type: name\n    type: text\n", 1)
+    template.write_text(nested, encoding="utf-8")
+    with pytest.raises(UsageError, match="duplicate key 'type'"):  # inside a column too
+        load_template(template)
+    done = _census_run(template, tmp_path / "run")
+    assert done.returncode == 2 and "duplicate key 'type'" in done.stderr and str(template) in done.stderr
+
+
+def test_a_template_with_thousands_of_columns_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from pipeline.templates import MAX_COLUMNS
+
+    data = yaml.safe_load(shipped_template_text())
+    data["columns"] = [dict(data["columns"][0], key=f"c{index}") for index in range(5000)]
+    template = tmp_path / "wide.yaml"
+    template.write_text(yaml.safe_dump(data), encoding="utf-8")
+    done = _census_run(template, tmp_path / "run")
+    assert done.returncode == 2, done.stderr
+    assert f"at most {MAX_COLUMNS} items" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "census.sqlite").exists()
+    data["columns"] = data["columns"][:MAX_COLUMNS]  # the bound itself still loads
+    template.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert len(load_template(template).columns) == MAX_COLUMNS
 
 
 def test_no_module_loads_yaml_unsafely() -> None:

