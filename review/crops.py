@@ -4,7 +4,7 @@ Pages are saved by the runner as RUN_DIR/images/<page_id>.jpg in original page p
 cells table's x0..y1). Only small crops are written (RUN_DIR/review/crops, /rows) and served
 to Label Studio through local-files storage; full scans are never uploaded. A crop shows the
 reviewed row: the masked cells of restricted persons on other rows that reach into it are
-painted over (pipeline.embargo.redact), as in every other image the run gives out.
+painted over (pipeline.dataset.embargo.redact), as in every other image the run gives out.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str
     """
     import cv2
 
-    from pipeline import embargo
-    from pipeline.runner import load_page_image
+    from pipeline.dataset import dataset, embargo
+    from pipeline.run.paths import load_page_image
 
     by_page: dict[str, list[dict]] = {}
     for cell in cells:
@@ -96,7 +96,7 @@ def write_cell_images(run_dir: Path, cells: Iterable[dict], rows: dict[tuple[str
         if image is None:
             continue
         on_page = {row for page, row in restricted if page == page_id}
-        hidden = embargo.page_hidden_boxes(run_dir, page_id, on_page)
+        hidden = dataset.page_hidden_boxes(run_dir, page_id, on_page)
 
         def redacted(box: tuple[int, int, int, int], own_row: int) -> np.ndarray:
             others = [hidden_box for row, boxes in hidden.items() if row != own_row for hidden_box in boxes]

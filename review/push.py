@@ -21,7 +21,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel
 
-from pipeline import dataset, embargo, store
+from pipeline.dataset import dataset, embargo
+from pipeline.run import store
 from pipeline.errors import ServiceError, UsageError
 from pipeline.stages.templates import Template
 from review import crops

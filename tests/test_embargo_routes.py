@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline import dataset, datagen, embargo, store
-from pipeline.templates import TEMPLATES_DIR
+from pipeline.dataset import dataset, datagen, embargo
+from pipeline.run import store
+from pipeline.stages.templates import TEMPLATES_DIR
 
 PAGE = "0000001f00000000-p0"
 # Register of 1995 read in 2026 with a 35-year embargo: persons born after 1991-06-01, and the
@@ -50,7 +51,7 @@ def people(run_dir: Path) -> list[dict]:
 def hidden(run_dir: Path, people: list[dict]) -> dict[int, list[embargo.Box]]:
     """Masked cells of the restricted rows, by row (the boxes that must show blank paper)."""
     rows = {person["row"] for person in people if person["restricted"]}
-    return embargo.page_hidden_boxes(run_dir, PAGE, rows)
+    return dataset.page_hidden_boxes(run_dir, PAGE, rows)
 
 
 def _grey(path: Path) -> np.ndarray:
@@ -121,7 +122,7 @@ def test_the_page_mixes_restricted_and_unrestricted_households(people: list[dict
 
 
 def test_exported_page_images_blank_every_masked_cell(run_dir: Path, hidden, tmp_path: Path):
-    from pipeline.export import export
+    from pipeline.dataset.export import export
 
     export(run_dir, "pagexml", tmp_path / "page")
     original, redacted = _original(run_dir), _grey(tmp_path / "page" / f"{PAGE}.jpg")
@@ -135,7 +136,7 @@ def test_exported_page_images_blank_every_masked_cell(run_dir: Path, hidden, tmp
 
 
 def test_row_crop_is_the_row_inset_from_its_rules_with_restricted_cells_blank(run_dir: Path, people, hidden):
-    from pipeline.search import crop_image
+    from pipeline.dataset.search import crop_image
 
     person = _neighbour(people)
     row_box = (person["x0"], person["y0"], person["x1"], person["y1"])
@@ -159,7 +160,7 @@ def test_row_crop_is_the_row_inset_from_its_rules_with_restricted_cells_blank(ru
 def test_browse_crop_route_shows_only_the_row(run_dir: Path, people, hidden):
     from datasette.app import Datasette
 
-    from pipeline.browse import PLUGINS_DIR, build_browse_db, metadata
+    from pipeline.dataset.browse import PLUGINS_DIR, build_browse_db, metadata
 
     database = build_browse_db(run_dir)
     app = Datasette([str(database)], metadata=metadata(run_dir), plugins_dir=str(PLUGINS_DIR))
@@ -180,7 +181,7 @@ def test_browse_crop_route_shows_only_the_row(run_dir: Path, people, hidden):
 
 
 def test_search_crops_show_the_name_cell_only(run_dir: Path, people, hidden):
-    from pipeline.search import SearchQuery, search
+    from pipeline.dataset.search import SearchQuery, search
 
     person = _neighbour(people)
     hits = search(run_dir, SearchQuery(text=person["name"], limit=5), crops=True)
@@ -241,7 +242,7 @@ def _flat(image: np.ndarray, boxes, scale: float, margin: int) -> list[int]:
 def test_report_thumbnails_and_census_show_paint_over_restricted_cells(run_dir: Path, hidden, tmp_path: Path):
     import cv2
 
-    from pipeline.report import THUMBNAIL_WIDTH, render_overlay, write_overlay, write_report
+    from pipeline.run.report import THUMBNAIL_WIDTH, render_overlay, write_overlay, write_report
 
     scale, boxes = THUMBNAIL_WIDTH / _original(run_dir).shape[1], _all(hidden)
 
@@ -296,7 +297,7 @@ def _assert_clean(text: str, secrets: list[str], where: str) -> None:
 
 
 def test_query_households_withhold_the_address_of_restricted_members(run_dir: Path, secrets):
-    from pipeline.query import run_query
+    from pipeline.dataset.query import run_query
 
     result = run_query(run_dir, "SELECT * FROM households")
     _check_households([dict(zip(result.columns, row)) for row in result.rows], "census query")
@@ -307,7 +308,7 @@ def test_query_households_withhold_the_address_of_restricted_members(run_dir: Pa
 
 
 def test_exports_withhold_the_address_of_restricted_members(run_dir: Path, secrets, tmp_path: Path):
-    from pipeline.export import export
+    from pipeline.dataset.export import export
 
     export(run_dir, "all", tmp_path / "all")
     root = tmp_path / "all"
@@ -327,7 +328,7 @@ def test_exports_withhold_the_address_of_restricted_members(run_dir: Path, secre
 
 
 def test_browse_households_withhold_the_address_of_restricted_members(run_dir: Path, secrets):
-    from pipeline.browse import build_browse_db
+    from pipeline.dataset.browse import build_browse_db
 
     with sqlite3.connect(build_browse_db(run_dir)) as connection:
         connection.row_factory = sqlite3.Row

@@ -81,7 +81,7 @@ def test_a_template_repeating_a_key_is_refused_naming_file_and_line(tmp_path: Pa
 
 
 def test_a_template_with_thousands_of_columns_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    from pipeline.templates import MAX_COLUMNS
+    from pipeline.stages.templates import MAX_COLUMNS
 
     data = yaml.safe_load(shipped_template_text())
     data["columns"] = [dict(data["columns"][0], key=f"c{index}") for index in range(5000)]

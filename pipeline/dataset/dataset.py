@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -367,3 +367,25 @@ def load(
     if write_report:
         embargo.write_report(run_dir, report)
     return Dataset(template=template, persons=table, report=report)
+
+
+def page_hidden_boxes(
+    run_dir: Path, page_id: str, rows: Iterable[int], rule: embargo.EmbargoRule | None = None
+) -> dict[int, list[embargo.Box]]:
+    """`embargo.hidden_boxes` of the given restricted rows of one page, read from the run's store, by row."""
+    wanted = {(page_id, row) for row in rows}
+    if not wanted:
+        return {}
+    with readonly(store_path(run_dir)) as connection:
+        template = store.stored_template(connection)
+        cursor = connection.execute(
+            "SELECT page_id, row, field, x0, y0, x1, y1 FROM cells WHERE page_id = ?", (page_id,)
+        )
+        names = [description[0] for description in cursor.description]
+        cells = [dict(zip(names, values)) for values in cursor]
+    fields = set(embargo.masked_fields(template, rule or embargo.load_rule(run_dir)))
+    boxes: dict[int, list[embargo.Box]] = {}
+    for cell in cells:
+        for box in embargo.hidden_boxes([cell], wanted, fields):
+            boxes.setdefault(cell["row"], []).append(box)
+    return boxes

@@ -158,30 +158,6 @@ def hidden_boxes(
     ]
 
 
-def page_hidden_boxes(
-    run_dir: Path, page_id: str, rows: Iterable[int], rule: EmbargoRule | None = None
-) -> dict[int, list[Box]]:
-    """`hidden_boxes` of the given restricted rows of one page, read from the run's store, by row."""
-    from pipeline import dataset, store
-
-    wanted = {(page_id, row) for row in rows}
-    if not wanted:
-        return {}
-    with dataset.readonly(dataset.store_path(run_dir)) as connection:
-        template = store.stored_template(connection)
-        cursor = connection.execute(
-            "SELECT page_id, row, field, x0, y0, x1, y1 FROM cells WHERE page_id = ?", (page_id,)
-        )
-        names = [description[0] for description in cursor.description]
-        cells = [dict(zip(names, values)) for values in cursor]
-    fields = set(masked_fields(template, rule or load_rule(run_dir)))
-    boxes: dict[int, list[Box]] = {}
-    for cell in cells:
-        for box in hidden_boxes([cell], wanted, fields):
-            boxes.setdefault(cell["row"], []).append(box)
-    return boxes
-
-
 def redact(
     image: np.ndarray, boxes: Iterable[Box], origin: tuple[int, int] = (0, 0), scale: float = 1.0
 ) -> np.ndarray:
@@ -209,7 +185,7 @@ def redact(
 def row_crop_box(box: Box, width: int, height: int) -> Box:
     """A row's (or cell's) box inset from its ruling lines (as the cell crops read by the
     recognisers are), clipped to the page: the crop shows that row and nothing of the next."""
-    from pipeline.cells import inset
+    from pipeline.stages.cells import inset
     from pipeline.models import BBox
 
     inner = inset(BBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]))

@@ -390,7 +390,7 @@ def crop_image(
     with Image.open(source) as image:
         x0, y0, x1, y1 = embargo.row_crop_box(box, image.width, image.height)
         region = np.array(image.convert("L").crop((x0, y0, x1, y1)))
-    hidden = embargo.page_hidden_boxes(run_dir, page_id, restricted_rows)
+    hidden = dataset.page_hidden_boxes(run_dir, page_id, restricted_rows)
     embargo.redact(region, [box for boxes in hidden.values() for box in boxes], origin=(x0, y0))
     target = Path(run_dir) / CROPS_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.jpg"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ failures and their reasons, auto-accept rate, confidence histogram, throughput, 
 thumbnail of each page with its detected grid and cells coloured by status.
 
 `render_overlay` draws that page overlay at full size; `census show RUN_DIR PAGE` writes it
-as a PNG. Both paint over the masked cells of persons under the embargo (pipeline.embargo.redact)
+as a PNG. Both paint over the masked cells of persons under the embargo (pipeline.dataset.embargo.redact)
 before drawing, as exported page images do (`census show --include-restricted` keeps them). Everything is read from the store (current cell status, corrections included), the
 per-page JSON results (grid, cell polygons, timings) and the saved page images.
 """
@@ -24,7 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline import dataset, embargo, store
+from pipeline.dataset import dataset, embargo
+from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.models import Failure, PageResult
 
@@ -75,13 +76,13 @@ def render_overlay(
     """The ingested page (BGR) with the detected grid and every cell tinted by its current status,
     drawn at `width` pixels wide (default: the page's own size); the masked cells of
     `restricted_rows` (persons under the embargo) are painted over first."""
-    from pipeline.runner import page_image_path, page_json_path
+    from pipeline.run.paths import page_image_path, page_json_path
 
     image = _read_page_image(page_image_path(run_dir, page_id), width)
     if image is None:
         raise UsageError(f"no saved image for page {page_id} (the page could not be read)")
     result_path = page_json_path(run_dir, page_id)
-    hidden = embargo.page_hidden_boxes(run_dir, page_id, restricted_rows)
+    hidden = dataset.page_hidden_boxes(run_dir, page_id, restricted_rows)
     boxes = [box for row_boxes in hidden.values() for box in row_boxes]
     if not result_path.exists():
         with store.connect(run_dir, readonly=True) as connection:

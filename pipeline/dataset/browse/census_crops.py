@@ -2,7 +2,7 @@
 the run's page image, and the `crop` column rendered as a thumbnail link. Restricted persons
 (no crop link in the masked copy) get 404: their handwriting would show what the copy masks.
 The crop is the person's row inset from its rules, with any restricted neighbour's masked cells
-that reach into it painted over (pipeline.embargo.redact).
+that reach into it painted over (pipeline.dataset.embargo.redact).
 """
 
 from __future__ import annotations
