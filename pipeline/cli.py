@@ -237,7 +237,7 @@ def evaluate(
     engine: Annotated[str, typer.Option(help="Engine(s), comma-separated to compare on the same lines; NAME:MODEL "
                                              "picks its model (crnn:ONNX, trocr:FOLDER).")] = "crnn",
     tables: Annotated[bool, typer.Option(help="Table mode: cell-level evaluation of whole pages (cell detection, CER, typed values, the share of cells auto-accepted and wrong among them, and of typed values settled: nothing they depend on awaits review).")] = False,
-    template: Annotated[str | None, typer.Option(help="Register template (table mode).")] = None,
+    template: Annotated[str | None, typer.Option(help="Register template (table mode; in lines mode its review threshold is where `accepted` and `accepted_error` are measured).")] = None,
     split: Annotated[str | None, typer.Option(help="Only pages of this split (train/val/test) of models/crnn.split.json.")] = None,
     pages: Annotated[list[str] | None, typer.Option(help="Only these page stems (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Last line: the full report as JSON.")] = False,
@@ -257,12 +257,14 @@ def evaluate(
         return
     from pipeline.evaluation.evaluate_lines import evaluate_lines, summary_line
 
-    report = evaluate_lines(gt_dir, engine, split, pages)
+    report = evaluate_lines(gt_dir, engine, split, pages, template=template)
     for score in report.engines:
         for page in score.pages:
             typer.echo(f"{score.engine}\t{page.page}\tlines {page.lines}\tCER {page.cer:.4f}\tWER {page.wer:.4f}")
         typer.echo(f"{score.engine}\tALL\tlines {score.lines}\tchars {score.chars}\tCER {score.cer:.4f}\t"
-                   f"WER {score.wer:.4f}\texact {score.exact:.3f}\t{score.lines / max(score.seconds, 1e-9):.1f} lines/s")
+                   f"WER {score.wer:.4f}\texact {score.exact:.3f}\taccepted at {score.threshold:g} "
+                   f"{score.accepted:.3f} ({score.accepted_error:.3f} wrong)\tECE {score.ece:.3f}\t"
+                   f"{score.lines / max(score.seconds, 1e-9):.1f} lines/s")
     typer.echo(summary_line(report, full=as_json))
 
 

@@ -29,9 +29,22 @@ def test_scores_are_jiwer_cer_and_wer_per_page() -> None:
     from pipeline.evaluation.evaluate_lines import LineSample
 
     samples = [LineSample("p1", "a", "abcd", None), LineSample("p2", "b", "ef gh", None)]  # type: ignore[arg-type]
-    score = score_engine("x", samples, ["abed", "ef gh"], 1.0)
+    score = score_engine("x", samples, ["abed", "ef gh"], [0.5, 0.5], 0.9, 1.0)
     assert score.cer == pytest.approx(1 / 9) and score.wer == pytest.approx(1 / 3)
     assert [p.cer for p in score.pages] == [0.25, 0.0] and score.exact == 0.5 and score.chars == 9
+
+
+def test_accepted_lines_are_those_at_the_threshold_and_their_error_is_measured() -> None:
+    from pipeline.evaluate_lines import LineSample
+
+    samples = [LineSample("p", str(i), text, None) for i, text in enumerate(["ab", "cd", "ef", "gh"])]  # type: ignore[arg-type]
+    # confident and right, confident and wrong, at the threshold and right, under it and wrong
+    score = score_engine("x", samples, ["ab", "cx", "ef", "gx"], [0.99, 0.95, 0.9, 0.5], 0.9, 1.0)
+    assert score.accepted == 0.75 and score.accepted_error == pytest.approx(1 / 3) and score.threshold == 0.9
+    # ECE over 15 bins: 0.99 and 0.95 share the top bin (mean 0.97, half right), 0.9 and 0.5 are alone
+    assert score.ece == pytest.approx(0.5 * abs(0.97 - 0.5) + 0.25 * abs(0.9 - 1) + 0.25 * 0.5)
+    stricter = score_engine("x", samples, ["ab", "cx", "ef", "gx"], [0.99, 0.95, 0.9, 0.5], 0.98, 1.0)
+    assert stricter.accepted == 0.25 and stricter.accepted_error == 0.0
 
 
 @needs_model
@@ -49,7 +62,10 @@ def test_census_eval_prints_json_last_line(gt_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"cer", "wer", "lines", "chars"} <= set(summary) and summary["lines"] == 5
-    assert "page-a" in result.stdout
+    assert summary["threshold"] == 0.9  # the default template's review threshold
+    assert 0 <= summary["accepted"] <= 1 and 0 <= summary["accepted_error"] <= 1 and 0 <= summary["ece"] <= 1
+    assert summary["engines"][0]["accepted"] == summary["accepted"]
+    assert "page-a" in result.stdout and "accepted at 0.9 " in result.stdout
     assert "crnn: reading 5 lines" in result.stderr  # progress on stderr, the report alone on stdout
 
 

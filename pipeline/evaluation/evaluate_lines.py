@@ -5,6 +5,11 @@ cropped by its polygon (outside painted paper-white), recognised by the engine(s
 its transcription after the same normalisation (`pipeline.htr.text`: NFC, `ŀ`→`l·l`, superscript `^`
 dropped). Lines containing `XXX` (unread words) are excluded. CER and WER come from jiwer, overall
 and per page. Several engines can be run on the very same lines for a side-by-side comparison.
+
+Each engine's confidences are checked against its exactness as routing would use them: `accepted` is
+the share of lines whose confidence reaches the register template's review threshold, `accepted_error`
+the share of those not read exactly right, `ece` the expected calibration error
+(`pipeline.htr.calibrate.reliability`, as `census calibrate` measures it).
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ class EngineScore(BaseModel):
     lines: int
     chars: int
     exact: float  # fraction of lines read exactly right
+    threshold: float  # the template's review threshold the two next figures are measured at
+    accepted: float  # fraction of lines whose confidence >= threshold (what routing would accept)
+    accepted_error: float  # fraction of those accepted lines not read exactly right
+    ece: float  # expected calibration error of the confidences against exactness
     seconds: float
     pages: list[PageScore]
 
@@ -126,7 +135,10 @@ def make_tesseract_line_engine(lang: str = "fra") -> TesseractLineEngine:
     return TesseractLineEngine(lang)
 
 
-def score_engine(name: str, samples: list[LineSample], hypotheses: list[str], seconds: float) -> EngineScore:
+def score_engine(name: str, samples: list[LineSample], hypotheses: list[str], confidences: list[float],
+                 threshold: float, seconds: float) -> EngineScore:
+    from pipeline.htr.calibrate import reliability
+
     references = [sample.text for sample in samples]
     cer, wer = _error_rates(references, hypotheses)
     pages = []
@@ -135,13 +147,15 @@ def score_engine(name: str, samples: list[LineSample], hypotheses: list[str], se
         page_cer, page_wer = _error_rates([references[i] for i in indices], [hypotheses[i] for i in indices])
         pages.append(PageScore(page=page, lines=len(indices), chars=sum(len(references[i]) for i in indices),
                                cer=page_cer, wer=page_wer))
-    exact = float(np.mean([h == r for h, r in zip(hypotheses, references)]))
+    correct = np.array([h == r for h, r in zip(hypotheses, references)], float)
+    checked = reliability(np.array(confidences, float), correct, 1.0 - threshold, threshold, fixed=True)
     return EngineScore(engine=name, cer=cer, wer=wer, lines=len(samples), chars=sum(map(len, references)),
-                       exact=exact, seconds=seconds, pages=pages)
+                       exact=float(correct.mean()), threshold=threshold, accepted=checked.accepted,
+                       accepted_error=checked.accepted_error, ece=checked.ece, seconds=seconds, pages=pages)
 
 
-def recognise(engine_name: str, samples: list[LineSample], **options: object) -> tuple[list[str], float]:
-    """Normalised readings of the samples' crops, and the seconds spent reading."""
+def recognise(engine_name: str, samples: list[LineSample], **options: object) -> tuple[list[str], list[float], float]:
+    """Normalised readings of the samples' crops, their confidences, and the seconds spent reading."""
     import time
 
     from pipeline.recognize import get_engine
@@ -153,24 +167,32 @@ def recognise(engine_name: str, samples: list[LineSample], **options: object) ->
     readings = engine.recognize([sample.crop for sample in samples])
     seconds = time.perf_counter() - began
     print(f"{engine_name}: {len(samples)} lines in {seconds:.1f} s", file=sys.stderr)
-    return [normalize_text(reading.text) for reading in readings], seconds
+    return ([normalize_text(reading.text) for reading in readings], [reading.confidence for reading in readings],
+            seconds)
 
 
 def evaluate_lines(gt_dir: Path, engine: str = "crnn", split: str | None = None, pages: list[str] | None = None,
-                   split_file: Path = DEFAULT_SPLIT_FILE) -> LinesReport:
-    """Score each engine of the comma-separated `engine` on the same ground-truth lines of `gt_dir`."""
+                   split_file: Path = DEFAULT_SPLIT_FILE, template: str | None = None) -> LinesReport:
+    """Score each engine of the comma-separated `engine` on the same ground-truth lines of `gt_dir`; acceptance
+    is measured at the review threshold of `template` (default: the run's default template)."""
+    from pipeline.runner import DEFAULT_TEMPLATE
+    from pipeline.templates import load_template
+
+    threshold = load_template(template or DEFAULT_TEMPLATE).review_threshold
     samples = collect_lines(Path(gt_dir), split, pages, split_file)
     scores = []
     for name in [part.strip() for part in engine.split(",") if part.strip()]:
         options: dict[str, object] = {"lang": "fra"} if name.startswith("tesseract") else {}
-        hypotheses, seconds = recognise(name, samples, **options)
-        scores.append(score_engine(name, samples, hypotheses, seconds))
+        hypotheses, confidences, seconds = recognise(name, samples, **options)
+        scores.append(score_engine(name, samples, hypotheses, confidences, threshold, seconds))
     return LinesReport(gt_dir=str(gt_dir), split=split, engines=scores)
 
 
 def summary_line(report: LinesReport, full: bool = False) -> str:
-    """One JSON object: the first engine's `cer`, `wer`, `lines`, `chars`, plus every engine's figures."""
+    """One JSON object: the first engine's `cer`, `wer`, `lines`, `chars`, `accepted`, `accepted_error`, `ece`,
+    plus every engine's figures."""
     first = report.engines[0]
     engines = [score.model_dump(exclude=None if full else {"pages"}) for score in report.engines]
-    return json.dumps({"cer": first.cer, "wer": first.wer, "lines": first.lines, "chars": first.chars,
-                       "engine": first.engine, "split": report.split, "engines": engines}, ensure_ascii=False)
+    headline = first.model_dump(include={"cer", "wer", "lines", "chars", "engine", "threshold", "accepted",
+                                         "accepted_error", "ece"})
+    return json.dumps(headline | {"split": report.split, "engines": engines}, ensure_ascii=False)
