@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.htr.calibrate import (accept_threshold, calibrate_gt, expected_calibration_error, fit_calibration,
-                                    reliability)
+from pipeline.evaluation.reliability import accept_threshold, expected_calibration_error, reliability
+from pipeline.htr.calibrate import calibrate_gt, fit_calibration
 from pipeline.htr.confidence import Calibration
 from pipeline.recognize.crnn import DEFAULT_MODEL
 from tests.test_htr import shipped_model_copy, write_gt_page

@@ -35,7 +35,7 @@ def test_scores_are_jiwer_cer_and_wer_per_page() -> None:
 
 
 def test_accepted_lines_are_those_at_the_threshold_and_their_error_is_measured() -> None:
-    from pipeline.evaluate_lines import LineSample
+    from pipeline.evaluation.evaluate_lines import LineSample
 
     samples = [LineSample("p", str(i), text, None) for i, text in enumerate(["ab", "cd", "ef", "gh"])]  # type: ignore[arg-type]
     # confident and right, confident and wrong, at the threshold and right, under it and wrong

@@ -9,7 +9,7 @@ and per page. Several engines can be run on the very same lines for a side-by-si
 Each engine's confidences are checked against its exactness as routing would use them: `accepted` is
 the share of lines whose confidence reaches the register template's review threshold, `accepted_error`
 the share of those not read exactly right, `ece` the expected calibration error
-(`pipeline.htr.calibrate.reliability`, as `census calibrate` measures it).
+(`pipeline.evaluation.reliability`, as `census calibrate` measures it).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def make_tesseract_line_engine(lang: str = "fra") -> TesseractLineEngine:
 
 def score_engine(name: str, samples: list[LineSample], hypotheses: list[str], confidences: list[float],
                  threshold: float, seconds: float) -> EngineScore:
-    from pipeline.htr.calibrate import reliability
+    from pipeline.evaluation.reliability import reliability
 
     references = [sample.text for sample in samples]
     cer, wer = _error_rates(references, hypotheses)
@@ -175,8 +175,8 @@ def evaluate_lines(gt_dir: Path, engine: str = "crnn", split: str | None = None,
                    split_file: Path = DEFAULT_SPLIT_FILE, template: str | None = None) -> LinesReport:
     """Score each engine of the comma-separated `engine` on the same ground-truth lines of `gt_dir`; acceptance
     is measured at the review threshold of `template` (default: the run's default template)."""
-    from pipeline.runner import DEFAULT_TEMPLATE
-    from pipeline.templates import load_template
+    from pipeline.run.runner import DEFAULT_TEMPLATE
+    from pipeline.stages.templates import load_template
 
     threshold = load_template(template or DEFAULT_TEMPLATE).review_threshold
     samples = collect_lines(Path(gt_dir), split, pages, split_file)
