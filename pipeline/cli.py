@@ -273,13 +273,35 @@ def _census() -> None:
     """Digitise handwritten population registers into a reviewed dataset."""
 
 
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM received (Ctrl-C, a scheduler's timeout, `systemctl stop`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
 def main() -> None:
-    """Entry point: usage errors exit 2 (click); pipeline errors exit with their own code."""
+    """Entry point: usage errors exit 2 (click); pipeline errors exit with their own code;
+    SIGINT / SIGTERM stop the command (pages finished so far are kept) with exit 130 / 143."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_stop_signal)
     try:
         app()
     except CensusError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(int(error.exit_code))
+    except _Stopped as stop:
+        name = signal.Signals(stop.signum).name
+        typer.echo(f"stopped by {name}; finished pages are kept: run the same command again to resume",
+                   err=True)
+        sys.exit(128 + stop.signum)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""`census run` killed (SIGKILL) or stopped (SIGTERM) mid-batch leaves no process of the run
+behind (fork server, pool workers), and a resume then gives the store an uninterrupted run gives."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.bench import store_differences
+from tests.test_resume import census_run, pages, reference, run_env  # noqa: F401
+
+
+def _descendants_after_start(process: subprocess.Popen, timeout: float = 120) -> list[psutil.Process]:
+    """The run's helper processes, once the workers are up (fork server + 2 workers)."""
+    parent = psutil.Process(process.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = parent.children(recursive=True)
+        if len([child for child in children if child.ppid() != process.pid]) >= 2:
+            return children
+        time.sleep(0.05)
+    raise AssertionError("the run's workers never started")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_no_process_of_the_run_outlives_it_and_resume_is_identical(
+        signum: int, pages: Path, reference: tuple[Path, float], tmp_path: Path) -> None:  # noqa: F811
+    run_dir = tmp_path / "run"
+    log = tmp_path / "stderr"
+    with log.open("wb") as stderr_file:  # a file, not a pipe: a surviving helper cannot block the test
+        process = subprocess.Popen(census_run(pages, run_dir), env=run_env(),
+                                   stdout=subprocess.DEVNULL, stderr=stderr_file)
+        helpers = _descendants_after_start(process)
+        process.send_signal(signum)
+        process.wait(timeout=120)
+    stderr = log.read_bytes()
+    if signum == signal.SIGTERM:
+        assert process.returncode == 143
+        assert b"run the same command again to resume" in stderr
+        assert b"Traceback" not in stderr
+    _, alive = psutil.wait_procs(helpers, timeout=5)
+    for survivor in alive:  # do not leave them running after a failure
+        survivor.kill()
+    assert alive == [], f"still running after 5 s: {[p.pid for p in alive]}"
+    completed = subprocess.run(census_run(pages, run_dir), env=run_env(), capture_output=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr.decode()[-2000:]
+    assert store_differences(reference[0], run_dir) == []
