@@ -50,3 +50,12 @@ def test_no_process_of_the_run_outlives_it_and_resume_is_identical(
     completed = subprocess.run(census_run(pages, run_dir), env=run_env(), capture_output=True, timeout=600)
     assert completed.returncode == 0, completed.stderr.decode()[-2000:]
     assert store_differences(reference[0], run_dir) == []
+
+
+def test_out_that_is_an_existing_file_is_one_line_and_exit_2(pages: Path, tmp_path: Path) -> None:  # noqa: F811
+    existing = tmp_path / "file"
+    existing.write_text("keep me")
+    completed = subprocess.run(census_run(pages, existing), env=run_env(), capture_output=True, timeout=120)
+    assert completed.returncode == 2
+    assert completed.stderr.decode().strip().splitlines() == [f"error: --out {existing} is an existing file, not a run folder"]
+    assert existing.read_text() == "keep me"

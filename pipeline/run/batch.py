@@ -47,6 +47,8 @@ class RunSummary(BaseModel):
 def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSummary:
     started = time.perf_counter()
     run_dir = options.out
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is an existing file, not a run folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     template = load_template(options.template)
     get_engine(options.engine)  # fail fast (exit 2) on an unknown engine or a missing model
