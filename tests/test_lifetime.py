@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.bench import store_differences
+from pipeline.evaluation.bench import store_differences
 from tests.test_resume import census_run, pages, reference, run_env  # noqa: F401
 
 

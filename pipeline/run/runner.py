@@ -159,13 +159,13 @@ _worker_state: dict[str, Any] = {}
 # locks of OpenCV's (and other libraries') thread pools held at that instant, and a worker
 # then hangs forever in cv2.setNumThreads (seen after the parent had drawn a report).
 _WORKER_CONTEXT = multiprocessing.get_context("forkserver")
-# The fork server imports pipeline.lifetime, which makes it end when the run dies.
-_WORKER_CONTEXT.set_forkserver_preload(["pipeline.lifetime"])
+# The fork server imports pipeline.run.lifetime, which makes it end when the run dies.
+_WORKER_CONTEXT.set_forkserver_preload(["pipeline.run.lifetime"])
 
 
 def init_worker(template_name: str, engine_name: str, run_dir: str) -> None:
     """Load the template and engine once per worker process, one thread each."""
-    from pipeline.lifetime import worker_dies_with_fork_server
+    from pipeline.run.lifetime import worker_dies_with_fork_server
 
     worker_dies_with_fork_server()  # which dies with the run, so the worker does too
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
@@ -215,7 +215,7 @@ def execute_local(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:
     one-process pool, so the crash is attributed to the right page; after MAX_ATTEMPTS
     deaths it is quarantined as a failed page with reason "worker-crashed".
     """
-    from pipeline.lifetime import watch_run
+    from pipeline.run.lifetime import watch_run
 
     watch_run()
     initargs = (options.template, options.engine, str(options.out))
