@@ -15,7 +15,7 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-cat tesseract-ocr-spa tesseract-ocr-
 	fonts-lobster fonts-sjfonts fonts-havana \
 	fonts-dejavu-core poppler-utils chromium chromium-driver
 
-.PHONY: help install system-packages fonts venv run test test-all bench train review review-install browse clean
+.PHONY: help install system-packages fonts venv run test test-all bench data train review review-install browse clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -79,6 +79,11 @@ fonts: ## install the npm handwriting fonts listed in pipeline/synth/fontsource.
 	done
 
 DATA ?= ../shared/data
+DATA_EXTERNAL ?= data-external
+DATA_REMOTE ?= https://github.com/{repo}.git
+data: venv ## clone the external CC-BY handwritten ground truth at its pinned commits into DATA_EXTERNAL (network)
+	$(BIN)/python -m pipeline.htr.sources $(DATA_EXTERNAL) '$(DATA_REMOTE)'
+
 train: install ## train the handwriting recogniser (7 stages, GPU if present), export to models/, build its LM, recalibrate
 	$(CENSUS) train --config models/crnn.yaml
 	$(CENSUS) train --config models/crnn-stage2.yaml

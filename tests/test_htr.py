@@ -98,6 +98,40 @@ def test_pages_pair_whatever_the_case_of_their_suffixes(tmp_path: Path) -> None:
     assert [line.text for line, _ in line_crops(page)] == ["Maria Puig"]
 
 
+def test_pages_pair_across_the_folders_exports_lay_them_out_in(tmp_path: Path) -> None:
+    """eScriptorium: images beside `alto/` and `page/` (and a METS index); others: `jpg/` beside `alto/`."""
+    import shutil
+
+    escriptorium = tmp_path / "escriptorium"
+    write_gt_page(escriptorium / "alto", "PH 1858-2 a", ["Maria Puig"])
+    shutil.move(escriptorium / "alto" / "PH 1858-2 a.png", escriptorium / "PH 1858-2 a.png")
+    (escriptorium / "page").mkdir()
+    shutil.copy(escriptorium / "alto" / "PH 1858-2 a.xml", escriptorium / "page" / "PH 1858-2 a.xml")
+    (escriptorium / "alto" / "METS.xml").write_text('<?xml version="1.0"?>\n<mets xmlns="http://www.loc.gov/METS/"/>')
+    siblings = tmp_path / "siblings"
+    write_gt_page(siblings / "alto", "imp_0051_1", ["jornaler"])
+    (siblings / "jpg").mkdir()
+    shutil.move(siblings / "alto" / "imp_0051_1.png", siblings / "jpg" / "imp_0051_1.png")
+    (page,) = find_pages(escriptorium)  # one page, read once, from alto/; the METS index passed over
+    assert (page.image.parent, page.xml.parent.name) == (escriptorium, "alto")
+    assert [line.text for line, _ in line_crops(page)] == ["Maria Puig"]
+    (page,) = find_pages(siblings)
+    assert (page.image.parent.name, [line.text for line in page.lines]) == ("jpg", ["jornaler"])
+
+
+def test_external_training_corpora_join_the_cache_and_test_archives_never_do(tmp_path: Path) -> None:
+    from pipeline.htr.cache import corpus_folders
+    from pipeline.htr.sources import CORPORA, clone_dir
+
+    external = tmp_path / "external"
+    for corpus in CORPORA:
+        (clone_dir(external, corpus) / corpus.subdir).mkdir(parents=True, exist_ok=True)
+    folders = corpus_folders(tmp_path / "no-shared-data", external)
+    assert set(folders) == {corpus.name for corpus in CORPORA if corpus.role == "train"}
+    assert {corpus.role for corpus in CORPORA} == {"train", "test"}
+    assert unit_of("imp_wikitexte_0051_2", "copiste-d-un-jour") == unit_of("imp_wikitexte_0051_1", "copiste-d-un-jour")
+
+
 @pytest.mark.parametrize("page_xml", [False, True])
 def test_lines_are_cut_from_a_reduced_copy_of_the_page_the_xml_describes(tmp_path: Path, page_xml: bool) -> None:
     """An export made on the full-size scan, beside a copy at half size: the crops come from the same places."""

@@ -14,9 +14,12 @@ import numpy as np
 
 from pipeline.htr.data import SPLITS, GtPage, find_pages, line_crops, make_split, split_of
 from pipeline.htr.preprocess import normalize_crop
+from pipeline.htr.sources import CORPORA, DEFAULT_DIR, present
 
-# (test, val) units held out per corpus: pages for lectaurep, wills for poilus
-DEFAULT_HOLDOUT = {"lectaurep-dufour-1": (12, 6), "lectaurep-riant-4": (4, 2), "poilus": (12, 8)}
+# (test, val) units held out per corpus: pages for lectaurep, wills for poilus, writers for copiste-d-un-jour;
+# the external corpora's test archives are held out whole (pipeline.htr.sources), never cached
+DEFAULT_HOLDOUT = {"lectaurep-dufour-1": (12, 6), "lectaurep-riant-4": (4, 2), "poilus": (12, 8)} | {
+    corpus.name: (0, corpus.holdout_val) for corpus in CORPORA if corpus.role == "train"}
 
 
 def quantize(pixels: np.ndarray) -> np.ndarray:
@@ -46,19 +49,20 @@ def page_crops(page: GtPage, height: int) -> tuple[list[np.ndarray], list[str]]:
     return [normalize_crop(crop, height) for _, crop in crops], [line.text for line, _ in crops]
 
 
-def corpus_folders(data_dir: Path) -> dict[str, Path]:
-    return {folder.name: folder for folder in [*sorted((data_dir / "lectaurep").glob("lectaurep-*")), data_dir / "poilus"]
-            if folder.is_dir()}
+def corpus_folders(data_dir: Path, external_dir: Path = DEFAULT_DIR) -> dict[str, Path]:
+    """The project's shared corpora and the external training corpora `make data` has fetched."""
+    shared = [*sorted((data_dir / "lectaurep").glob("lectaurep-*")), data_dir / "poilus"]
+    return {folder.name: folder for folder in shared if folder.is_dir()} | present(external_dir, "train")
 
 
-def build_real_cache(data_dir: Path, out_dir: Path, height: int,
-                     holdout: dict[str, tuple[int, int]] | None = None) -> dict[str, dict[str, list[str]]]:
+def build_real_cache(data_dir: Path, out_dir: Path, height: int, holdout: dict[str, tuple[int, int]] | None = None,
+                     external_dir: Path = DEFAULT_DIR) -> dict[str, dict[str, list[str]]]:
     """Write `<corpus>_<split>.npz` (train and val; test is read from the pages by `census eval`) for each
     corpus folder of `data_dir`, and `split.json`; return the split."""
     from tqdm import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    pages_by_corpus = {name: find_pages(folder) for name, folder in corpus_folders(data_dir).items()}
+    pages_by_corpus = {name: find_pages(folder) for name, folder in corpus_folders(data_dir, external_dir).items()}
     split = make_split({name: [page.stem for page in pages] for name, pages in pages_by_corpus.items()},
                        holdout or DEFAULT_HOLDOUT)
     for name, pages in pages_by_corpus.items():

@@ -11,6 +11,7 @@ deterministically (sha1 order of the page stem, or of the will for poilus), neve
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,8 +125,10 @@ def read_xml(xml_path: Path) -> tuple[list[GtLine], tuple[float, float] | None]:
 
 
 def find_pages(folder: Path) -> list[GtPage]:
-    """Every image in `folder` (recursively) with an ALTO/PAGE XML of the same stem beside it (`.JPG`,
-    `.XML` and other cases too)."""
+    """Every image in `folder` (recursively) with an ALTO/PAGE XML of the same stem (`.JPG`, `.XML` and
+    other cases too) beside it, in its parent folder, or in a sibling folder, as exports lay them out
+    (eScriptorium: images beside `alto/` and `page/`; others: `jpg/` beside `alto/`). One XML per image:
+    the first in path order (`alto/` before `page/`). A METS index among the XML files is passed over."""
     if not folder.is_dir():
         raise UsageError(f"not a folder: {folder}")
     xmls, images = [], {}
@@ -134,16 +137,27 @@ def find_pages(folder: Path) -> list[GtPage]:
         if suffix == ".xml":
             xmls.append(path)
         elif suffix in IMAGE_SUFFIXES:
-            known = images.get(path.with_suffix(""))
-            if known is None or IMAGE_SUFFIXES.index(suffix) < IMAGE_SUFFIXES.index(known.suffix.lower()):
-                images[path.with_suffix("")] = path
-    pages = []
+            for key in ((path.parent, path.stem), (path.parent.parent, "*/" + path.stem)):
+                known = images.get(key)
+                if known is None or IMAGE_SUFFIXES.index(suffix) < IMAGE_SUFFIXES.index(known.suffix.lower()):
+                    images[key] = path
+    pages, paired = [], set()
     for xml_path in xmls:
-        image = images.get(xml_path.with_suffix(""))
-        if image is not None:
-            lines, size = read_xml(xml_path)
-            pages.append(GtPage(image=image, xml=xml_path, lines=lines, size=size))
+        here, above = xml_path.parent, xml_path.parent.parent
+        image = (images.get((here, xml_path.stem)) or images.get((above, xml_path.stem))
+                 or images.get((above, "*/" + xml_path.stem)))
+        if image is None or image in paired or _is_mets(xml_path):
+            continue
+        lines, size = read_xml(xml_path)
+        pages.append(GtPage(image=image, xml=xml_path, lines=lines, size=size))
+        paired.add(image)
     return pages
+
+
+def _is_mets(xml_path: Path) -> bool:
+    with xml_path.open("rb") as handle:
+        head = handle.read(512).lstrip()
+    return head.startswith(b"<mets") or b"<mets " in head or b"<mets:mets" in head
 
 
 def load_grey(path: Path) -> np.ndarray:
@@ -195,8 +209,13 @@ def crop_line(page: np.ndarray, polygon: list[tuple[int, int]], pad: int = 4) ->
 
 
 def unit_of(stem: str, corpus: str) -> str:
-    """The unit a split keeps together: a will for poilus (stem before the last `-N`), else the page."""
-    return stem.rsplit("-", 1)[0] if corpus == "poilus" else stem
+    """The unit a split keeps together: a will for poilus (stem before the last `-N`), a writer for
+    copiste-d-un-jour (`imp_wikitexte_0051_1` and `_2` are one volunteer's), else the page."""
+    if corpus == "poilus":
+        return stem.rsplit("-", 1)[0]
+    if corpus == "copiste-d-un-jour":
+        return re.sub(r"_\d$", "", stem)
+    return stem
 
 
 def _ordered(units: set[str]) -> list[str]:

@@ -32,6 +32,7 @@ BASE_CHARSET = (" !\"#%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZabcde
 class TrainConfig:
     cache_dir: str = "data-cache/htr"
     data_dir: str = "../shared/data"
+    external_dir: str = "data-external"  # the external training corpora (`make data`, pipeline.htr.sources)
     out_dir: str = "runs/train-crnn"
     model: ModelConfig = field(default_factory=ModelConfig)
     weights: dict[str, float] = field(default_factory=lambda: {
@@ -454,7 +455,7 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
         if not Path(config.data_dir).is_dir():  # a project cloned alone: the real lines are not there
             log(f"{config.data_dir} not found: no real handwritten lines, the cache holds synthetic cells only "
                 "(fine-tuning on them and the corrections alone may forget the hands the model was trained on)")
-        build_real_cache(Path(config.data_dir), cache, config.cache_height)
+        build_real_cache(Path(config.data_dir), cache, config.cache_height, external_dir=Path(config.external_dir))
         build_synthetic_cache(cache, config.cache_height, config.synthetic_train, config.synthetic_val,
                               config.synthetic_seed, config.extra_fonts)
     if config.page_cells_train and not (cache / "pages_train.npz").exists():
