@@ -64,15 +64,25 @@ def present(external_dir: Path, role: str) -> dict[str, Path]:
 
 def fetch(dest: Path, remote: str = "https://github.com/{repo}.git") -> None:
     """Clone every corpus's repository at its commit into `dest/<repository name>` (an existing clone is
-    checked out at that commit)."""
+    checked out at that commit). `remote` may name `{repo}` (owner/name), `{owner}` and `{name}`.
+    A repository that fails does not stop the others; all failures are reported at the end."""
     dest.mkdir(parents=True, exist_ok=True)
+    failed = []
     for corpus in CORPORA:
         clone = clone_dir(dest, corpus)
-        if not clone.exists():
-            print(f"cloning {corpus.repo} into {clone}", file=sys.stderr)
-            _git("clone", "--quiet", "--no-checkout", remote.format(repo=corpus.repo), str(clone))
-        _git("-C", str(clone), "checkout", "--quiet", corpus.commit)  # a no-op when already there
+        owner, name = corpus.repo.split("/")
+        try:
+            if not clone.exists():
+                print(f"cloning {corpus.repo} into {clone}", file=sys.stderr)
+                _git("clone", "--quiet", "--no-checkout", remote.format(repo=corpus.repo, owner=owner, name=name),
+                     str(clone))
+            _git("-C", str(clone), "checkout", "--quiet", corpus.commit)  # a no-op when already there
+        except UsageError as error:
+            failed.append(f"{corpus.name}: {error}")
+            continue
         print(f"{corpus.name}: {corpus.repo}@{corpus.commit[:12]} ({corpus.licence}, {corpus.role})", file=sys.stderr)
+    if failed:
+        raise UsageError("; ".join(failed))
 
 
 def _git(*args: str) -> str:
