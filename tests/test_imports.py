@@ -67,6 +67,6 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
     assert import_cycles(graph) == []
 
 
-def test_a_cycle_hidden_in_a_function_is_found() -> None:
+def test_a_three_module_cycle_is_found() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert import_cycles(graph) == [["a", "b", "c"]]
