@@ -140,3 +140,26 @@ def test_corrected_cells_do_not_count_towards_the_hand() -> None:
     corrected = [make_cell("occupation", "jornaler", 0.3, status="corrected", row=100 + i) for i in range(40)]
     cells = route(page_of(confident=10, doubtful=15) + corrected, CATALAN)
     assert [cell.status for cell in cells[:10]] == ["accepted"] * 10
+
+
+def test_routing_again_recomputes_its_own_reasons_and_keeps_the_fields_stage_ones() -> None:
+    doubtful = route([make_cell("occupation", "jornaler", 0.5),
+                      make_cell("age", "2O0", 0.5, reasons=[Reason.INVALID_AGE])], CATALAN)
+    surer = route([cell.model_copy(update={"confidence": 0.97}) for cell in doubtful], CATALAN)
+    assert [(cell.status, cell.reasons) for cell in surer] == [("accepted", []), ("needs_review", [Reason.INVALID_AGE])]
+    assert route(surer, CATALAN) == surer
+
+
+def test_a_page_sent_whole_to_review_is_released_when_its_confidences_rise() -> None:
+    whole = route(page_of(confident=5, doubtful=25), CATALAN)
+    assert all(cell.status == "needs_review" for cell in whole)
+    risen = route([cell.model_copy(update={"confidence": 0.97}) if index < 10 else cell
+                   for index, cell in enumerate(whole)], CATALAN)  # 10 of 30 read cells confident: 33%
+    assert [(cell.status, cell.reasons) for cell in risen[:10]] == [("accepted", [])] * 10
+    assert all(cell.reasons == [Reason.LOW_CONFIDENCE] for cell in risen[10:])
+    assert route(risen, CATALAN) == risen
+
+
+def test_a_cell_a_reviewer_found_illegible_is_left_alone() -> None:
+    cell = make_cell("occupation", "", 0.3, status="illegible")
+    assert routed(cell) == cell

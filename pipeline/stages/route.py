@@ -2,7 +2,7 @@
 reviewer (Label Studio), and record why.
 
 Rules, in order:
-- a cell a reviewer already corrected keeps status 'corrected';
+- a cell a reviewer already answered keeps its status ('corrected', 'illegible');
 - a blank crop (provisional status 'empty', no text) stays 'empty';
 - otherwise it goes to 'needs_review' when any of these holds, each adding its reason:
   the reading is illegible (empty text from a non-blank crop, or only marks like '???');
@@ -15,7 +15,10 @@ Rules, in order:
 Thresholds: confidences are calibrated probabilities that the text is exactly right, so
 `1 - threshold` is the error rate tolerated among accepted cells. Key fields (names,
 relation, age: `ColumnSpec.key_field`) tolerate half of it: with the templates' 0.9 a key
-field needs 0.95. Routing is idempotent: routing twice gives the same cells.
+field needs 0.95. Routing is idempotent: routing twice gives the same cells. It recomputes its own
+reasons (`ROUTE_REASONS`) on every run and keeps the fields stage's, so routing again after the
+confidences changed (a run's own calibration, `pipeline.run.recalibrate`) releases a cell, or a whole page,
+that no longer needs review.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ REASONS: dict[str, str] = {
                                   "confident readings are often wrong, so they are checked too",
 }
 REVIEW_REASONS = frozenset(REASONS)
+# The reasons routing itself gives, recomputed each time it runs (the others come from the fields stage).
+ROUTE_REASONS = frozenset({Reason.LOW_CONFIDENCE.value, Reason.ILLEGIBLE.value, Reason.UNFAMILIAR_HAND.value})
+# Statuses only a reviewer gives: routing leaves those cells alone.
+REVIEWED_STATUSES = frozenset({"corrected", "illegible"})
 
 
 def threshold_for(template: Template, field: str | None) -> float:
@@ -76,7 +83,7 @@ def route(cells: list[Cell], template: Template) -> list[Cell]:
 
 
 def unfamiliar_hand(cells: list[Cell]) -> bool:
-    """Whether few of a page's machine-read cells (not empty, not corrected) were accepted."""
+    """Whether few of a page's machine-read cells (not empty, not answered by a reviewer) were accepted."""
     read = [cell for cell in cells if cell.status in ("accepted", "needs_review")]
     accepted = sum(cell.status == "accepted" for cell in read)
     return len(read) >= MIN_CELLS_TO_JUDGE_HAND and accepted < FAMILIAR_HAND_SHARE * len(read)
@@ -91,11 +98,11 @@ def awaits_review(cell: Cell, cells_by_id: dict[str, Cell]) -> bool:
 
 
 def _route_cell(cell: Cell, template: Template) -> Cell:
-    if cell.status == "corrected":
+    if cell.status in REVIEWED_STATUSES:
         return cell
     if cell.status == "empty" and not cell.text.strip():
         return cell.model_copy(update={"value": None})
-    reasons = list(cell.reasons)
+    reasons = [reason for reason in cell.reasons if reason not in ROUTE_REASONS]
     if is_illegible(cell.text):
         reasons.append(Reason.ILLEGIBLE.value)
     if cell.confidence < threshold_for(template, cell.field):
