@@ -29,10 +29,19 @@ CALIBRATION_CELLS_SEED = 991  # synthetic validation cells (training fonts): nev
 
 
 def fit_calibration(features: np.ndarray, correct: np.ndarray) -> Calibration:
-    """Logistic regression of exact-match correctness on the expanded features (L-BFGS on the log loss)."""
+    """Logistic regression of exact-match correctness on the expanded features."""
+    coef, intercept = fit_logistic(expand(features), correct)
+    # An isotonic correction on top was tried: lower ECE on the fitting lines, none on the test lines.
+    return Calibration(coef=[float(v) for v in coef], intercept=intercept)
+
+
+def fit_logistic(raw: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weights (in the units of `raw`'s columns) and intercept of the logistic regression of `correct`
+    (1 = right) on `raw` (L-BFGS on the log loss, a light L2 penalty on the weights). Also fits a run's own
+    calibration on its reviewed cells (`pipeline.run.recalibrate`)."""
     from scipy.optimize import minimize
 
-    raw = expand(features)
+    raw = np.asarray(raw, np.float64)
     mean, scale = raw.mean(axis=0), raw.std(axis=0) + 1e-9
     x = (raw - mean) / scale  # standardised: L-BFGS converges on features of very different ranges
     y = np.asarray(correct, np.float64)
@@ -46,8 +55,7 @@ def fit_calibration(features: np.ndarray, correct: np.ndarray) -> Calibration:
 
     result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B")
     coef = result.x[:-1] / scale  # back to raw feature units
-    # An isotonic correction on top was tried: lower ECE on the fitting lines, none on the test lines.
-    return Calibration(coef=[float(v) for v in coef], intercept=float(result.x[-1] - np.dot(coef, mean)))
+    return coef, float(result.x[-1] - np.dot(coef, mean))
 
 
 def plot_reliability(report: Reliability, path: Path, title: str) -> None:
