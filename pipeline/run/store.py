@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS cells (
     text TEXT NOT NULL, value TEXT, confidence REAL NOT NULL, status TEXT NOT NULL,
     reasons TEXT NOT NULL DEFAULT '[]',
     x0 INTEGER, y0 INTEGER, x1 INTEGER, y1 INTEGER, engine TEXT, model TEXT,
-    machine_text TEXT NOT NULL DEFAULT '', machine_status TEXT NOT NULL DEFAULT '', value_from TEXT);
+    machine_text TEXT NOT NULL DEFAULT '', machine_status TEXT NOT NULL DEFAULT '', value_from TEXT,
+    machine_confidence REAL);
 CREATE INDEX IF NOT EXISTS cells_page ON cells(page_id, row, col);
 CREATE INDEX IF NOT EXISTS cells_status ON cells(status);
 CREATE INDEX IF NOT EXISTS cells_value_from ON cells(value_from);
@@ -78,6 +79,10 @@ def _add_new_columns(connection: sqlite3.Connection) -> None:
         with connection:
             connection.execute("ALTER TABLE cells ADD COLUMN value_from TEXT")
             connection.execute("CREATE INDEX cells_value_from ON cells(value_from)")
+    if names and "machine_confidence" not in names:  # until a run had its own calibration, confidence was it
+        with connection:
+            connection.execute("ALTER TABLE cells ADD COLUMN machine_confidence REAL")
+            connection.execute("UPDATE cells SET machine_confidence = confidence")
 
 
 def persons_columns(template: Template) -> list[tuple[str, str]]:
@@ -128,12 +133,14 @@ def write_page(connection: sqlite3.Connection, result: PageResult, template: Tem
              len(grid.col_bounds) - 1 if grid else None))
         connection.executemany(
             "INSERT INTO cells (cell_id, page_id, row, col, field, text, value, confidence, status, "
-            "reasons, x0, y0, x1, y1, engine, model, machine_text, machine_status, value_from) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "reasons, x0, y0, x1, y1, engine, model, machine_text, machine_status, value_from, "
+            "machine_confidence) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(cell.cell_id, page_id, cell.row, cell.col, cell.field, cell.text,
               _json_value(cell.value), cell.confidence, cell.status,
               json.dumps(cell.reasons, ensure_ascii=False), cell.bbox.x0, cell.bbox.y0,
-              cell.bbox.x1, cell.bbox.y1, cell.engine, cell.model, cell.text, cell.status, cell.value_from)
+              cell.bbox.x1, cell.bbox.y1, cell.engine, cell.model, cell.text, cell.status, cell.value_from,
+              cell.confidence)
              for cell in result.cells])
         insert_persons(connection, page_id, result.persons, template)
         if connection.execute("SELECT 1 FROM corrections c JOIN cells USING (cell_id) WHERE cells.page_id = ? "
