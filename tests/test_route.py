@@ -163,3 +163,8 @@ def test_a_page_sent_whole_to_review_is_released_when_its_confidences_rise() -> 
 def test_a_cell_a_reviewer_found_illegible_is_left_alone() -> None:
     cell = make_cell("occupation", "", 0.3, status="illegible")
     assert routed(cell) == cell
+
+
+def test_confidences_of_the_run_own_calibration_are_routed_without_the_page_rule() -> None:
+    cells = route(page_of(confident=5, doubtful=25), CATALAN, hand_rule=False)
+    assert [(cell.status, cell.reasons) for cell in cells[:5]] == [("accepted", [])] * 5

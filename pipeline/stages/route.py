@@ -10,7 +10,8 @@ Rules, in order:
   consistency reason. Else it is 'accepted'.
 - then, per page: when fewer than 30% of the page's machine-read cells are accepted (and it has at
   least 20), the recogniser reads the hand poorly, and there its confident readings are wrong far more
-  often than their confidence says; the page's accepted cells go to review too ('unfamiliar-hand').
+  often than their confidence says; the page's accepted cells go to review too ('unfamiliar-hand'),
+  unless the confidences are the run's own calibration (`hand_rule=False`).
 
 Thresholds: confidences are calibrated probabilities that the text is exactly right, so
 `1 - threshold` is the error rate tolerated among accepted cells. Key fields (names,
@@ -73,10 +74,12 @@ def threshold_for(template: Template, field: str | None) -> float:
     return template.review_threshold
 
 
-def route(cells: list[Cell], template: Template) -> list[Cell]:
-    """Copies of one page's cells with final status and reasons ('accepted', 'needs_review', 'empty')."""
+def route(cells: list[Cell], template: Template, hand_rule: bool = True) -> list[Cell]:
+    """Copies of one page's cells with final status and reasons ('accepted', 'needs_review', 'empty').
+    `hand_rule=False` leaves out the per-page `unfamiliar-hand` rule: for confidences calibrated on this
+    register's own reviewed cells (`pipeline.run.recalibrate`), which already know the hand."""
     routed = [_route_cell(cell, template) for cell in cells]
-    if not unfamiliar_hand(routed):
+    if not hand_rule or not unfamiliar_hand(routed):
         return routed
     return [cell.model_copy(update={"status": "needs_review", "reasons": [Reason.UNFAMILIAR_HAND.value]})
             if cell.status == "accepted" else cell for cell in routed]
