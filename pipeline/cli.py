@@ -210,6 +210,20 @@ def calibrate(
     typer.echo(calibrate_gt(gt_dir, split, check_split, target_error, model, out, cells).model_dump_json())
 
 
+@app.command()
+def recalibrate(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (holds census.sqlite).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+) -> None:
+    """Refit the run's confidence calibration on its reviewed cells and re-route the cells no reviewer answered
+    (`census review pull` does it after every pull); writes RUN_DIR/calibration.json."""
+    from pipeline.run.recalibrate import recalibrate as recalibrate_run
+
+    summary = recalibrate_run(run_dir)
+    typer.echo(summary.model_dump_json() if as_json else
+               "\n".join(f"{key}: {value}" for key, value in summary.model_dump().items()))
+
+
 @app.command(name="lm")
 def language_model(
     gt_dir: Annotated[Path | None, typer.Argument(help="Folder of page images with ALTO/PAGE XML (its training split is used).")] = None,

@@ -6,6 +6,8 @@ an annotation edited later adds a second row (history kept, latest wins), and a 
 half-way loses nothing: batches are single transactions and the next pull inserts what is
 missing. Every page that received a correction gets its cells' current text and status
 re-overlaid, its typed values, person rows and households re-derived, in the same transaction.
+Then the run's calibration is refitted on its reviewed cells and the cells no reviewer answered are routed
+again with it (`pipeline.run.recalibrate`; it keeps the shipped calibration until there are enough).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pipeline.run import store
+from pipeline.run.recalibrate import Recalibration, recalibrate
 from pipeline.errors import UsageError
 from pipeline.stages.templates import Template
 from review.client import ReviewClient
@@ -43,6 +46,7 @@ class PullSummary(BaseModel):
     inserted: int  # new corrections rows
     unknown_cells: int  # annotations of cells this run does not have
     pages_recomputed: int
+    recalibration: Recalibration
     seconds: float
 
 
@@ -130,4 +134,5 @@ def pull(run_dir: Path, client: ReviewClient, project: int | None = None) -> Pul
         print(f"review pull: {inserted} new corrections from {len(corrections)} annotations", file=sys.stderr)
     return PullSummary(url=client.url, project=chosen, annotations=len(corrections), inserted=inserted,
                        unknown_cells=sum(1 for correction in corrections if correction.cell_id not in known),
-                       pages_recomputed=len(pages), seconds=round(time.monotonic() - began, 2))
+                       pages_recomputed=len(pages), recalibration=recalibrate(run_dir),
+                       seconds=round(time.monotonic() - began, 2))

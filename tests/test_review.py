@@ -18,6 +18,7 @@ import pytest
 
 from pipeline.run import store
 from pipeline.errors import ServiceError
+from pipeline.stages.route import threshold_for
 from pipeline.stages.templates import load_template
 from review import bench, crops, pull, push, server, training
 from review.client import ProjectGone, ReviewClient
@@ -212,6 +213,37 @@ def test_pull_appends_corrections_once_and_recomputes(live: Live) -> None:
     assert [(entry["cell_id"], entry["text"], entry["machine_text"]) for entry in manifest] == [(age, "58", "38")]
     assert (out / manifest[0]["image"]).stat().st_size > 0
     assert (out / manifest[0]["image"].replace(".png", ".gt.txt")).read_text() == "58"
+
+
+def test_pull_refits_the_run_calibration_and_reroutes_the_cells_no_reviewer_answered(live: Live) -> None:
+    run_dir, queue = live.new_run(pages=5, rows=20)  # every other cell queued (250), the others accepted
+    project = live.push(run_dir).project
+    live.client.accept_predictions(project)  # the reviewer confirms each queued reading...
+    tasks = live.tasks(project)
+    doubtful = sorted(tasks, key=lambda cell_id: (tasks[cell_id]["data"]["confidence"], cell_id))[:25]
+    for cell_id in doubtful:  # ... but corrects the 25 least confident: the machine is sure where it is right
+        live.client.update_annotation(tasks[cell_id]["annotations"][0]["id"], text_answer("Vilanova"))
+
+    summary = pull.pull(run_dir, live.client)
+    calibration = summary.recalibration.calibration
+    assert (calibration.fitted, calibration.applied) == (True, True)
+    assert (calibration.reviewed, calibration.errors) == (queue, 25)
+    assert json.loads((run_dir / "calibration.json").read_text()) == calibration.model_dump()
+    assert store_rows(run_dir, "SELECT COUNT(*), SUM(text = 'Vilanova') FROM cells "
+                               "WHERE status = 'corrected'") == [(queue, 25)]  # every answer kept
+    template = load_template(bench.TEMPLATE)
+    untouched = store_rows(run_dir, "SELECT field, machine_confidence, confidence, status FROM cells "
+                                    "WHERE cell_id NOT IN (SELECT cell_id FROM corrections)")
+    assert len(untouched) == queue
+    run_template = template.model_copy(update={"review_threshold": calibration.review_threshold})
+    for field, machine, confidence, status in untouched:
+        assert confidence == pytest.approx(float(calibration.confidence(machine)))
+        assert status == ("accepted" if confidence >= threshold_for(run_template, field) else "needs_review")
+    assert {status for *_, status in untouched} == {"accepted", "needs_review"}
+
+    before = snapshot(run_dir)
+    assert pull.pull(run_dir, live.client).inserted == 0
+    assert snapshot(run_dir) == before
 
 
 KILLED_PULL = """
