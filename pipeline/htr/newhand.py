@@ -31,9 +31,10 @@ def render(out_dir: Path, pages: int, seed: int, hand_font: str) -> Path:
     return out_dir
 
 
-def review_from_truth(run_dir: Path) -> int:
-    """Correct every queued cell of the run to its ground-truth text (as `census review pull` records a
-    reviewer's answers); returns how many corrections were recorded."""
+def review_from_truth(run_dir: Path, pages: int | None = None, whole_pages: bool = False) -> int:
+    """Correct every queued cell of the run's first `pages` pages (by source; all by default) to its
+    ground-truth text, as `census review pull` records a reviewer's answers; with `whole_pages` every
+    machine-read cell, the accepted ones confirmed or corrected too. Returns how many were recorded."""
     from pipeline.run import store
     from pipeline.evaluation.evaluate import groundtruth_for, load_truth, match_boxes
     from pipeline.models import BBox
@@ -43,11 +44,13 @@ def review_from_truth(run_dir: Path) -> int:
     with store.connect(run_dir) as connection:
         template = store.stored_template(connection)
         corrections = []
-        for page_id, source, page_index in connection.execute("SELECT page_id, source, page_index FROM pages "
-                                                              "WHERE status = 'done' ORDER BY page_id").fetchall():
+        statuses = ("accepted", "needs_review") if whole_pages else ("needs_review", "needs_review")
+        for page_id, source, page_index in connection.execute(
+                "SELECT page_id, source, page_index FROM pages WHERE status = 'done' "
+                "ORDER BY source, page_index LIMIT ?", (-1 if pages is None else pages,)).fetchall():
             xml = groundtruth_for(Path(source), page_index, multi_page=False)
             queued = connection.execute("SELECT cell_id, x0, y0, x1, y1 FROM cells WHERE page_id = ? AND "
-                                        "status = 'needs_review'", (page_id,)).fetchall()
+                                        "status IN (?, ?)", (page_id, *statuses)).fetchall()
             if xml is None or not queued:
                 continue
             truth = load_truth(xml)
