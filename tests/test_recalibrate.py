@@ -16,7 +16,7 @@ import pytest
 from pipeline.htr.confidence import sigmoid
 from pipeline.models import BBox, Cell, PageInfo, PageResult
 from pipeline.run import store
-from pipeline.run.recalibrate import MIN_ERRORS, MIN_REVIEWED, TARGET_ERROR, logit, recalibrate
+from pipeline.run.recalibrate import MIN_ERRORS, MIN_REVIEWED, TARGET_ERROR, OnReviewed, logit, recalibrate
 from pipeline.stages.fieldtypes import Reason
 from pipeline.stages.route import route
 from pipeline.stages.templates import load_template
@@ -142,7 +142,8 @@ def test_where_the_shipped_routing_keeps_its_promise_and_accepts_more_it_stays(t
     assert calibration.shipped.accepted_share == pytest.approx(np.mean(HIGH >= 0.9), abs=0.01)
     assert calibration.held_out.accepted_share < calibration.shipped.accepted_share
     assert cells_of(tmp_path) == shipped
-    with sqlite3.connect(tmp_path / store.STORE_NAME) as connection:  # as an earlier applied recalibration left it
+    # the unreviewed cells as an earlier, applied recalibration would have left them
+    with sqlite3.connect(tmp_path / store.STORE_NAME) as connection:
         connection.execute("UPDATE cells SET confidence = 0.5, status = 'needs_review', "
                            "reasons = '[\"low-confidence\"]' WHERE cell_id >= 'page5'")
     recalibrate(tmp_path)
@@ -169,3 +170,13 @@ def test_census_recalibrate_command_prints_the_summary_and_refuses_a_missing_run
     missing = subprocess.run([sys.executable, "-m", "pipeline.cli", "recalibrate", str(tmp_path / "none")],
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "no store" in missing.stderr
+
+
+@pytest.mark.parametrize(("accepted", "wrong", "fails"), [(16, 5, False), (160, 26, True), (1000, 24, False),
+                                                         (1000, 40, True)])
+def test_the_shipped_confidences_break_the_promise_only_on_enough_evidence(accepted: int, wrong: int,
+                                                                           fails: bool) -> None:
+    # 5 of 16: too few wrong cells (one page in another hand); 24 of 1000: 2.4%, within a standard error of 2%
+    taken = np.arange(2000) < accepted
+    right = ~(np.arange(2000) < wrong)
+    assert OnReviewed.of(taken, right).fails() is fails
