@@ -100,3 +100,15 @@ def test_a_store_from_before_ditto_sources_gains_the_column(tmp_path):
         copied = connection.execute("SELECT value_from FROM cells WHERE row = 1").fetchone()[0]
         assert copied == "p-p0:r0:c5"
         assert connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'cells_value_from'").fetchone()
+
+
+def test_a_store_from_before_machine_confidence_gains_it_from_the_confidence(tmp_path):
+    with store.connect(tmp_path) as connection:
+        store.create(connection, TEMPLATE)
+        store.write_page(connection, page_result("Josep Puig", "34"), TEMPLATE)
+        connection.execute("ALTER TABLE cells DROP COLUMN machine_confidence")  # as an earlier version wrote it
+        connection.execute("UPDATE cells SET confidence = 0.42 WHERE col = 3")
+        connection.commit()
+    with store.connect(tmp_path) as connection:
+        rows = connection.execute("SELECT col, confidence, machine_confidence FROM cells ORDER BY col").fetchall()
+        assert [tuple(row) for row in rows] == [(0, 0.99, 0.99), (3, 0.42, 0.42)]
