@@ -135,7 +135,8 @@ class Run:
         with `status` ('accepted', 'needs_review', 'corrected', 'empty', 'illegible', or a list
         of them) only those. Columns as `census query`'s `cells` view: cell_id, page_id, row,
         col, field, text, value (JSON), confidence, status (categorical), reasons (JSON list),
-        x0..y1, engine, model, machine_text, machine_status, value_from. Restricted persons'
+        x0..y1, engine, model, machine_text, machine_status, value_from, machine_confidence (the
+        recogniser's own, before a run's recalibration: `census recalibrate`). Restricted persons'
         masked cells (and unmapped columns of their rows) have text, value and machine_text <NA>.
         """
         wanted = [status] if isinstance(status, str) else list(status) if status is not None else []
