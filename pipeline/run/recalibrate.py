@@ -57,6 +57,7 @@ from pipeline.evaluation.reliability import accept_threshold
 from pipeline.htr.calibrate import fit_logistic
 from pipeline.htr.confidence import sigmoid
 from pipeline.run import store
+from pipeline.run.paths import write_atomically
 from pipeline.stages.fieldtypes import is_illegible, is_quote_ditto
 from pipeline.stages.route import ROUTE_REASONS, route, threshold_for
 from pipeline.stages.templates import Template
@@ -88,9 +89,9 @@ class OnReviewed(BaseModel):
     def fails(self) -> bool:
         """Wrong more often than the promise allows, by more than one standard error, in `MIN_ERRORS` cells
         or more (fewer can all come from a page or two in another hand, which the page rule held back)."""
-        error, standard_error = self.accepted_error, np.sqrt(self.accepted_error * (1 - self.accepted_error)
-                                                             / max(self.accepted, 1))
-        return self.accepted_wrong >= MIN_ERRORS and error - float(standard_error) > TARGET_ERROR
+        error = self.accepted_error
+        standard_error = float(np.sqrt(error * (1 - error) / max(self.accepted, 1)))
+        return self.accepted_wrong >= MIN_ERRORS and error - standard_error > TARGET_ERROR
 
     @classmethod
     def of(cls, accepted: np.ndarray, right: np.ndarray) -> OnReviewed:
@@ -127,7 +128,7 @@ class RunCalibration(BaseModel):
 class Recalibration(BaseModel):
     calibration: RunCalibration
     path: str
-    cells_rerouted: int  # machine-read cells of the model that no reviewer answered
+    unreviewed_cells: int  # machine-read cells of the model that no reviewer answered
     accepted_before: float  # share of those accepted before and after
     accepted_after: float
 
@@ -157,9 +158,9 @@ def recalibrate(run_dir: Path) -> Recalibration:
         if calibration.applied or recalibrated_before(connection, engine, model):
             reroute(connection, calibration, template)
         summary = Recalibration(calibration=calibration, path=str(run_dir / CALIBRATION_NAME),
-                                cells_rerouted=int((~cells["answered"]).sum()), accepted_before=before,
+                                unreviewed_cells=int((~cells["answered"]).sum()), accepted_before=before,
                                 accepted_after=accepted_share(connection, engine, model))
-    (run_dir / CALIBRATION_NAME).write_text(calibration.model_dump_json(indent=1))
+    write_atomically(run_dir / CALIBRATION_NAME, calibration.model_dump_json(indent=1).encode())
     print(progress_line(summary), file=sys.stderr)
     return summary
 
