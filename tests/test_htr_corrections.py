@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,22 @@ def test_the_new_hand_benchmark_answers_the_whole_review_queue_from_the_ground_t
         corrected = {row[0] for row in connection.execute("SELECT text FROM cells WHERE status = 'corrected'")}
     assert left <= 0.05 * len(truth)  # only cells the layout found without a ground-truth match
     assert len(corrected & {cell.text for cell in truth}) > 20
+
+
+def test_the_review_of_the_first_pages_answers_every_cell_of_those_pages_only(tmp_path: Path) -> None:
+    from pipeline.evaluation.recalibration import measure
+    from pipeline.htr.newhand import TEMPLATE, render
+    from pipeline.run.batch import run
+    from pipeline.run.runner import RunOptions
+
+    scans = render(tmp_path / "scans", 2, 22, "DancingScript-Regular")
+    run([scans], RunOptions(out=tmp_path / "run", template=TEMPLATE, engine="null", workers=1), progress=False)
+    figures = measure(tmp_path / "run", review_pages=1, out=tmp_path / "measure")
+    with sqlite3.connect(tmp_path / "measure" / "run" / "census.sqlite") as connection:
+        answered = connection.execute("SELECT DISTINCT p.source FROM corrections JOIN cells USING (cell_id) "
+                                      "JOIN pages p USING (page_id)").fetchall()
+    assert answered == [(str(sorted(scans.glob("*.png"))[0]),)]  # the first page by source, only
+    assert figures["answered"] > 100 and figures["after"]["pages"] == figures["before"]["pages"] == 1
+    assert not figures["recalibration"]["calibration"]["fitted"]  # the null engine reads nothing to calibrate
+    with sqlite3.connect(tmp_path / "run" / "census.sqlite") as connection:
+        assert connection.execute("SELECT COUNT(*) FROM corrections").fetchone() == (0,)  # on a copy
