@@ -224,7 +224,8 @@ def test_the_review_of_the_first_pages_answers_every_cell_of_those_pages_only(tm
     from pipeline.run.runner import RunOptions
 
     scans = render(tmp_path / "scans", 2, 22, "DancingScript-Regular")
-    run([scans], RunOptions(out=tmp_path / "run", template=TEMPLATE, engine="null", workers=1), progress=False)
+    options = RunOptions(out=tmp_path / "run", template=TEMPLATE, engine="null", workers=1)
+    run([scans], options, progress=False)
     figures = measure(tmp_path / "run", review_pages=1, out=tmp_path / "measure")
     with sqlite3.connect(tmp_path / "measure" / "run" / "census.sqlite") as connection:
         answered = connection.execute("SELECT DISTINCT p.source FROM corrections JOIN cells USING (cell_id) "
