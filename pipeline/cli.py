@@ -27,7 +27,7 @@ def templates() -> None:
 
 @app.command()
 def run(
-    inputs: Annotated[list[Path], typer.Argument(help="Scans: files or folders of TIFF, JPEG, PNG or PDF.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Scans: files or folders of TIFF, JPEG, PNG, GIF, BMP, WebP or PDF.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created; re-running resumes).")],
     template: Annotated[str, typer.Option(help="Template name (`census templates`) or YAML path.")] = (
         "padro-catala-1930"),

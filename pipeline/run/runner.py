@@ -54,7 +54,7 @@ def plan(inputs: list[Path]) -> tuple[list[PageTask], list[Failure]]:
     tasks: list[PageTask] = []
     failures: list[Failure] = []
     first_source: dict[str, Path] = {}  # content hash -> first file with that content
-    for path in ingest.find_inputs(inputs):
+    for path in ingest.find_inputs(inputs).files:
         try:
             info = ingest.probe(path)
         except PageError as error:
