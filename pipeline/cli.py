@@ -54,7 +54,10 @@ def run(
     if as_json:
         typer.echo(summary.model_dump_json())
     else:
+        files = summary.files
         typer.echo(
+            f"files: {files.inputs}: {files.processed} processed, {files.duplicates} duplicates, {files.failed} failed, "
+            f"{files.skipped} skipped (format not read)\n"
             f"pages: {summary.pages} done ({summary.pages_skipped} from an earlier run), {summary.failures} failed\n"
             f"rows: {summary.rows}   cells: {summary.cells} ({summary.cells_empty} empty)\n"
             f"auto-accepted: {summary.accepted_pct}% of written cells   review queue: {summary.review_queue}\n"
