@@ -27,7 +27,7 @@ def templates() -> None:
 
 @app.command()
 def run(
-    inputs: Annotated[list[Path], typer.Argument(help="Scans: files or folders of TIFF, JPEG, PNG or PDF.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Scans: files or folders of TIFF, JPEG, PNG, GIF, BMP, WebP or PDF.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (created; re-running resumes).")],
     template: Annotated[str, typer.Option(help="Template name (`census templates`) or YAML path.")] = (
         "padro-catala-1930"),
@@ -54,7 +54,10 @@ def run(
     if as_json:
         typer.echo(summary.model_dump_json())
     else:
+        files = summary.files
         typer.echo(
+            f"files: {files.inputs}: {files.processed} processed, {files.duplicates} duplicates, {files.failed} failed, "
+            f"{files.skipped} skipped (format not read)\n"
             f"pages: {summary.pages} done ({summary.pages_skipped} from an earlier run), {summary.failures} failed\n"
             f"rows: {summary.rows}   cells: {summary.cells} ({summary.cells_empty} empty)\n"
             f"auto-accepted: {summary.accepted_pct}% of written cells   review queue: {summary.review_queue}\n"

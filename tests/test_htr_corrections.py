@@ -179,7 +179,7 @@ def test_corrected_cells_are_cut_as_the_recogniser_read_them(tmp_path: Path) -> 
     from pipeline.stages.templates import load_template
 
     generate_pages(tmp_path / "scans", n_pages=1, seed=5, skew_max_deg=2.5)
-    (task,), _ = plan([tmp_path / "scans"])
+    (task,) = plan([tmp_path / "scans"]).tasks
     engine, run_dir = RecordingEngine(), tmp_path / "run"
     (run_dir / "images").mkdir(parents=True)
     result = process_page(task, load_template("padro-catala-1930"), engine, run_dir)

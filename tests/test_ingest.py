@@ -29,18 +29,21 @@ def _reason(path: Path, page_index: int = 0) -> str:
     return caught.value.reason
 
 
-def test_find_inputs_expands_folders_sorted_and_skips_hidden(tmp_path: Path) -> None:
+def test_find_inputs_expands_folders_sorted_lists_other_formats_and_leaves_out_hidden(tmp_path: Path) -> None:
     (tmp_path / "b" / ".hidden").mkdir(parents=True)
-    for name in ["b/2.TIF", "b/1.jpg", "a.pdf", "notes.txt", ".secret.png", "b/.hidden/x.png"]:
+    for name in ["b/2.TIF", "b/1.jpg", "a.pdf", "c.GIF", "d.bmp", "e.webp", "notes.txt", "b/scan.heic",
+                 ".secret.png", "b/.hidden/x.png"]:
         (tmp_path / name).write_bytes(b"x")
     single = tmp_path / "notes.txt"
-    assert find_inputs([tmp_path, single]) == [tmp_path / "a.pdf", tmp_path / "b/1.jpg", tmp_path / "b/2.TIF",
-                                                single]
+    found = find_inputs([tmp_path, single])
+    assert found.files == [tmp_path / name for name in ["a.pdf", "b/1.jpg", "b/2.TIF", "c.GIF", "d.bmp", "e.webp"]
+                           ] + [single]  # a file named on its own is read whatever its extension
+    assert found.unsupported == [tmp_path / "b/scan.heic", tmp_path / "notes.txt"]
     with pytest.raises(UsageError):
         find_inputs([tmp_path / "missing"])
 
 
-@pytest.mark.parametrize("suffix", ["jpg", "png", "tif"])
+@pytest.mark.parametrize("suffix", ["jpg", "png", "tif", "bmp", "gif", "webp"])
 def test_single_page_formats(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"page.{suffix}"
     Image.fromarray(_page()).save(path, dpi=(300, 300))
@@ -49,8 +52,28 @@ def test_single_page_formats(tmp_path: Path, suffix: str) -> None:
     info, grey = load_page(path, 0)
     assert grey.dtype == np.uint8 and grey.shape == (400, 300)
     assert (info.width, info.height, info.page_id) == (300, 400, f"{source.sha256}-p0")
-    assert info.dpi == pytest.approx(300, abs=1)
+    if suffix not in ("gif", "webp"):  # formats without a resolution field
+        assert info.dpi == pytest.approx(300, abs=1)
     assert abs(int(grey[55, 100]) - 20) < 8 and abs(int(grey[200, 100]) - 230) < 8
+
+
+def test_one_bit_bmp(tmp_path: Path) -> None:
+    path = tmp_path / "bilevel.bmp"
+    Image.fromarray(_page() > 128).save(path)  # mode "1": ink is False
+    grey = load_page(path, 0)[1]
+    assert (int(grey[55, 10]), int(grey[200, 10])) == (0, 255)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animated_frames_are_pages_like_multipage_tiff(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"book.{fmt.lower()}"
+    frames = [Image.fromarray(np.full((300, 250), 40 * i + 50, np.uint8)) for i in range(3)]
+    frames[0].save(path, format=fmt, save_all=True, append_images=frames[1:], lossless=True)
+    assert probe(path).n_pages == 3
+    for index in range(3):
+        info, grey = load_page(path, index)
+        assert grey.shape == (300, 250) and int(grey[5, 5]) == 40 * index + 50
+        assert info.page_id.endswith(f"-p{index}")
 
 
 def test_multipage_tiff(tmp_path: Path) -> None:
@@ -83,6 +106,9 @@ def test_format_detected_by_content_not_extension(tmp_path: Path) -> None:
     text_named_png = tmp_path / "readme.png"
     text_named_png.write_text("just some words\n")
     assert _reason(text_named_png) == "not-an-image"
+    text_starting_like_a_bmp = tmp_path / "list.bmp"
+    text_starting_like_a_bmp.write_text("BMW, BMX and other words\n")
+    assert _reason(text_starting_like_a_bmp) == "not-an-image"
 
 
 def test_zero_byte_file(tmp_path: Path) -> None:
@@ -91,7 +117,7 @@ def test_zero_byte_file(tmp_path: Path) -> None:
     assert _reason(path) == "empty-file"
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF", "GIF", "BMP"])
 @pytest.mark.parametrize("keep", [0.5, 0.02])
 def test_truncated_images(tmp_path: Path, fmt: str, keep: float) -> None:
     buffer = io.BytesIO()

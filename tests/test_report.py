@@ -49,7 +49,7 @@ def test_report_shows_counts_failures_and_throughput(run_dir: Path) -> None:
     document = (run_dir / "report.html").read_text(encoding="utf-8")
     data = gather(run_dir)
     assert data["counts"]["pages"] == 2
-    assert data["failure_reasons"] == {"empty-file": 1}
+    assert data["failure_reasons"] == {"unsupported-format": 4, "empty-file": 1}  # the synthetic pages' XML, JSON
     with store.connect(run_dir, readonly=True) as connection:
         written = connection.execute("SELECT COUNT(*) FROM cells WHERE machine_status != 'empty'").fetchone()[
             0
@@ -57,6 +57,8 @@ def test_report_shows_counts_failures_and_throughput(run_dir: Path) -> None:
     assert written and sum(data["confidence_bins"]) == written
     assert "&lt;img src=x onerror=alert(1)&gt;.png" in document  # shown, escaped
     assert "<img src=x" not in document
+    assert "<td>pages failed</td><td>1</td>" in document
+    assert "<td>files skipped (format not read)</td><td>4</td>" in document
     for label in ("pages done", "auto-accepted", "empty-file", "pages per minute", "stage: recognise"):
         assert label in document
     assert f"<td>{data['counts']['cells']}</td>" in document

@@ -65,21 +65,43 @@ def test_rerun_resumes_without_redoing_or_duplicating(finished_run, scans):
 
 
 def test_bad_files_are_recorded_and_the_batch_goes_on(scans, tmp_path):
+    from PIL import Image
+
     batch = tmp_path / "batch"
     batch.mkdir()
-    good = sorted(scans.glob("*.png"))[0]
+    good, other = sorted(scans.glob("*.png"))
     (batch / good.name).write_bytes(good.read_bytes())
     (batch / "copy-of-the-same-scan.png").write_bytes(good.read_bytes())  # processed once, not a failure
+    Image.open(other).save(batch / "other.gif")
     (batch / "empty.jpg").write_bytes(b"")
     (batch / "notes.png").write_text("not an image at all")
     (batch / "cut.png").write_bytes(good.read_bytes()[:5000])
+    (batch / "notes.txt").write_text("a list of the pages")  # not read, but listed and counted
+    (batch / "phone.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (batch / ".DS_Store").write_bytes(b"hidden: neither read nor counted")
     run_dir = tmp_path / "run"
     done = census("run", str(batch), "--out", str(run_dir), "--engine", ENGINE, "--json")
     assert done.returncode == 3, done.stderr
     failures = [json.loads(line) for line in (run_dir / "failures.jsonl").read_text().splitlines()]
     reasons = {Path(f["source"]).name: f["reason"] for f in failures}
-    assert reasons == {"empty.jpg": "empty-file", "notes.png": "not-an-image", "cut.png": "truncated"}
-    assert json.loads(done.stdout.strip().splitlines()[-1])["pages"] == 1
+    assert reasons == {"empty.jpg": "empty-file", "notes.png": "not-an-image", "cut.png": "truncated",
+                       "notes.txt": "unsupported-format", "phone.heic": "unsupported-format"}
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["pages"], summary["failures"]) == (2, 3)
+    files = {"inputs": 8, "processed": 2, "duplicates": 1, "failed": 3, "skipped": 2}
+    assert summary["files"] == files
+    again = census("run", str(batch), "--out", str(run_dir), "--engine", ENGINE, "--json")
+    resumed = json.loads(again.stdout.strip().splitlines()[-1])
+    assert (again.returncode, resumed["pages_skipped"], resumed["files"]) == (3, 2, files)
+    assert len((run_dir / "failures.jsonl").read_text().splitlines()) == len(failures)
+
+
+def test_a_folder_of_other_formats_only_is_a_usage_error(tmp_path):
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "scans" / "index.xml").write_text("<mets/>")
+    done = census("run", str(tmp_path / "scans"), "--out", str(tmp_path / "r"), "--engine", ENGINE)
+    assert done.returncode == 2
+    assert "no scans found" in done.stderr and "1 files of other formats not read" in done.stderr
 
 
 def test_usage_errors_exit_2(tmp_path):

@@ -170,7 +170,7 @@ def cpu_per_page(pages_dir: Path, run_dir: Path, engine: str) -> dict[str, Any]:
 
     shutil.rmtree(run_dir, ignore_errors=True)
     runner.init_worker(runner.DEFAULT_TEMPLATE, engine, str(run_dir))
-    tasks, _ = runner.plan([pages_dir])
+    tasks = runner.plan([pages_dir]).tasks
     before = os.times()
     outcomes = [runner.run_task(task)[1] for task in tasks]
     after = os.times()

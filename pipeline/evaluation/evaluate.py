@@ -212,7 +212,7 @@ def evaluate_tables(gt_dir: Path, template: str, engine: str) -> TablesEvaluatio
     from pipeline.run.runner import plan, process_page
     from pipeline.stages.templates import load_template
 
-    tasks, _ = plan([gt_dir])
+    tasks = plan([gt_dir]).tasks
     page_counts = {task.source: 0 for task in tasks}
     for task in tasks:
         page_counts[task.source] += 1

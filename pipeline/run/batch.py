@@ -21,8 +21,18 @@ from pipeline.errors import UsageError
 from pipeline.models import Failure, PageResult
 from pipeline.recognize import get_engine
 from pipeline.run.paths import page_json_path, write_atomically
-from pipeline.run.runner import PageTask, RunOptions, execute_local, plan
+from pipeline.run.runner import PageTask, RunOptions, RunPlan, execute_local, plan
 from pipeline.stages.templates import Template, load_template
+
+
+class FileCounts(BaseModel):
+    """Every input file once: processed + duplicates + failed + skipped == inputs."""
+
+    inputs: int
+    processed: int  # every page of it done
+    duplicates: int  # the same content as another input: processed once, under that name
+    failed: int  # unreadable, or one of its pages failed or was quarantined (failures.jsonl)
+    skipped: int  # in a folder, of a format census does not read (failures.jsonl: unsupported-format)
 
 
 class RunSummary(BaseModel):
@@ -37,8 +47,9 @@ class RunSummary(BaseModel):
     cells_empty: int
     accepted_pct: float  # of non-empty cells
     review_queue: int
-    failures: int
+    failures: int  # failed files and pages (skipped files are not failures)
     failures_file: str
+    files: FileCounts
     seconds: float
     pages_per_minute: float
     stage_seconds: dict[str, float]
@@ -52,9 +63,10 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
     run_dir.mkdir(parents=True, exist_ok=True)
     template = load_template(options.template)
     get_engine(options.engine)  # fail fast (exit 2) on an unknown engine or a missing model
-    tasks, failures = plan(inputs)
-    if not tasks and not failures:
-        raise UsageError(f"no scans found in {', '.join(map(str, inputs))}")
+    planned = plan(inputs)
+    tasks = planned.tasks
+    if not tasks and not planned.failures:
+        raise UsageError(f"no scans found in {', '.join(map(str, inputs))}{_skipped_note(planned.skipped)}")
     done_before = {task.page_id for task in tasks if page_json_path(run_dir, task.page_id).exists()}
     todo = [task for task in tasks if task.page_id not in done_before]
     with store.connect(run_dir) as connection:
@@ -65,8 +77,9 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
         fill_store(connection, template, run_dir, sorted(done_before - stored))
         finished = _progress(execute(todo, options), total=len(todo), enabled=progress)
         fill_store(connection, template, run_dir, finished)
-        failures += page_failures(connection, tasks)
-        write_failures(run_dir, failures)
+        failed_pages = page_failures(connection, tasks)
+        failures = planned.failures + failed_pages
+        write_failures(run_dir, failures + planned.skipped)
         counts = store.counts(connection)
         stage_seconds = stage_totals(run_dir, [task.page_id for task in todo])
     seconds = time.perf_counter() - started
@@ -75,6 +88,7 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
         run_dir=str(run_dir), store=str(run_dir / store.STORE_NAME), pages_skipped=len(done_before),
         accepted_pct=round(100 * counts["cells_accepted"] / written, 1) if written else 0.0,
         failures=len(failures), failures_file=str(run_dir / "failures.jsonl"), seconds=round(seconds, 2),
+        files=count_files(planned, failed_pages),
         pages_per_minute=round(60 * len(todo) / seconds, 1) if todo else 0.0, stage_seconds=stage_seconds,
         **{key: counts[key] for key in ("pages", "pages_failed", "rows", "cells", "cells_accepted",
                                          "cells_empty", "review_queue")})
@@ -82,6 +96,22 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
 
     write_report(run_dir, summary)
     return summary
+
+
+def _skipped_note(skipped: list[Failure]) -> str:
+    if not skipped:
+        return ""
+    return f" ({len(skipped)} files of other formats not read, e.g. {skipped[0].source})"
+
+
+def count_files(planned: RunPlan, failed_pages: list[Failure]) -> FileCounts:
+    """Each input file once, from this run's plan and its pages' outcomes (so a resume counts the same)."""
+    failed_ids = {failure.page_id for failure in failed_pages}
+    sources = {task.source for task in planned.tasks}
+    failed_sources = {task.source for task in planned.tasks if task.page_id in failed_ids}
+    return FileCounts(inputs=len(sources) + len(planned.duplicates) + len(planned.failures) + len(planned.skipped),
+                      processed=len(sources - failed_sources), duplicates=len(planned.duplicates),
+                      failed=len(planned.failures) + len(failed_sources), skipped=len(planned.skipped))
 
 
 def execute(tasks: list[PageTask], options: RunOptions) -> Iterator[str]:

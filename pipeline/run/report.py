@@ -28,6 +28,7 @@ from pipeline.dataset import dataset, embargo
 from pipeline.run import store
 from pipeline.errors import UsageError
 from pipeline.models import Failure, PageResult
+from pipeline.stages.ingest import UNSUPPORTED
 
 REPORT_NAME = "report.html"
 MAX_THUMBNAILS = 200  # beyond this the report would weigh megabytes; `census show` draws any page
@@ -308,10 +309,12 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _counts_html(counts: dict[str, int], data: dict[str, Any]) -> str:
-    plan_failures = sum(1 for f in data["failures"] if f["page_id"] is None)
+    skipped = sum(1 for f in data["failures"] if f["reason"] == UNSUPPORTED)
+    plan_failures = sum(1 for f in data["failures"] if f["page_id"] is None) - skipped
     rows = [
         ["pages done", counts["pages"]],
         ["pages failed", counts["pages_failed"] + plan_failures],
+        ["files skipped (format not read)", skipped],
         ["rows (persons)", counts["rows"]],
         ["cells", counts["cells"]],
     ]

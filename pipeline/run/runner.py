@@ -47,31 +47,44 @@ class RunOptions(BaseModel):
 
 # --- planning -----------------------------------------------------------------------------
 
-def plan(inputs: list[Path]) -> tuple[list[PageTask], list[Failure]]:
+class RunPlan(BaseModel):
+    """What a run's inputs hold; each input file is in exactly one of `tasks` (by its pages),
+    `failures`, `duplicates` or `skipped`."""
+
+    tasks: list[PageTask] = []
+    failures: list[Failure] = []  # files that cannot be read
+    duplicates: list[Path] = []  # the same content as an earlier file: its pages are that file's
+    skipped: list[Failure] = []  # files in a folder of a format not read (reason unsupported-format)
+
+
+def plan(inputs: list[Path]) -> RunPlan:
     """One task per page of every readable input; unreadable files become failures."""
     from pipeline.stages import ingest
 
-    tasks: list[PageTask] = []
-    failures: list[Failure] = []
+    found = ingest.find_inputs(inputs)
+    result = RunPlan(skipped=[Failure(source=str(path), reason=ingest.UNSUPPORTED,
+                                      detail=f"{path.suffix or 'no extension'} is not a format census reads")
+                              for path in found.unsupported])
     first_source: dict[str, Path] = {}  # content hash -> first file with that content
-    for path in ingest.find_inputs(inputs):
+    for path in found.files:
         try:
             info = ingest.probe(path)
         except PageError as error:
-            failures.append(Failure(source=str(path), reason=error.reason, detail=error.detail))
+            result.failures.append(Failure(source=str(path), reason=error.reason, detail=error.detail))
             continue
         except Exception as error:  # a bug met by one odd file must not stop the batch
-            failures.append(Failure(source=str(path), reason="internal-error",
-                                    detail=f"{type(error).__name__}: {error}"))
+            result.failures.append(Failure(source=str(path), reason="internal-error",
+                                           detail=f"{type(error).__name__}: {error}"))
             continue
         if info.sha256 in first_source:
             # Same bytes under another name: its pages are the same pages, processed once.
             print(f"skipping {path}: same content as {first_source[info.sha256]}", file=sys.stderr)
+            result.duplicates.append(path)
             continue
         first_source[info.sha256] = path
-        tasks.extend(PageTask(source=path.resolve(), page_index=index, page_id=f"{info.sha256}-p{index}")
-                     for index in range(info.n_pages))
-    return tasks, failures
+        result.tasks.extend(PageTask(source=path.resolve(), page_index=index, page_id=f"{info.sha256}-p{index}")
+                            for index in range(info.n_pages))
+    return result
 
 
 # --- one page -----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Ingest: find input files, identify them by content, and load each page as a grey image.
 
-Inputs are TIFF (multi-page too), JPEG, PNG or PDF. The format is detected from the file's
-bytes, never trusted from its extension. Every way a file can be unusable maps to a
+Inputs are TIFF, JPEG, PNG, GIF, BMP, WebP or PDF. Every page of a multi-page TIFF or PDF and
+every frame of an animated GIF or WebP is a page. The format is detected from the file's bytes,
+never trusted from its extension; in a folder, files whose extension is none of these are not
+read but listed (`unsupported`), so no file vanishes unseen. Every way a file can be unusable maps to a
 `PageError` with a short machine-readable reason, so a bad file fails alone and the batch
 goes on. Pages come out as grey uint8 arrays (dark ink on light paper) with EXIF
 orientation applied: these are the "original page" pixels all coordinates refer to.
@@ -27,7 +29,8 @@ if TYPE_CHECKING:  # imported lazily at run time
     import pypdfium2
     from PIL import Image
 
-INPUT_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".pdf"}
+INPUT_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".pdf"}
+UNSUPPORTED = "unsupported-format"  # the reason recorded for a file in a folder that is not read
 DEFAULT_MAX_PIXELS = 120_000_000  # 120 megapixels: a 600 dpi A2 sheet; beyond that, a bomb
 MIN_SIDE = 200  # pixels; a page smaller than this cannot hold a readable table
 PDF_DPI = 200.0
@@ -44,8 +47,11 @@ _MAGIC: dict[bytes, str] = {
     b"MM\x00*": "tiff",
     b"II+\x00": "tiff",  # BigTIFF
     b"MM\x00+": "tiff",
+    b"GIF87a": "gif",
+    b"GIF89a": "gif",
     b"%PDF-": "pdf",
 }
+_BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}  # the DIB header sizes BMP writers use
 
 
 class SourceInfo(BaseModel):
@@ -57,16 +63,25 @@ class SourceInfo(BaseModel):
     kind: Literal["image", "pdf"]
 
 
-def find_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given; folders expanded recursively (sorted) to image/PDF files, hidden ones skipped."""
-    found: list[Path] = []
+class InputFiles(BaseModel):
+    """The files of the inputs: those to read, and those in folders whose format is not read."""
+
+    files: list[Path] = []
+    unsupported: list[Path] = []
+
+
+def find_inputs(inputs: list[Path]) -> InputFiles:
+    """Files as given (always read); folders expanded recursively (sorted), hidden files and folders
+    left out, files with an extension of another format listed as unsupported."""
+    found = InputFiles()
     for given in inputs:
         if not given.exists():
             raise UsageError(f"input not found: {given}")
-        if given.is_dir():
-            found.extend(_files_in_folder(given))
-        else:
-            found.append(given)
+        if not given.is_dir():
+            found.files.append(given)
+            continue
+        for path in _files_in_folder(given):
+            (found.files if path.suffix.lower() in INPUT_SUFFIXES else found.unsupported).append(path)
     return found
 
 
@@ -74,7 +89,7 @@ def _files_in_folder(folder: Path) -> list[Path]:
     files = []
     for path in sorted(folder.rglob("*")):
         hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-        if not hidden and path.is_file() and path.suffix.lower() in INPUT_SUFFIXES:
+        if not hidden and path.is_file():
             files.append(path)
     return files
 
@@ -88,10 +103,10 @@ def file_sha16(path: Path) -> str:
 
 
 def sniff_format(path: Path) -> str:
-    """'jpeg' | 'png' | 'tiff' | 'pdf' from the leading bytes; PageError otherwise."""
+    """'jpeg' | 'png' | 'tiff' | 'gif' | 'bmp' | 'webp' | 'pdf' from the leading bytes; PageError otherwise."""
     try:
         with path.open("rb") as handle:
-            head = handle.read(16)
+            head = handle.read(32)
     except OSError as error:
         raise PageError("unreadable", str(error)) from error
     if not head:
@@ -99,7 +114,12 @@ def sniff_format(path: Path) -> str:
     for magic, name in _MAGIC.items():
         if head.startswith(magic):
             return name
-    raise PageError("not-an-image", f"{path} is not a TIFF, JPEG, PNG or PDF (leading bytes {head[:8]!r})")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:2] == b"BM" and len(head) >= 18 and struct.unpack("<I", head[14:18])[0] in _BMP_HEADER_SIZES:
+        return "bmp"
+    raise PageError("not-an-image", f"{path} is not a TIFF, JPEG, PNG, GIF, BMP, WebP or PDF "
+                                    f"(leading bytes {head[:8]!r})")
 
 
 def probe(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> SourceInfo:
@@ -166,7 +186,8 @@ def _decode_reason(error: BaseException) -> str:
 
 
 def _image_page_count(path: Path, max_pixels: int) -> int:
-    """Frame count; the first frame is fully decoded so a truncated file fails here."""
+    """Frame count (pages of a TIFF, frames of an animated GIF or WebP); the first frame is fully
+    decoded so a truncated file fails here."""
     image = _open_image(path, max_pixels)
     with image:
         try:
