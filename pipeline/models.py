@@ -67,9 +67,13 @@ class Grid(BaseModel):
 class ColumnMapping(BaseModel):
     """Which template field each grid column holds, and how that was decided."""
 
-    fields: dict[int, str | None]  # column index -> template field key (None: unmapped)
+    # column index -> template field key, or an extra column's own key (None: unmapped, in pages
+    # mapped before every printed column was kept)
+    fields: dict[int, str | None]
     headers: dict[int, str] = Field(default_factory=dict)  # column index -> printed header read
-    method: dict[int, Literal["header", "position"]] = Field(default_factory=dict)
+    # "extra": a column the template does not know, kept as text under its own key
+    # (pipeline.stages.columns.extra_key)
+    method: dict[int, Literal["header", "position", "extra"]] = Field(default_factory=dict)
     scores: dict[int, float] = Field(default_factory=dict)
 
 

@@ -505,6 +505,7 @@ def test_persons_one_per_written_row_with_provenance() -> None:
     assert [person.row for person in persons] == [0, 1]
     head = persons[0]
     assert head.values == {
+        "num": None, "can_read": None, "can_write": None,  # columns of other forms: nothing written
         "name": "Josep Puig i Serra", "relation": "head", "sex": "M", "age": 40, "birth_date": "1890-03-12",
         "birth_place": "Barcelona", "marital_status": "married", "occupation": "jornaler",
         "literacy": "reads_writes", "address": "carrer Major, 12", "residence_years": 40}
@@ -587,3 +588,16 @@ def test_any_reading_gives_a_typed_value_or_a_reason_never_an_error(key: str, te
     if parsed.value is not None:
         assert isinstance(parsed.value, VALUE_TYPES.get(column.type, str))
     assert set(parsed.reasons) <= {reason.value for reason in Reason}
+
+
+def test_a_column_the_template_does_not_know_is_read_as_text_into_the_person() -> None:
+    extra = len(KEYS)  # a printed column after the template's (pipeline.stages.columns kept it)
+    cells = [*page([{"name": "Pere Puig"}, {"name": "Anna Puig"}]),
+             make_cell(0, "extra_observacions", " transeünt ", col=extra),
+             make_cell(1, "extra_observacions", "id.", col=extra)]
+    interpreted, persons = interpret(cells, CATALAN)
+    first, second = (by_field(interpreted, row)["extra_observacions"] for row in (0, 1))
+    assert first.value == "transeünt" and first.reasons == []
+    assert second.value == "transeünt" and second.value_from == first.cell_id  # a ditto, like any text cell
+    assert [person.values["extra_observacions"] for person in persons] == ["transeünt", "transeünt"]
+    assert persons[1].cell_ids["extra_observacions"] == second.cell_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.run import store
 from pipeline.stages import fields
-from pipeline.models import BBox, Cell, PageInfo, PageResult
+from pipeline.models import BBox, Cell, ColumnMapping, PageInfo, PageResult
 from pipeline.stages.templates import load_template
 
 TEMPLATE = load_template("padro-catala-1930")
@@ -112,3 +112,31 @@ def test_a_store_from_before_machine_confidence_gains_it_from_the_confidence(tmp
     with store.connect(tmp_path) as connection:
         rows = connection.execute("SELECT col, confidence, machine_confidence FROM cells ORDER BY col").fetchall()
         assert [tuple(row) for row in rows] == [(0, 0.99, 0.99), (3, 0.42, 0.42)]
+
+
+def extra_page(page_id: str, remarks: dict[str, str]) -> PageResult:
+    """A page with columns the template does not know, from column 14 on (`columns` kept them: 'extra')."""
+    result = read_page([(0, 0, "name", "Josep Puig", "needs_review"),
+                        *[(0, 14 + index, key, text, "needs_review")
+                          for index, (key, text) in enumerate(remarks.items())]])
+    result = PageResult.model_validate_json(result.model_dump_json().replace("p-p0", page_id))
+    headers = {"extra_observacions": "Observacions", "extra_religio": "Religió"}
+    result.columns = ColumnMapping(fields={0: "name", **{14 + i: key for i, key in enumerate(remarks)}},
+                                   headers={0: "Nom", **{14 + i: headers[key] for i, key in enumerate(remarks)}},
+                                   method={0: "header", **{14 + i: "extra" for i in range(len(remarks))}})
+    return result
+
+
+def test_a_column_the_template_does_not_know_becomes_a_column_of_the_run(tmp_path):
+    with store.connect(tmp_path) as connection:
+        store.create(connection, TEMPLATE)
+        store.write_page(connection, extra_page("a-p0", {"extra_observacions": "transeünt"}), TEMPLATE)
+        store.write_page(connection, extra_page("b-p0", {"extra_observacions": "absent", "extra_religio": "catòlic"}),
+                         TEMPLATE)
+        store.write_page(connection, extra_page("a-p0", {"extra_observacions": "present"}), TEMPLATE)  # again
+        rows = connection.execute(
+            "SELECT page_id, extra_observacions, extra_religio FROM persons ORDER BY page_id").fetchall()
+        assert [tuple(row) for row in rows] == [("a-p0", "present", None), ("b-p0", "absent", "catòlic")]
+        stored = store.stored_template(connection)
+        assert [(c.key, c.type, c.label) for c in stored.columns[len(TEMPLATE.columns):]] == [
+            ("extra_observacions", "text", "Observacions"), ("extra_religio", "text", "Religió")]

@@ -185,6 +185,39 @@ def test_style_overrides_force_missing_rules_font_and_skew() -> None:
         render_page(TEMPLATE, 5, overrides={"hand_font": "Comic Sans"})
 
 
+def test_forms_print_an_order_number_split_literacy_and_a_column_the_template_does_not_know() -> None:
+    plain, plain_truth = render_page(TEMPLATE, 5)
+    assert [c.field for c in plain_truth.columns] == [c.key for c in TEMPLATE.columns if not c.optional]
+    image, truth = render_page(TEMPLATE, 5, overrides={"order_number": True, "split_literacy": True,
+                                                       "extra_header": "Observacions"})
+    fields = [column.field for column in truth.columns]
+    assert fields[0] == "num" and "literacy" not in fields
+    assert fields.index("can_write") == fields.index("can_read") + 1
+    assert truth.columns[fields.index("extra_observacions")].header == "Observacions"
+    assert image.shape[1] == plain.shape[1] and not np.array_equal(image, plain)
+    cells = {(cell.row, cell.field): cell for cell in truth.cells}
+    filled = [row for row in range(truth.n_rows) if cells[(row, "name")].text]
+    numbers = [cells[(row, "num")].value for row in filled]
+    assert numbers == list(range(numbers[0], numbers[0] + len(filled)))
+    assert all(cells[(row, "num")].text == str(cells[(row, "num")].value) for row in filled)
+    for row in filled:  # one who writes reads; each is what the template's vocabulary makes of its text
+        read, write = cells[(row, "can_read")], cells[(row, "can_write")]
+        assert not (write.value == "yes" and read.value == "no")
+        assert read.value in (None, "yes", "no") and (read.value is None) == (read.text == "")
+    remarks = [cells[(row, "extra_observacions")].text for row in filled]
+    assert any(remarks) and all(text == cells[(row, "extra_observacions")].value or not text
+                                for row, text in zip(filled, remarks))
+
+
+def test_form_variants_differ_from_page_to_page() -> None:
+    forms = {tuple(c.field for c in render_page(TEMPLATE, seed, overrides={"form_variants": True})[1].columns)
+             for seed in range(6)}
+    assert len(forms) > 2
+    assert any("num" in form for form in forms) and any("num" not in form for form in forms)
+    with pytest.raises(UsageError):
+        render_page(TEMPLATE, 5, overrides={"no_such_form": True})
+
+
 def test_grid_lines_follow_the_skew(pages) -> None:
     for _, truth in pages:
         matrix = np.asarray(truth.skew_matrix)

@@ -3,6 +3,9 @@
 Filled from the per-page results (RUN_DIR/pages/*.json) by the main process only, one
 page per transaction, idempotently: writing a page again replaces its cells and persons
 and re-applies the reviewers' corrections, which are append-only and never deleted.
+A printed column the template does not know (`ColumnMapping.method` "extra") becomes a text
+column of the run: of the persons table and of the template stored in `meta`, which every
+reader of the run (query, export, search, notebooks, review) takes its columns from.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.models import BBox, Cell, PageResult, Person
-from pipeline.stages.templates import Template
+from pipeline.stages.templates import Template, extra_column
 
 STORE_NAME = "census.sqlite"
 
@@ -122,6 +125,7 @@ def write_page(connection: sqlite3.Connection, result: PageResult, template: Tem
     page_id = page.page_id
     grid = result.grid
     with connection:
+        template = with_extra_columns(connection, template, result)
         connection.execute("DELETE FROM persons WHERE page_id = ?", (page_id,))
         connection.execute("DELETE FROM cells WHERE page_id = ?", (page_id,))
         connection.execute(
@@ -149,6 +153,25 @@ def write_page(connection: sqlite3.Connection, result: PageResult, template: Tem
             recompute_page(connection, page_id, template)
         else:
             refresh_row_stats(connection, page_id)
+
+
+def with_extra_columns(connection: sqlite3.Connection, template: Template, result: PageResult) -> Template:
+    """`template` with the run's extra columns, those of `result` added first where new: to the
+    persons table and the stored template (inside the caller's transaction)."""
+    stored = stored_template(connection)
+    keys = {column.key for column in template.columns}
+    columns = [*template.columns, *(column for column in stored.columns if column.key not in keys)]
+    known = {column.key for column in columns}
+    mapping = result.columns
+    new = [extra_column(key, mapping.headers.get(col, "")) for col, key in sorted(mapping.fields.items())
+           if mapping.method.get(col) == "extra" and key is not None and key not in known] if mapping else []
+    if not new:
+        return template.model_copy(update={"columns": columns})
+    for column in new:  # keys are safe SQL names (ColumnSpec's pattern)
+        connection.execute(f"ALTER TABLE persons ADD COLUMN {column.key} TEXT")
+    grown = stored.model_copy(update={"columns": [*stored.columns, *new]})
+    connection.execute("UPDATE meta SET value = ? WHERE key = 'template_json'", (grown.model_dump_json(),))
+    return template.model_copy(update={"columns": [*columns, *new]})
 
 
 def insert_persons(connection: sqlite3.Connection, page_id: str, persons: list[Person], template: Template) -> None:

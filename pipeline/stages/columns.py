@@ -4,8 +4,10 @@ The printed header of every column is read with tesseract (all header cells in o
 in the template's language first, then in Catalan+Spanish+French for those matching nothing),
 compared with each template column's header variants (Catalan, Spanish, French spellings)
 by fuzzy matching, and columns are assigned one-to-one by the Hungarian method on those
-scores. A column whose header cannot be read well enough falls back to its position,
-aligned on the columns that were matched by header.
+scores. A column whose header cannot be read (no word in it: blank, a blot, a rule's remnant)
+falls back to its position between the columns matched by header. A column whose header reads
+as words matching none of the template's is a column the template does not know: it is kept as
+a text field named from its header (`extra_key`), never dropped nor forced onto another field.
 """
 
 from __future__ import annotations
@@ -17,36 +19,63 @@ import numpy as np
 
 from pipeline.stages.layout import header_box
 from pipeline.models import ColumnMapping, Grid
-from pipeline.stages.templates import Template
+from pipeline.stages.templates import ColumnSpec, Template
 from pipeline.tesseract import DEFAULT_LANG
 
-MIN_HEADER_SCORE = 0.6  # below this a header match is not trusted; position decides
+MIN_HEADER_SCORE = 0.6  # below this a header match is not trusted
+# A header read with at least this many letters is words, not a blot: matching nothing, it names a
+# column of its own instead of falling back to its position.
+LEGIBLE_LETTERS = 3
+EXTRA_PREFIX = "extra_"
+EXTRA_KEY_LENGTH = 40  # characters of an extra column's key, prefix included
 HEADER_INSET = 5  # px trimmed inside each header cell so the rules are not read as letters
 TEMPLATE_LANGUAGES = {"ca": "cat", "es": "spa", "fr": "fra"}  # tesseract model per template language
 
 
 def map_columns(image: np.ndarray, grid: Grid, template: Template,
                 lang: str = DEFAULT_LANG) -> ColumnMapping:
-    """Map grid columns to template fields by their printed headers, else by position."""
+    """Map grid columns to template fields by their printed headers, else by position; a column
+    of the template's none keeps its own field (`extra_key`)."""
     headers, scores = _read_and_score(image, grid, template, lang)
     assigned = _assign(scores)
-    offset = _position_offset(assigned)
+    by_position = _by_position(assigned, len(headers), template.columns)
     fields: dict[int, str | None] = {}
     methods: dict[int, str] = {}
     chosen: dict[int, float] = {}
-    taken = set(assigned.values())
-    for col in range(len(headers)):
+    keys = {column.key for column in template.columns}
+    for col, header in enumerate(headers):
         if col in assigned:
             index, method = assigned[col], "header"
+        elif col in by_position and not is_legible(header):
+            index, method = by_position[col], "position"
         else:
-            index, method = col + offset, "position"
-            if not 0 <= index < len(template.columns) or index in taken:
-                fields[col], methods[col], chosen[col] = None, method, 0.0
-                continue
-            taken.add(index)
+            fields[col], methods[col], chosen[col] = extra_key(header, col, keys), "extra", 0.0
+            keys.add(fields[col])
+            continue
         fields[col] = template.columns[index].key
         methods[col], chosen[col] = method, round(float(scores[col, index]), 3)
     return ColumnMapping(fields=fields, headers=dict(enumerate(headers)), method=methods, scores=chosen)
+
+
+def is_legible(header: str) -> bool:
+    """Whether a header as read holds words (a blot or a rule's remnant reads as a letter or two)."""
+    return sum(char.isalpha() for char in normalise_header(header)) >= LEGIBLE_LETTERS
+
+
+def extra_key(header: str, col: int, taken: set[str]) -> str:
+    """The field key of a printed column the template does not know: `extra_` and its header as
+    read, normalised (lower-case ASCII words joined by `_`, cut at 40 characters), e.g.
+    'Observaciones' -> `extra_observaciones`; `extra_col<N>` (N counted from 1) when the header
+    holds no letter or digit; `_2`, `_3`... after it when `taken` (the template's keys and those
+    given before on the page) holds it already. The same header gives the same key on every page,
+    so a run's pages share the column."""
+    slug = "_".join(normalise_header(header).split())
+    base = (EXTRA_PREFIX + slug if slug else f"{EXTRA_PREFIX}col{col + 1}")[:EXTRA_KEY_LENGTH].rstrip("_")
+    key, count = base, 1
+    while key in taken:
+        count += 1
+        key = f"{base}_{count}"
+    return key
 
 
 def _read_and_score(image: np.ndarray, grid: Grid, template: Template,
@@ -116,8 +145,21 @@ def _assign(scores: np.ndarray) -> dict[int, int]:
     return {int(row): int(col) for row, col in zip(rows, cols) if scores[row, col] >= MIN_HEADER_SCORE}
 
 
-def _position_offset(assigned: dict[int, int]) -> int:
-    """How template positions are shifted from grid positions (an extra column at the left...)."""
-    if not assigned:
-        return 0
-    return int(round(float(np.median([index - col for col, index in assigned.items()]))))
+def _by_position(assigned: dict[int, int], n_cols: int, columns: list[ColumnSpec]) -> dict[int, int]:
+    """Grid column -> template column by position, for the columns not matched by header: each run of
+    them between two header-matched columns (or an edge of the table) takes, in order, the template
+    columns between those two, leaving optional ones (printed on some forms only) out where there
+    are more template columns than grid columns; a run at the left edge is aligned on its right."""
+    anchors = [(-1, -1), *sorted(assigned.items()), (n_cols, len(columns))]
+    placed: dict[int, int] = {}
+    for (left, low), (right, high) in zip(anchors, anchors[1:]):
+        gap, free = list(range(left + 1, right)), list(range(low + 1, high))
+        if not gap or not free:
+            continue
+        required = [index for index in free if not columns[index].optional]
+        if len(free) > len(gap) and len(required) >= len(gap):
+            free = required
+        if left == -1 and len(free) > len(gap):
+            free = free[len(free) - len(gap):]
+        placed.update(zip(gap, free))
+    return placed

@@ -21,7 +21,7 @@ from pipeline.stages.fieldtypes import (
     parse_name, parse_number, parse_vocabulary, snap_phrase, surnames_of, trailing_dittos,
 )
 from pipeline.models import BBox, Cell, Person
-from pipeline.stages.templates import ColumnSpec, Template
+from pipeline.stages.templates import ColumnSpec, Template, extra_column
 
 VOCABULARY_TYPES = frozenset({"relation", "sex", "marital_status", "literacy"})
 # Columns of words: a reading without a letter is no value of theirs (a ditto's two strokes read "11").
@@ -46,7 +46,7 @@ def interpret(cells: list[Cell], template: Template) -> tuple[list[Cell], list[P
     resolved: dict[tuple[int, int], Cell] = {}
     for cell in sorted(cells, key=lambda cell: (cell.row, cell.col)):
         above = resolved.get((cell.row - 1, cell.col))
-        parsed, copied = _interpret_cell(cell, columns.get(cell.field or ""), above, template)
+        parsed, copied = _interpret_cell(cell, _column_of(cell, columns), above, template)
         resolved[(cell.row, cell.col)] = cell.model_copy(update={
             "value": parsed.value, "reasons": _merge(cell.reasons, parsed.reasons),
             "value_from": (above.value_from or above.cell_id) if copied and above is not None else None})
@@ -57,6 +57,14 @@ def interpret(cells: list[Cell], template: Template) -> tuple[list[Cell], list[P
     by_id = {cell.cell_id: cell for cell in interpreted}
     by_id.update({cell.cell_id: cell for row in rows.values() for cell in row.unmapped})
     return [by_id[cell.cell_id] for cell in cells], [_person(row) for row in rows.values() if row.written]
+
+
+def _column_of(cell: Cell, columns: dict[str, ColumnSpec]) -> ColumnSpec | None:
+    """The cell's template column; a column the template does not know (pipeline.stages.columns kept
+    it under its own key) is read as text."""
+    if cell.field is None or cell.field in columns:
+        return columns.get(cell.field or "")
+    return extra_column(cell.field, cell.field)
 
 
 def _merge(existing: list[str], new: list[str]) -> list[str]:

@@ -47,6 +47,9 @@ class ColumnSpec(BaseModel):
     lexicon: str | None = None  # name of a lexicon in pipeline/lexicons for fuzzy snapping
     key_field: bool = False  # names, ages...: reviewed first
     allow_ditto: bool = True
+    # Printed on some forms of the register only (an order number, literacy split in two): synthetic
+    # pages leave it out unless asked, and a column is mapped to it by position only as a last resort.
+    optional: bool = False
 
     @field_validator("lexicon")
     @classmethod
@@ -57,6 +60,12 @@ class ColumnSpec(BaseModel):
         if lexicon is not None and lexicon not in lexicon_names():
             raise ValueError(f"unknown lexicon {lexicon!r}; known: {', '.join(lexicon_names())}")
         return lexicon
+
+
+def extra_column(key: str, header: str) -> ColumnSpec:
+    """A printed column the template does not know, kept as text under its own key
+    (pipeline.stages.columns names it from its header)."""
+    return ColumnSpec(key=key, type="text", label=header or key, headers=[header or key])
 
 
 class Template(BaseModel):

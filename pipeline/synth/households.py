@@ -56,6 +56,13 @@ MARITAL_ABBREVIATIONS = {"single": "S", "married": "C", "widowed": "V"}
 LITERACY_FORMS = {"ca": {"reads_writes": ["sí", "sí", "si", "L.E."], "reads": ["llegeix"], "none": ["no"]},
                   "es": {"reads_writes": ["sí", "si", "lee y escribe"], "reads": ["lee"],
                          "none": ["no", "ninguno"]}}
+# Literacy in two columns (`can_read`, `can_write`): the person's literacy -> "yes" / "no".
+CAN = {"can_read": {"reads_writes", "reads"}, "can_write": {"reads_writes"}}
+YES_NO_FORMS = {"yes": ["sí", "sí", "si"], "no": ["no"]}
+# What clerks noted in a column the template does not know.
+REMARKS = {"ca": ["transeünt", "present", "absent", "vacunat", "elector"],
+           "es": ["transeúnte", "presente", "ausente", "vacunado", "elector"]}
+REMARK_RATE = 0.3
 OCCUPATIONS = {
     "ca": {"M": ["jornaler", "jornaler", "pagès", "teixidor", "sabater", "fuster", "paleta", "ferrer",
                  "mecànic", "carreter", "comerciant", "propietari", "forner", "barber", "sastre",
@@ -365,6 +372,11 @@ def _entry(rng: np.random.Generator, column: ColumnSpec, setting: Setting, perso
         return Entry(_pick(rng, _vocab_forms(column, person.marital_status, forms)), person.marital_status)
     if kind == "occupation":
         return Entry(person.occupation or "", person.occupation)
+    if kind == "literacy" and column.key in CAN:
+        if person.literacy is None:
+            return Entry("", None)
+        answer = "yes" if person.literacy in CAN[column.key] else "no"
+        return Entry(_pick(rng, _vocab_forms(column, answer, YES_NO_FORMS[answer])), answer)
     if kind == "literacy":
         if person.literacy is None:
             return Entry("", None)
@@ -374,6 +386,9 @@ def _entry(rng: np.random.Generator, column: ColumnSpec, setting: Setting, perso
         return Entry(person.address, person.address)
     if kind == "number" and column.key == "residence_years" and person.residence_years is not None:
         return Entry(str(person.residence_years), person.residence_years)
+    if kind == "text" and rng.random() < REMARK_RATE:
+        remark = _pick(rng, REMARKS[language])
+        return Entry(remark, remark)
     return Entry("", None)
 
 
@@ -398,11 +413,15 @@ def write_rows(rng: np.random.Generator, template: Template, setting: Setting,
                people: list[Person]) -> list[dict[str, Entry]]:
     """The written cells (field key -> Entry) of each person's register row, in order."""
     rows: list[dict[str, Entry]] = []
-    for person in people:
+    # the order number runs on from the page before (`num`, on forms that print it)
+    first = int(rng.integers(1, 400)) if any(column.key == "num" for column in template.columns) else 1
+    for index, person in enumerate(people):
         row: dict[str, Entry] = {}
         for column in template.columns:
             above = rows[-1][column.key] if rows else None
-            row[column.key] = _finish(rng, column, setting, _entry(rng, column, setting, person), above)
+            entry = Entry(str(first + index), first + index) if column.key == "num" else _entry(
+                rng, column, setting, person)
+            row[column.key] = _finish(rng, column, setting, entry, above)
         rows.append(row)
     return rows
 

@@ -23,7 +23,8 @@ from pipeline.pagexml import (ColumnGT, DataCellGT, GridGT, HeaderCellGT, PageGr
                               RowGT)
 from pipeline.synth.fonts import handwriting_fonts, print_fonts, render_text
 from pipeline.synth.households import Entry, Person, Setting, make_people, make_setting, write_rows
-from pipeline.stages.templates import ColumnSpec, Template
+from pipeline.stages.columns import extra_key
+from pipeline.stages.templates import ColumnSpec, Template, extra_column
 
 # Relative column widths by field type; a register gives names and addresses the most room.
 WIDTH_BY_TYPE = {"name": 3.3, "relation": 1.2, "sex": 0.55, "age": 0.6, "date": 1.6, "place": 1.8,
@@ -368,9 +369,41 @@ def _row_households(people: list[Person], n_rows: int) -> list[str | None]:
     return [people[r].household_id if r < len(people) else None for r in range(n_rows)]
 
 
-# Style choices a caller may force (a test of "missing rules", a held-out font...), and skew_deg.
+# Forms printed otherwise than the template's own form (see `page_form`), drawn only when asked.
+FORM_OVERRIDES = {"order_number": bool, "split_literacy": bool, "extra_header": str, "form_variants": bool}
+SPLIT_LITERACY = ("can_read", "can_write")
+EXTRA_HEADERS = {"ca": ("Observacions", "Cèdula personal", "Servei militar", "Religió"),
+                 "es": ("Observaciones", "Cédula personal", "Servicio militar", "Religión")}
+# Style choices a caller may force (a test of "missing rules", a held-out font...), skew_deg and the form.
 OVERRIDABLE = {"faint_rules": bool, "broken_rules": bool, "missing_row_rules": bool, "cross_rate": float,
-               "noise_sigma": float, "blur_sigma": float, "hand_font": str, "skew_deg": float}
+               "noise_sigma": float, "blur_sigma": float, "hand_font": str, "skew_deg": float,
+               **FORM_OVERRIDES}
+
+
+def page_form(template: Template, seed: int, overrides: dict[str, Any]) -> Template:
+    """The columns printed on the page: the template's own, its optional ones left out, unless the
+    overrides ask for the order number first (`order_number`, the template's `num`), literacy in
+    two columns (`split_literacy`: `can_read` and `can_write` in place of the one literacy column),
+    or a column the template does not know, under the header `extra_header`, at a drawn place
+    (after the first column). `form_variants` draws each of the three, on one page in two."""
+    rng = np.random.default_rng([seed, 10])
+    varied = bool(overrides.get("form_variants", False))
+    language = template.language if template.language in EXTRA_HEADERS else "es"
+    drawn = {"order_number": varied and rng.random() < 0.5, "split_literacy": varied and rng.random() < 0.5,
+             "extra_header": EXTRA_HEADERS[language][int(rng.integers(4))] if varied and rng.random() < 0.5 else ""}
+    try:
+        form = {key: FORM_OVERRIDES[key](overrides.get(key, value)) for key, value in drawn.items()}
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"bad form override value: {error}") from error
+    split = form["split_literacy"] and all(key in {c.key for c in template.columns} for key in SPLIT_LITERACY)
+    columns = [column for column in template.columns
+               if (column.key == "num" and form["order_number"]) or (column.key in SPLIT_LITERACY and split)
+               or (not column.optional and not (split and column.type == "literacy"))]
+    if form["extra_header"]:
+        place = int(rng.integers(1, len(columns) + 1))
+        key = extra_key(form["extra_header"], place, {column.key for column in columns})
+        columns.insert(place, extra_column(key, form["extra_header"]))
+    return template.model_copy(update={"columns": columns})
 
 
 def _font_named(name: str) -> Path:
@@ -388,7 +421,8 @@ def apply_overrides(style: Style, overrides: dict[str, Any]) -> Style:
     if unknown:
         raise UsageError(f"unknown style override(s) {sorted(unknown)}; known: {sorted(OVERRIDABLE)}")
     try:
-        changes = {key: OVERRIDABLE[key](value) for key, value in overrides.items() if key != "skew_deg"}
+        changes = {key: OVERRIDABLE[key](value) for key, value in overrides.items()
+                   if key != "skew_deg" and key not in FORM_OVERRIDES}
     except (TypeError, ValueError) as error:
         raise UsageError(f"bad style override value: {error}") from error
     if "hand_font" in changes:
@@ -432,9 +466,11 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
                 page_index: int = 0, overrides: dict[str, Any] | None = None) -> tuple[np.ndarray, PageGroundTruth]:
     """One page: grey uint8 image and its ground truth. Deterministic for (template, seed,
     overrides). `overrides` forces style choices, e.g. {"missing_row_rules": True,
-    "hand_font": "Kristi.ttf", "skew_deg": -4.5}; everything else stays as the seed draws it."""
+    "hand_font": "Kristi.ttf", "skew_deg": -4.5}, and the form's columns (`page_form`: {"order_number":
+    True, "extra_header": "Observacions"}); everything else stays as the seed draws it."""
     overrides = overrides or {}
     rng = np.random.default_rng(seed)
+    template = page_form(template, seed, overrides)
     style = apply_overrides(make_style(rng, template), overrides)
     style = _with_defects(np.random.default_rng([seed, 7]), style)
     style = _with_second_hand(np.random.default_rng([seed, 9]), style)
