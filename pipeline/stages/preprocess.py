@@ -3,20 +3,24 @@
 Skew is measured by projection profiles of the ink: at the right angle the long ruled
 lines (and text lines) of a register collapse into sharp peaks, for rows and for columns
 alike. The score is computed on sampled ink coordinates, so trying a hundred angles costs
-milliseconds. A page whose printed header band is at the bottom of the table is turned
-by 180°, recorded as `skew_deg` ≈ 180. Everything is recorded in `PreprocessResult`, whose
-`to_original` affine maps processed pixels back to the original page.
+milliseconds. A page whose writing runs up or down (`orientation`: scanned sideways) is
+turned by a quarter turn, one whose printed header band is at the bottom of the table by a
+half turn: `skew_deg` ≈ 90, 180 or 270. A sideways page whose header band does not tell
+which way up it is fails with `orientation-unknown`. Everything is recorded in
+`PreprocessResult`, whose `to_original` affine maps processed pixels back to the original page.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
 from pipeline.errors import PageError
 from pipeline.stages.image import ink_mask
 from pipeline.stages.layout import TableRules, find_rules
+from pipeline.stages.orientation import is_sideways
 from pipeline.models import BBox, PreprocessResult
 
 MAX_SKEW_DEG = 10.0
@@ -30,15 +34,16 @@ PAPER = 255
 def preprocess(image: np.ndarray) -> tuple[PreprocessResult, np.ndarray]:
     """Deskew, turn, crop and normalise a grey page; returns the result and the processed image."""
     page = whiten_scan_background(image)
-    skew = measure_skew(page)
-    rotation = rotation_matrix(page.shape, skew)
-    deskewed = warp(page, rotation)
-    table = find_table(deskewed)
-    if table is not None and header_at_bottom(table):
+    sideways = is_sideways(page)
+    skew = measure_skew(page) + (90.0 if sideways else 0.0)
+    rotation, deskewed, table = turned(page, skew)
+    header = header_side(table) if table is not None else None
+    if sideways and header is None:
+        raise PageError("orientation-unknown", "the page is sideways, and no header band at either end "
+                                               "of a table says which way up")
+    if header == "bottom":
         skew += 180.0
-        rotation = rotation_matrix(page.shape, skew)
-        deskewed = warp(page, rotation)
-        table = find_table(deskewed)
+        rotation, deskewed, table = turned(page, skew)
     crop = table_bbox(table, deskewed.shape)
     processed = normalise_contrast(deskewed[crop.y0:crop.y1, crop.x0:crop.x1])
     result = PreprocessResult(skew_deg=round(skew, 3), crop=crop,
@@ -81,6 +86,13 @@ def whiten_scan_background(grey: np.ndarray) -> np.ndarray:
     return page
 
 
+def turned(page: np.ndarray, skew_deg: float) -> tuple[np.ndarray, np.ndarray, TableRules | None]:
+    """The page turned by -skew_deg: the affine, the turned image and the table on it."""
+    rotation = rotation_matrix(page.shape, skew_deg)
+    deskewed = warp(page, rotation)
+    return rotation, deskewed, find_table(deskewed)
+
+
 def find_table(grey: np.ndarray) -> TableRules | None:
     """The table's rules on a deskewed page, or None when it has none."""
     try:
@@ -101,28 +113,39 @@ def table_bbox(table: TableRules | None, shape: tuple[int, ...]) -> BBox:
                 y1=min(height, bottom + CROP_MARGIN + 1))
 
 
-def header_at_bottom(table: TableRules) -> bool:
-    """True when the table's distinctive header band is at the bottom: the page is upside down.
+def header_side(table: TableRules) -> Literal["top", "bottom"] | None:
+    """Which end of the table holds its distinctive header band: "bottom" means the page is upside down.
 
     With regular row rules, the header is the band whose height differs from the rows; with
     only a few rules (header rule, borders), it is the short band at one end of the table.
-    Irregular bands (free-form entries ruled off by hand) decide nothing: turning a page
-    wrongly is worse than leaving an upside-down one for review.
+    Irregular bands (free-form entries ruled off by hand) decide nothing (None): turning a page
+    wrongly is worse than leaving it for review.
     """
     rules = np.array(sorted(set(table.row_rules) | {table.bottom}), dtype=np.float64)
     gaps = np.diff(rules)
     gaps = gaps[gaps > 0.02 * (rules[-1] - rules[0])]  # a border doubled by the verticals' end
     if len(gaps) < 2:
-        return False
+        return None
     if len(gaps) <= 3:
-        return bool(gaps[-1] < 0.6 * gaps[0] and gaps[-1] < 0.25 * gaps.sum())
+        return _short_end(gaps[0], gaps[-1], gaps.sum())
     rows = gaps[1:-1]
     typical = float(np.median(rows))
     if len(rows) < 3 or np.mean(np.abs(rows - typical) <= 0.15 * typical) < 0.7:  # not regular rows
-        return False
+        return None
     header_at_top = gaps[0] > 1.3 * typical and gaps[-1] <= 1.15 * typical
     header_below = gaps[-1] > 1.3 * typical and gaps[0] <= 1.15 * typical
-    return bool(header_below and not header_at_top)
+    if header_at_top == header_below:
+        return None
+    return "top" if header_at_top else "bottom"
+
+
+def _short_end(first: float, last: float, total: float) -> Literal["top", "bottom"] | None:
+    """The end whose band is clearly the shorter one (a header band between few rules), if either."""
+    if last < 0.6 * first and last < 0.25 * total:
+        return "bottom"
+    if first < 0.6 * last and first < 0.25 * total:
+        return "top"
+    return None
 
 
 def normalise_contrast(grey: np.ndarray) -> np.ndarray:
