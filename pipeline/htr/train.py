@@ -444,12 +444,30 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
     weights (fine-tuning, by default with the gentle `crnn-finetune.yaml` recipe), exported with the shipped
     model's language model and calibration (`tag` joins the fine-tuned model's version); without a recipe,
     stage 1 of the shipped model's."""
-    from pipeline.htr.cache import build_page_cells_cache, build_real_cache, build_synthetic_cache
     from pipeline.htr.export import export_onnx
     from pipeline.recognize.crnn import MODELS_DIR
 
     default_recipe = "crnn-finetune.yaml" if from_corrections is not None else "crnn.yaml"
     config = TrainConfig.from_yaml(config_path or MODELS_DIR / default_recipe)
+    ensure_cache(config)
+    init = Path(config.init) if config.init else None
+    if from_corrections is None:
+        return export_onnx(train(config, device, init_checkpoint=init), export_to or Path(config.out_dir) / "crnn.onnx")
+    init = init or MODELS_DIR / "crnn.pt"
+    config = with_checkpoint_input(config, init)  # fine-tune the model as it was trained and reads
+    extra, extra_val = corrections_sources(from_corrections, config)
+    # one folder per run and set of corrections: an interrupted fine-tuning resumes, a later one (another
+    # run, or more cells reviewed since) starts afresh instead of finding the last one finished
+    cells = len(extra["corrections"].texts) + sum(len(source.texts) for source in extra_val.values())
+    config = replace(config, out_dir=str(Path(config.out_dir) / f"{Path(from_corrections).resolve().name}-{cells}-cells"))
+    best = train(config, device, extra=extra, init_checkpoint=init, extra_val=extra_val)
+    return export_fine_tuned(best, export_to or Path(config.out_dir) / "crnn.onnx", init, tag)
+
+
+def ensure_cache(config: TrainConfig) -> None:
+    """Build the recipe's data cache when it is missing (and its synthetic page cells when it names them)."""
+    from pipeline.htr.cache import build_page_cells_cache, build_real_cache, build_synthetic_cache
+
     cache = Path(config.cache_dir)
     if not (cache / "split.json").exists():
         log(f"building the data cache in {cache} from {config.data_dir}")
@@ -463,18 +481,6 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
         log(f"cutting {config.page_cells_train} cells from synthetic register pages into {cache}")
         build_page_cells_cache(cache, config.cache_height, config.page_cells_train, config.page_cells_val,
                                config.synthetic_seed)
-    init = Path(config.init) if config.init else None
-    if from_corrections is None:
-        return export_onnx(train(config, device, init_checkpoint=init), export_to or Path(config.out_dir) / "crnn.onnx")
-    init = init or MODELS_DIR / "crnn.pt"
-    config = with_checkpoint_input(config, init)  # fine-tune the model as it was trained and reads
-    extra, extra_val = corrections_sources(from_corrections, config)
-    # one folder per run and set of corrections: an interrupted fine-tuning resumes, a later one (another
-    # run, or more cells reviewed since) starts afresh instead of finding the last one finished
-    cells = len(extra["corrections"].texts) + sum(len(source.texts) for source in extra_val.values())
-    config = replace(config, out_dir=str(Path(config.out_dir) / f"{Path(from_corrections).resolve().name}-{cells}-cells"))
-    best = train(config, device, extra=extra, init_checkpoint=init, extra_val=extra_val)
-    return export_fine_tuned(best, export_to or Path(config.out_dir) / "crnn.onnx", init, tag)
 
 
 def write_recipe(config: Path | None, out_dir: Path, **overrides: object) -> Path:
@@ -496,7 +502,7 @@ def write_recipe(config: Path | None, out_dir: Path, **overrides: object) -> Pat
 def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Source], dict[str, Source]]:
     """The run's corrected cells as a training source, less the pages that validate the fine-tuning (the
     recipe's `val_weights` give them their weight in the score that picks the kept weights)."""
-    from pipeline.htr.corrections import corrected_cells, validation_pages
+    from pipeline.htr.corrections import corrected_cells
 
     crops, texts, pages = corrected_cells(run_dir, config.model.height)
     if not texts:
@@ -504,6 +510,15 @@ def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, S
 
         raise UsageError(f"no corrected cells in {run_dir}: nothing to learn (review some with `census review`, "
                          "then `census review pull`)")
+    return reviewed_sources(crops, texts, pages, config, f"corrected cells from {run_dir}")
+
+
+def reviewed_sources(crops: list[np.ndarray], texts: list[str], pages: list[str], config: TrainConfig,
+                     what: str) -> tuple[dict[str, Source], dict[str, Source]]:
+    """Normalised crops with their true texts as the `corrections` source, less the whole pages that validate
+    the fine-tuning (`validation_pages`)."""
+    from pipeline.htr.corrections import validation_pages
+
     held = validation_pages(pages)
     resized = [model_input(crop, config.model, config.max_width) for crop in crops]
 
@@ -512,7 +527,7 @@ def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, S
         return Source([resized[i] for i in chosen], [texts[i] for i in chosen])
 
     training, validation = source(False), source(True)
-    log(f"{len(texts)} corrected cells from {run_dir}: {len(training.texts)} to train on, "
+    log(f"{len(texts)} {what}: {len(training.texts)} to train on, "
         f"{len(validation.texts)} of {len(held)} page(s) to validate on")
     return {"corrections": training}, ({"corrections": validation} if validation.texts else {})
 
