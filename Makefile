@@ -15,7 +15,7 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-cat tesseract-ocr-spa tesseract-ocr-
 	fonts-lobster fonts-sjfonts fonts-havana \
 	fonts-dejavu-core poppler-utils chromium chromium-driver
 
-.PHONY: help install system-packages fonts venv run test test-all bench data train review review-install browse clean
+.PHONY: help install system-packages fonts venv run test test-all bench data train adapt review review-install browse clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ test-all: install ## run every test including slow ones
 
 bench: install ## benchmark: pages/min, stages, RSS, 1→2 workers, Dask, baselines, recogniser, review, 1M dataset → bench.json
 	$(BIN)/python -m pipeline.evaluation.bench
+
+adapt: install ## fine-tune on RUN_DIR's reviewed cells, read its untouched cells again with that model (RESET=1: back to the shipped one)
+	$(CENSUS) adapt $(RUN_DIR) $(if $(RESET),--reset)
 
 review-install: venv ## install Label Studio 1.23.2 in its own virtualenv .venv-ls (once; takes minutes)
 	$(CENSUS) review install

@@ -227,6 +227,26 @@ def recalibrate(
                "\n".join(f"{key}: {value}" for key, value in summary.model_dump().items()))
 
 
+@app.command()
+def adapt(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (holds census.sqlite and the reviewers' corrections).")],
+    config: Annotated[Path | None, typer.Option(help="Fine-tuning recipe YAML (default models/crnn-finetune.yaml).")] = None,
+    minutes: Annotated[float | None, typer.Option(min=0, help="Training time budget (default: the recipe's, 30).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    reset: Annotated[bool, typer.Option("--reset", help="Remove the run's adapted models; read with the shipped one.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+) -> None:
+    """Fine-tune the recogniser on the run's reviewed cells (RUN_DIR/models/adapted-N, resumable), read every
+    cell no reviewer touched again with it, re-type, re-route and recalibrate; later `census run --out RUN_DIR`
+    pages are read with it too."""
+    from pipeline.run.adapt import adapt as adapt_run
+    from pipeline.run.adapt import reset as reset_run
+
+    summary = reset_run(run_dir) if reset else adapt_run(run_dir, config, minutes, device)
+    typer.echo(summary.model_dump_json() if as_json else
+               "\n".join(f"{key}: {value}" for key, value in summary.model_dump(exclude={"recalibration"}).items()))
+
+
 @app.command(name="lm")
 def language_model(
     gt_dir: Annotated[Path | None, typer.Argument(help="Folder of page images with ALTO/PAGE XML (its training split is used).")] = None,

@@ -64,19 +64,6 @@ def review_from_truth(run_dir: Path, pages: int | None = None, whole_pages: bool
     return added
 
 
-def recipe(config: Path | None, out_dir: Path) -> Path:
-    """The fine-tuning recipe, training into `out_dir` (a recipe's own out_dir would resume an earlier run)."""
-    import yaml
-
-    from pipeline.recognize.crnn import MODELS_DIR
-
-    settings = yaml.safe_load((config or MODELS_DIR / "crnn-finetune.yaml").read_text()) | {"out_dir": str(out_dir)}
-    path = out_dir.with_suffix(".yaml")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(settings))
-    return path
-
-
 def figures(scans: Path, engine: str, gt_dir: Path | None) -> dict:
     from pipeline.evaluation.evaluate import evaluate_tables
     from pipeline.evaluation.evaluate_lines import evaluate_lines
@@ -101,7 +88,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/newhand"))
     args = parser.parse_args()
 
-    from pipeline.htr.train import run_training
+    from pipeline.htr.train import run_training, write_recipe
     from pipeline.run.batch import run
     from pipeline.run.runner import RunOptions
 
@@ -113,7 +100,7 @@ def main() -> None:
     if not corrections:
         sys.exit(f"newhand: no queued cell of {run_dir} matched a ground-truth cell (see its failures.jsonl)")
     print(f"newhand: {corrections} corrections recorded in {run_dir}", file=sys.stderr)
-    model = run_training(recipe(args.config, args.out / "train"), run_dir, "auto", args.out / "model" / "crnn.onnx")
+    model = run_training(write_recipe(args.config, args.out / "train"), run_dir, "auto", args.out / "model" / "crnn.onnx")
     print(json.dumps({"hand": args.hand, "review_pages": args.review_pages, "corrections": corrections,
                       "shipped": figures(test_scans, "crnn", args.gt),
                       "fine_tuned": figures(test_scans, f"crnn:{model}", args.gt), "model": str(model)}))

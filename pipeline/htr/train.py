@@ -436,19 +436,38 @@ if __name__ == "__main__":
 
 
 def run_training(config_path: Path | None = None, from_corrections: Path | None = None, device: str = "auto",
-                 export_to: Path | None = None) -> Path:
+                 export_to: Path | None = None, tag: str | None = None) -> Path:
     """`census train`: build the data cache if missing, train, export ONNX (to `export_to` if given).
 
     With `from_corrections`, the run's reviewer-corrected cells join the training mix as a source of
     their own (a tenth of them, whole pages, validating instead) and training starts from the shipped model's
     weights (fine-tuning, by default with the gentle `crnn-finetune.yaml` recipe), exported with the shipped
-    model's language model and calibration; without a recipe, stage 1 of the shipped model's."""
-    from pipeline.htr.cache import build_page_cells_cache, build_real_cache, build_synthetic_cache
+    model's language model and calibration (`tag` joins the fine-tuned model's version); without a recipe,
+    stage 1 of the shipped model's."""
     from pipeline.htr.export import export_onnx
     from pipeline.recognize.crnn import MODELS_DIR
 
     default_recipe = "crnn-finetune.yaml" if from_corrections is not None else "crnn.yaml"
     config = TrainConfig.from_yaml(config_path or MODELS_DIR / default_recipe)
+    ensure_cache(config)
+    init = Path(config.init) if config.init else None
+    if from_corrections is None:
+        return export_onnx(train(config, device, init_checkpoint=init), export_to or Path(config.out_dir) / "crnn.onnx")
+    init = init or MODELS_DIR / "crnn.pt"
+    config = with_checkpoint_input(config, init)  # fine-tune the model as it was trained and reads
+    extra, extra_val = corrections_sources(from_corrections, config)
+    # one folder per run and set of corrections: an interrupted fine-tuning resumes, a later one (another
+    # run, or more cells reviewed since) starts afresh instead of finding the last one finished
+    cells = len(extra["corrections"].texts) + sum(len(source.texts) for source in extra_val.values())
+    config = replace(config, out_dir=str(Path(config.out_dir) / f"{Path(from_corrections).resolve().name}-{cells}-cells"))
+    best = train(config, device, extra=extra, init_checkpoint=init, extra_val=extra_val)
+    return export_fine_tuned(best, export_to or Path(config.out_dir) / "crnn.onnx", init, tag)
+
+
+def ensure_cache(config: TrainConfig) -> None:
+    """Build the recipe's data cache when it is missing (and its synthetic page cells when it names them)."""
+    from pipeline.htr.cache import build_page_cells_cache, build_real_cache, build_synthetic_cache
+
     cache = Path(config.cache_dir)
     if not (cache / "split.json").exists():
         log(f"building the data cache in {cache} from {config.data_dir}")
@@ -462,24 +481,28 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
         log(f"cutting {config.page_cells_train} cells from synthetic register pages into {cache}")
         build_page_cells_cache(cache, config.cache_height, config.page_cells_train, config.page_cells_val,
                                config.synthetic_seed)
-    init = Path(config.init) if config.init else None
-    if from_corrections is None:
-        return export_onnx(train(config, device, init_checkpoint=init), export_to or Path(config.out_dir) / "crnn.onnx")
-    init = init or MODELS_DIR / "crnn.pt"
-    config = with_checkpoint_input(config, init)  # fine-tune the model as it was trained and reads
-    extra, extra_val = corrections_sources(from_corrections, config)
-    # one folder per run and set of corrections: an interrupted fine-tuning resumes, a later one (another
-    # run, or more cells reviewed since) starts afresh instead of finding the last one finished
-    cells = len(extra["corrections"].texts) + sum(len(source.texts) for source in extra_val.values())
-    config = replace(config, out_dir=str(Path(config.out_dir) / f"{Path(from_corrections).resolve().name}-{cells}-cells"))
-    best = train(config, device, extra=extra, init_checkpoint=init, extra_val=extra_val)
-    return export_fine_tuned(best, export_to or Path(config.out_dir) / "crnn.onnx", init)
+
+
+def write_recipe(config: Path | None, out_dir: Path, **overrides: object) -> Path:
+    """The fine-tuning recipe (default `crnn-finetune.yaml`) training into `out_dir` (a recipe's own out_dir
+    would resume an earlier run), with the `overrides` that are not None, written beside `out_dir`; returns
+    its path."""
+    import yaml
+
+    from pipeline.recognize.crnn import MODELS_DIR
+
+    settings = yaml.safe_load((config or MODELS_DIR / "crnn-finetune.yaml").read_text())
+    settings |= {"out_dir": str(out_dir)} | {key: value for key, value in overrides.items() if value is not None}
+    path = out_dir.with_suffix(".yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(settings))
+    return path
 
 
 def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, Source], dict[str, Source]]:
     """The run's corrected cells as a training source, less the pages that validate the fine-tuning (the
     recipe's `val_weights` give them their weight in the score that picks the kept weights)."""
-    from pipeline.htr.corrections import corrected_cells, validation_pages
+    from pipeline.htr.corrections import corrected_cells
 
     crops, texts, pages = corrected_cells(run_dir, config.model.height)
     if not texts:
@@ -487,6 +510,15 @@ def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, S
 
         raise UsageError(f"no corrected cells in {run_dir}: nothing to learn (review some with `census review`, "
                          "then `census review pull`)")
+    return reviewed_sources(crops, texts, pages, config, f"corrected cells from {run_dir}")
+
+
+def reviewed_sources(crops: list[np.ndarray], texts: list[str], pages: list[str], config: TrainConfig,
+                     what: str) -> tuple[dict[str, Source], dict[str, Source]]:
+    """Normalised crops with their true texts as the `corrections` source, less the whole pages that validate
+    the fine-tuning (`validation_pages`)."""
+    from pipeline.htr.corrections import validation_pages
+
     held = validation_pages(pages)
     resized = [model_input(crop, config.model, config.max_width) for crop in crops]
 
@@ -495,14 +527,14 @@ def corrections_sources(run_dir: Path, config: TrainConfig) -> tuple[dict[str, S
         return Source([resized[i] for i in chosen], [texts[i] for i in chosen])
 
     training, validation = source(False), source(True)
-    log(f"{len(texts)} corrected cells from {run_dir}: {len(training.texts)} to train on, "
+    log(f"{len(texts)} {what}: {len(training.texts)} to train on, "
         f"{len(validation.texts)} of {len(held)} page(s) to validate on")
     return {"corrections": training}, ({"corrections": validation} if validation.texts else {})
 
 
-def export_fine_tuned(best: Path, onnx_path: Path, init: Path) -> Path:
-    """Export a fine-tuned model under its own version (the base model's, `-ft` and the date: every value it
-    reads says so) with the base model's language model and calibration beside it, so that
+def export_fine_tuned(best: Path, onnx_path: Path, init: Path, tag: str | None = None) -> Path:
+    """Export a fine-tuned model under its own version (the base model's, `-ft`, the date and `tag`: every
+    value it reads says so) with the base model's language model and calibration beside it, so that
     `--engine crnn:ONNX` decodes and accepts as the base model does (`census calibrate --model ONNX` refits
     the calibration on ground truth)."""
     import shutil
@@ -512,7 +544,7 @@ def export_fine_tuned(best: Path, onnx_path: Path, init: Path) -> Path:
 
     base_meta = init.with_suffix(".charset.json")
     base = json.loads(base_meta.read_text(encoding="utf-8"))["version"] if base_meta.exists() else init.stem
-    export_onnx(best, onnx_path, version=f"{base}-ft{date.today():%Y%m%d}")
+    export_onnx(best, onnx_path, version=f"{base}-ft{date.today():%Y%m%d}" + (f"-{tag}" if tag else ""))
     for suffix in (".lm.tsv.gz", ".calibration.json"):
         if init.with_suffix(suffix).exists():
             shutil.copyfile(init.with_suffix(suffix), onnx_path.with_suffix(suffix))

@@ -1,0 +1,87 @@
+"""What `census adapt` gains on a real register in one hand the recogniser never saw
+(`python -m pipeline.evaluation.adaptation GT_DIR --review-pages N --minutes M --out DIR`).
+
+A register's first `N` pages (by file name) stand for the reviewed ones: their ground-truth lines are the
+reviewer's corrections, at line level (a register of ALTO lines has no table cells), cut as `census eval`
+cuts them (`pipeline.htr.data.line_crops`) and normalised as `corrected_cells` normalises a cell. They
+fine-tune the shipped model as `census adapt` does (the same recipe, `models/crnn-finetune.yaml` unless
+given, its time budget `M` minutes, a tenth of the reviewed pages validating: `pipeline.htr.train`), then
+the shipped and the adapted model read the register's other pages' lines (`census eval`'s scoring:
+`pipeline.evaluation.evaluate_lines`). Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def reviewed_lines(pages: list, height: int) -> tuple[list, list[str], list[str]]:
+    """Normalised crops, texts and page stems of every readable ground-truth line of `pages`."""
+    from pipeline.htr.data import line_crops
+    from pipeline.htr.preprocess import normalize_crop
+
+    crops, texts, stems = [], [], []
+    for page in pages:
+        for line, crop in line_crops(page):
+            crops.append(normalize_crop(crop, height))
+            texts.append(line.text)
+            stems.append(page.stem)
+    return crops, texts, stems
+
+
+def adapt_on_lines(pages: list, recipe: Path, out: Path, device: str) -> Path:
+    """The shipped model fine-tuned on `pages`' ground-truth lines as `census adapt` fine-tunes it (with the
+    recipe's out_dir); its ONNX in `out`/model."""
+    from pipeline.htr.train import (TrainConfig, ensure_cache, export_fine_tuned, reviewed_sources, train,
+                                    with_checkpoint_input)
+    from pipeline.recognize.crnn import MODELS_DIR
+
+    init = MODELS_DIR / "crnn.pt"
+    config = TrainConfig.from_yaml(recipe)
+    ensure_cache(config)
+    config = with_checkpoint_input(config, init)
+    extra, extra_val = reviewed_sources(*reviewed_lines(pages, config.model.height), config,
+                                        f"ground-truth lines of {len(pages)} page(s)")
+    best = train(config, device, extra=extra, init_checkpoint=init, extra_val=extra_val)
+    return export_fine_tuned(best, out / "model" / "crnn.onnx", init, f"lines-{len(pages)}-pages")
+
+
+def figures(score) -> dict:
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in score.model_dump(
+        include={"cer", "wer", "lines", "chars", "exact", "accepted", "accepted_error", "ece"}).items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("gt_dir", type=Path, help="A register's images with ALTO/PAGE XML lines.")
+    parser.add_argument("--review-pages", type=int, default=5)
+    parser.add_argument("--minutes", type=float, default=20.0, help="Fine-tuning time budget.")
+    parser.add_argument("--config", type=Path, help="Fine-tuning recipe (default models/crnn-finetune.yaml).")
+    parser.add_argument("--cache-dir", help="The recipe's data cache (replayed old hands) instead of its own.")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("runs/adaptation"))
+    args = parser.parse_args()
+
+    from pipeline.evaluation.evaluate_lines import evaluate_lines
+    from pipeline.htr.data import find_pages
+    from pipeline.htr.train import write_recipe
+
+    pages = sorted(find_pages(args.gt_dir), key=lambda page: page.stem)
+    reviewed, rest = pages[:args.review_pages], pages[args.review_pages:]
+    if not reviewed or not rest:
+        sys.exit(f"adaptation: {len(pages)} pages in {args.gt_dir}: too few for {args.review_pages} reviewed")
+    out = args.out / f"review-{args.review_pages}"
+    recipe = write_recipe(args.config, out / "training", time_budget_s=60 * args.minutes, cache_dir=args.cache_dir)
+    model = adapt_on_lines(reviewed, recipe, out, args.device)
+    report = evaluate_lines(args.gt_dir, f"crnn,crnn:{model}", pages=[page.stem for page in rest])
+    shipped, adapted = report.engines
+    print(json.dumps({"gt_dir": str(args.gt_dir), "review_pages": [page.stem for page in reviewed],
+                      "test_pages": len(rest), "minutes": args.minutes, "model": str(model),
+                      "shipped": figures(shipped), "adapted": figures(adapted)}))
+
+
+if __name__ == "__main__":
+    main()
