@@ -153,7 +153,7 @@ def export(
 @app.command()
 def browse(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8001,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8001,
 ) -> None:
     """Browse the run in datasette (masked copy; facets, full-text search, row crops)."""
     from pipeline.dataset.browse import serve
@@ -332,7 +332,7 @@ def main() -> None:
     try:
         app()
     except CensusError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {' '.join(str(error).split())}", err=True)  # one line, whatever the message
         sys.exit(int(error.exit_code))
     except _Stopped as stop:
         name = signal.Signals(stop.signum).name

@@ -37,7 +37,7 @@ def install() -> None:
 
 @review_app.command()
 def serve(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (refused if taken).")] = 8090,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (refused if taken).")] = 8090,
     data_dir: DataDir = None,
     document_root: Annotated[Path | None, typer.Option(
         help="Folder whose files Label Studio may serve (must contain the run directories); default: cwd.")] = None,

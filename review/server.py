@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from pipeline.errors import ServiceError, UsageError
+from pipeline.run.paths import make_folder
 
 LABEL_STUDIO_VERSION = "1.23.2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -194,6 +195,7 @@ def start(data_dir: Path | None = None, port: int = DEFAULT_PORT, document_root:
           timeout: float = START_TIMEOUT_S) -> ServerInfo:
     """Start Label Studio on 127.0.0.1:`port` (or return the one already running from `data_dir`)."""
     data_dir = Path(data_dir or default_data_dir()).resolve()
+    make_folder(data_dir, "--data-dir")
     document_root = Path(document_root or Path.cwd()).resolve()
     if not document_root.is_dir():
         raise UsageError(f"document root {document_root} is not a directory")
@@ -205,7 +207,6 @@ def start(data_dir: Path | None = None, port: int = DEFAULT_PORT, document_root:
         raise ServiceError(f"port {port} on {HOST} is already in use by another program; "
                            "choose another with --port")
     program = ensure_installed()
-    data_dir.mkdir(parents=True, exist_ok=True)
     password, token = _credentials(data_dir)
     url = f"http://{HOST}:{port}"
     with open(data_dir / "server.log", "ab") as log:

@@ -67,7 +67,7 @@ def readonly_uri(path: Path) -> str:
 @contextmanager
 def readonly(path: Path) -> Iterator[sqlite3.Connection]:
     """A read-only connection to an SQLite file, closed on exit."""
-    connection = sqlite3.connect(readonly_uri(path), uri=True, timeout=30)
+    connection = store.checked(sqlite3.connect(readonly_uri(path), uri=True, timeout=30), path)
     try:
         yield connection
     finally:

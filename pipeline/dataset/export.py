@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from pipeline.dataset import dataset, embargo
 from pipeline.errors import UsageError
 from pipeline.dataset.households import HOUSEHOLD_REASONS
+from pipeline.run.paths import make_folder
 from pipeline.stages.templates import Template
 
 FORMATS = ("csv", "parquet", "jsonl", "pagexml", "alto", "codebook", "training", "all")
@@ -433,7 +434,7 @@ def export(run_dir: Path, fmt: str, out: Path, include_restricted: bool = False)
         raise UsageError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     run_dir, out = Path(run_dir), Path(out)
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     rule = embargo.load_rule(run_dir)
     if fmt == "training":
         return _export_training(run_dir, out, rule, include_restricted, start)

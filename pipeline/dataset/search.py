@@ -69,8 +69,10 @@ def parse_born(text: str | None) -> tuple[int, int] | None:
     match = re.fullmatch(r"\s*(\d{4})\s*(?:[-–:]\s*(\d{4}))?\s*", text)
     if not match:
         raise UsageError(f"--born expects YEAR or YEAR-YEAR, got {text!r}")
-    start = int(match.group(1))
-    return start, int(match.group(2) or start)
+    start, end = int(match.group(1)), int(match.group(2) or match.group(1))
+    if end < start:
+        raise UsageError(f"--born {text!r}: the range ends before it starts")
+    return start, end
 
 
 def _hash(key: str) -> int:

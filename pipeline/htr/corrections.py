@@ -29,12 +29,18 @@ LATEST_CORRECTIONS = """
     ORDER BY c.page_id, c.row, c.col"""
 
 
-def latest_corrections(run_dir: Path) -> list[dict[str, Any]]:
-    """Every cell whose latest correction is `corrected` with a text, with that text (`text`), by page."""
+def require_store(run_dir: Path) -> None:
     from pipeline.run import store
 
     if not (Path(run_dir) / store.STORE_NAME).is_file():
         raise UsageError(f"no store at {Path(run_dir) / store.STORE_NAME}: run `census run` first")
+
+
+def latest_corrections(run_dir: Path) -> list[dict[str, Any]]:
+    """Every cell whose latest correction is `corrected` with a text, with that text (`text`), by page."""
+    from pipeline.run import store
+
+    require_store(run_dir)
     with store.connect(Path(run_dir), readonly=True) as connection:
         return [dict(row) for row in connection.execute(LATEST_CORRECTIONS)]
 

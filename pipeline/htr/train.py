@@ -71,12 +71,20 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: Path, **overrides: object) -> "TrainConfig":
+        """The recipe at `path`; UsageError when it is missing, not YAML or has keys no recipe has."""
         import yaml
 
-        raw = yaml.safe_load(path.read_text()) or {}
-        raw.update({key: value for key, value in overrides.items() if value is not None})
-        model = ModelConfig(**raw.pop("model", {}))
-        return cls(model=model, **raw)
+        from pipeline.errors import UsageError
+
+        if not path.is_file():
+            raise UsageError(f"training recipe not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+            raw.update({key: value for key, value in overrides.items() if value is not None})
+            model = ModelConfig(**raw.pop("model", {}))
+            return cls(model=model, **raw)
+        except (yaml.YAMLError, AttributeError, TypeError) as error:  # bad syntax, not a mapping, unknown keys
+            raise UsageError(f"invalid training recipe {path}: {error}") from error
 
 
 @dataclass
@@ -233,9 +241,17 @@ def learning_rate(config: TrainConfig, progress: float) -> float:
 def pick_device(name: str):
     import torch
 
+    from pipeline.errors import UsageError
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise UsageError(f"--device {name!r}: {error}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name!r}: no CUDA GPU is available here")
+    return device
 
 
 def save_checkpoint(path: Path, model, optimizer, config: TrainConfig, charset: list[str], state: dict,
@@ -444,11 +460,15 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
     weights (fine-tuning, by default with the gentle `crnn-finetune.yaml` recipe), exported with the shipped
     model's language model and calibration (`tag` joins the fine-tuned model's version); without a recipe,
     stage 1 of the shipped model's."""
+    from pipeline.htr.corrections import require_store
     from pipeline.htr.export import export_onnx
     from pipeline.recognize.crnn import MODELS_DIR
 
     default_recipe = "crnn-finetune.yaml" if from_corrections is not None else "crnn.yaml"
     config = TrainConfig.from_yaml(config_path or MODELS_DIR / default_recipe)
+    pick_device(device)  # a bad device or run fails here, not after the data cache is built
+    if from_corrections is not None:
+        require_store(from_corrections)
     ensure_cache(config)
     init = Path(config.init) if config.init else None
     if from_corrections is None:

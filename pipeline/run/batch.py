@@ -21,7 +21,7 @@ from pipeline.errors import UsageError
 from pipeline.models import Failure, PageResult
 from pipeline.recognize import get_engine
 from pipeline.run.adapt import run_engine
-from pipeline.run.paths import page_json_path, write_atomically
+from pipeline.run.paths import make_folder, page_json_path, write_atomically
 from pipeline.run.runner import PageTask, RunOptions, RunPlan, execute_local, plan
 from pipeline.stages.templates import Template, load_template
 
@@ -59,9 +59,7 @@ class RunSummary(BaseModel):
 def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSummary:
     started = time.perf_counter()
     run_dir = options.out
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} is an existing file, not a run folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(run_dir)
     options = options.model_copy(update={"engine": run_engine(run_dir, options.engine)})  # `census adapt`'s model
     template = load_template(options.template)
     get_engine(options.engine)  # fail fast (exit 2) on an unknown engine or a missing model

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ServiceError
+from pipeline.errors import ServiceError, UsageError
 from pipeline.run.paths import page_json_path, write_atomically
 from pipeline.run.runner import MAX_ATTEMPTS, PageTask, RunOptions, failed_result, init_worker, run_task
 from pipeline.stages.templates import load_template
@@ -127,6 +127,9 @@ def _client(options: RunOptions) -> Iterator[Any]:
     if options.scheduler:
         try:
             client = Client(options.scheduler, timeout=CONNECT_TIMEOUT_S)
+        except ValueError as error:  # not an address at all
+            raise UsageError(f"--scheduler {options.scheduler!r} is not a scheduler address (tcp://HOST:PORT): "
+                             f"{error}") from error
         except (OSError, TimeoutError) as error:
             raise ServiceError(f"cannot reach the Dask scheduler at {options.scheduler}: {error}") from error
         with client:

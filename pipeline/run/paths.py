@@ -1,6 +1,6 @@
 """Where a run keeps each page's files (RUN_DIR/pages/<page_id>.json, RUN_DIR/images/<page_id>.jpg),
-reading the kept page image back, and writing a file atomically: shared by the runner, the
-distributed executor, the report, review and fine-tuning."""
+reading the kept page image back, writing a file atomically, and making an output folder: shared by
+the runner, the distributed executor, the report, review, fine-tuning, synth and export."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from pipeline.errors import UsageError
 
 
 def page_json_path(run_dir: Path, page_id: str) -> Path:
@@ -30,6 +32,16 @@ def load_page_image(run_dir: Path, page_id: str) -> np.ndarray | None:
         print(f"page image {path} is missing; its cells are skipped", file=sys.stderr)
     return image
 
+
+
+def make_folder(path: Path, option: str = "--out") -> None:
+    """Create the output folder `path` (and its parents); UsageError naming `option` when it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{option} {path}: cannot create the folder ({error.strerror})") from error
 
 
 def write_atomically(path: Path, data: bytes) -> None:

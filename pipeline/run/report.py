@@ -56,6 +56,8 @@ def require_store(run_dir: Path) -> None:
 def resolve_page(run_dir: Path, page: str) -> str:
     """A page id from an id, a unique id prefix, or an input file name (its first page)."""
     require_store(run_dir)
+    if not page.strip():
+        raise UsageError("PAGE is empty: give a page id, a prefix of one, or an input file name")
     with store.connect(run_dir, readonly=True) as connection:
         rows = connection.execute("SELECT page_id, source, page_index FROM pages ORDER BY source, page_index")
         pages = [(row["page_id"], row["source"], row["page_index"]) for row in rows]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import UsageError
 from pipeline.models import BBox, Cell, PageResult, Person
 from pipeline.stages.templates import Template, extra_column
 
@@ -62,9 +63,9 @@ CREATE VIEW IF NOT EXISTS review_queue AS
 def connect(run_dir: Path, readonly: bool = False) -> Iterator[sqlite3.Connection]:
     path = Path(run_dir) / STORE_NAME
     if readonly:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        connection = checked(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30), path)
     else:
-        connection = sqlite3.connect(path, timeout=30)
+        connection = checked(sqlite3.connect(path, timeout=30), path)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         _add_new_columns(connection)
@@ -73,6 +74,16 @@ def connect(run_dir: Path, readonly: bool = False) -> Iterator[sqlite3.Connectio
         yield connection
     finally:
         connection.close()
+
+
+def checked(connection: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """`connection` once SQLite has read its file's header; UsageError (closed) when it is not a database."""
+    try:
+        connection.execute("PRAGMA schema_version")
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise UsageError(f"{path} is not a census store: {error}") from error
+    return connection
 
 
 def _add_new_columns(connection: sqlite3.Connection) -> None:

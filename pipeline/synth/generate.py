@@ -20,6 +20,7 @@ from PIL import Image
 from pipeline.errors import UsageError
 from pipeline.pagexml import (PageGroundTruth, groundtruth_paths, to_table_groundtruth,
                               write_json_groundtruth, write_page_xml)
+from pipeline.run.paths import make_folder
 from pipeline.synth.page import render_page
 from pipeline.stages.templates import load_template
 
@@ -93,7 +94,7 @@ def generate_pages(out_dir: Path, n_pages: int, seed: int, template: str = "padr
     _check_arguments(n_pages, fmt, pages_per_file, skew_max_deg)
     spec = load_template(template)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     written: list[Path] = []
     indices = range(0, n_pages, pages_per_file)
     for first in _progress(indices, progress, fmt):
