@@ -26,6 +26,8 @@ from pipeline.errors import ServiceError, UsageError
 from pipeline.run.paths import make_folder
 
 LABEL_STUDIO_VERSION = "1.23.2"
+# sentry-sdk 3 rejects an option Label Studio 1.23.2 passes (send_default_pii): it would exit at start-up.
+LABEL_STUDIO_REQUIREMENTS = (f"label-studio=={LABEL_STUDIO_VERSION}", "sentry-sdk<3")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
@@ -63,7 +65,7 @@ def executable(venv: Path | None = None) -> Path:
 def ensure_installed(venv: Path | None = None) -> Path:
     """Install label-studio==LABEL_STUDIO_VERSION into `venv` unless already there; return its executable."""
     venv = venv or venv_dir()
-    stamp = venv / f".label-studio-{LABEL_STUDIO_VERSION}"
+    stamp = venv / f".label-studio-{LABEL_STUDIO_VERSION}-sentry-sdk-below-3"  # an older install is redone
     if stamp.exists() and executable(venv).exists():
         return executable(venv)
     print(f"installing label-studio=={LABEL_STUDIO_VERSION} into {venv} (takes minutes, once)",
@@ -71,8 +73,8 @@ def ensure_installed(venv: Path | None = None) -> Path:
     try:
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                        f"label-studio=={LABEL_STUDIO_VERSION}"], check=True, timeout=INSTALL_TIMEOUT_S)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *LABEL_STUDIO_REQUIREMENTS],
+                       check=True, timeout=INSTALL_TIMEOUT_S)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as error:
         raise ServiceError(f"could not install Label Studio into {venv}: {error}; "
                            "check network access to PyPI and retry `make review-install`") from error

@@ -144,6 +144,7 @@ def test_fine_tuning_without_the_shared_data_says_so_and_trains_on_synthetic_cel
     run_dir = tmp_path / "run"
     make_run_with_corrections(run_dir)
     config = {"cache_dir": str(tmp_path / "cache"), "data_dir": str(tmp_path / "no-such-data"),
+              "external_dir": str(tmp_path / "no-external-data"),
               "out_dir": str(tmp_path / "out"), "synthetic_train": 16, "synthetic_val": 8,
               "weights": {"poilus": 0.5, "synthetic": 0.5}, "val_weights": {"synthetic": 1.0}, "batch_size": 4,
               "time_budget_s": 1, "validate_every_s": 100, "threads": 1}

@@ -73,5 +73,5 @@ def test_out_that_is_an_existing_file_is_one_line_and_exit_2(pages: Path, tmp_pa
     existing.write_text("keep me")
     completed = subprocess.run(census_run(pages, existing), env=run_env(), capture_output=True, timeout=120)
     assert completed.returncode == 2
-    assert completed.stderr.decode().strip().splitlines() == [f"error: --out {existing} is an existing file, not a run folder"]
+    assert completed.stderr.decode().strip().splitlines() == [f"error: --out {existing} is an existing file, not a folder"]
     assert existing.read_text() == "keep me"
