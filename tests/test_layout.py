@@ -85,10 +85,10 @@ def summarise(pages: list[dict]) -> dict:
     return summary
 
 
-def render(seed: int, skew_max_deg: float = 3.0) -> tuple[np.ndarray, dict]:
+def render(seed: int, skew_max_deg: float = 3.0, overrides: dict | None = None) -> tuple[np.ndarray, dict]:
     from pipeline.synth.page import render_page
 
-    image, truth = render_page(load_template(TEMPLATE), seed, skew_max_deg)
+    image, truth = render_page(load_template(TEMPLATE), seed, skew_max_deg, overrides=overrides)
     return image, truth.model_dump(mode="json", by_alias=True)
 
 
@@ -118,6 +118,17 @@ def test_missing_rules_are_restored_at_the_row_pitch(hard_pages) -> None:
     repaired = detect_grid(erased)
     assert len(repaired.row_bounds) == len(grid.row_bounds)
     assert np.abs(np.array(repaired.row_bounds) - np.array(grid.row_bounds)).max() <= 0.2 * pitch
+
+
+@pytest.mark.parametrize("row_rules", [True, False])
+def test_index_row_of_column_numbers_belongs_to_the_header(row_rules: bool) -> None:
+    """A printed row (1) (2) (3) ... ruled off under the headers is not a data row, with or without row
+    rules below it (without them, rows come from the text lines)."""
+    pages = [score_page(*render(seed, overrides={"index_row": True, "missing_row_rules": not row_rules}),
+                        with_columns=True) for seed in (12, 13)]
+    summary = summarise(pages)
+    assert summary["cell_f1"] >= 0.98 and summary["row_recall"] >= 0.98, (summary, pages)
+    assert summary["column_accuracy"] == 1.0
 
 
 def test_header_row_is_the_printed_one(hard_pages) -> None:

@@ -23,6 +23,7 @@ from pipeline.stages.image import ink_mask, line_masks, line_profile, rule_posit
 MIN_RULE_FRACTION = 0.5  # a rule must cover this share of the table (or of the longest rule)
 MAX_ROWS_PER_GAP = 12  # a missing-rule gap is split only into at most this many rows
 WORKING_SIZE = 1600  # px: the longer side of the copy the rules are found on
+INDEX_ROW_MAX = 0.7  # an index row of column numbers is narrow print: under this share of a data row
 MIN_COLUMNS_CROSSED = 0.6  # a row rule runs (maybe broken) through at least this share of the columns
 
 
@@ -55,9 +56,10 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
     rules = table.row_rules
     if len(rules) < 2 or rules[1] - rules[0] < 4:
         raise PageError("no-table", f"{len(table.col_bounds)} column rules but no header rule across them")
+    if rules[-1] < table.bottom - _merge_distance(small.shape[0]) * 3:
+        rules = [*rules, table.bottom]  # the verticals run on below the last horizontal rule
+    rules = _index_row_in_header(rules)
     body_rules = rules[1:]
-    if body_rules[-1] < table.bottom - _merge_distance(small.shape[0]) * 3:
-        body_rules.append(table.bottom)  # the verticals run on below the last horizontal rule
     if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
         row_bounds = [rules[0]] + _rows_from_text(small, horizontal | vertical, table.col_bounds, rules[1],
                                                   body_rules[-1])
@@ -217,6 +219,19 @@ def _crosses_columns(horizontal: np.ndarray, y: int, col_bounds: list[int], spre
     between_ends = strip[spans[crossed[0]][0]: spans[crossed[-1]][1]].mean()
     overall = strip[col_bounds[0]: col_bounds[-1]].mean()
     return bool((share >= MIN_COLUMNS_CROSSED and between_ends >= 0.6) or (share >= 0.4 and overall >= 0.6))
+
+
+def _index_row_in_header(rules: list[int]) -> list[int]:
+    """The horizontal rules with the header rule dropped when a narrow band under it follows: a printed row
+    of column numbers, (1) (2) (3) ..., that belongs to the header band, not a data row.
+
+    Narrow: under INDEX_ROW_MAX of the body's typical band (rows, or the whole body when it has no row
+    rules); a doubled header rule is one too, and is merged the same way.
+    """
+    bands = np.diff(rules[1:])
+    if len(bands) >= 2 and bands[0] < INDEX_ROW_MAX * float(np.median(bands[1:])):
+        return [rules[0], *rules[2:]]
+    return rules
 
 
 def _fill_missing_rules(bounds: list[int]) -> list[int]:

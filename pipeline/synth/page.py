@@ -69,6 +69,7 @@ class Style:
     second_font: Path | None = None  # another clerk took over the page ...
     second_from_row: int = 0  # ... at the first household starting at or after this row
     second_slant: float = 0.0
+    index_row: bool = False  # a printed row of column numbers, (1) (2) (3) ..., ruled off below the headers
 
     @property
     def height(self) -> int:
@@ -150,13 +151,22 @@ def _rule_segments(rng: np.random.Generator, start: int, end: int, broken: bool)
     return segments
 
 
+def _index_rule(style: Style, rows: list[int]) -> int | None:
+    """The rule between the headers and the index row at the foot of the header band, if the form has one.
+    The index row is narrow print: at most half a row's height."""
+    if not style.index_row:
+        return None
+    return rows[1] - min(int(0.3 * style.header_height), style.row_height // 2)
+
+
 def _draw_rules(rng: np.random.Generator, canvas: np.ndarray, style: Style, rows: list[int],
                 cols: list[int]) -> None:
     ink = np.zeros_like(canvas)
     darkness = 255 - style.rule_grey
     outer = {rows[0], rows[1], rows[-1]}
-    for index, y in enumerate(rows):
-        if style.missing_row_rules and y not in outer:
+    index_rule = _index_rule(style, rows)
+    for index, y in enumerate(rows + ([index_rule] if index_rule else [])):
+        if style.missing_row_rules and y not in outer and y != index_rule:
             continue
         thickness = style.rule_width + (1 if y in outer and index != 1 else 0)
         jitter = rng.normal(0, 0.6) if rng.random() < 0.3 else 0.0  # printing a bit uneven
@@ -208,14 +218,20 @@ def _draw_headers(rng: np.random.Generator, canvas: np.ndarray, style: Style, te
     headers = [_header_variant(rng, column, style.header_variant_random) for column in template.columns]
     layer = Image.new("L", (style.width, style.height), 0)
     draw = ImageDraw.Draw(layer)
+    index_rule = _index_rule(style, rows)
+    headers_end = index_rule or rows[1]
     for index, text in enumerate(headers):
         cell_width = cols[index + 1] - cols[index] - 10
-        font, lines = _fit_header(text, style.print_font, cell_width, style.header_height - 10)
+        font, lines = _fit_header(text, style.print_font, cell_width, headers_end - rows[0] - 10)
         line_height = font.size * 1.2
-        y = (rows[0] + rows[1]) / 2 - line_height * (len(lines) - 1) / 2
+        y = (rows[0] + headers_end) / 2 - line_height * (len(lines) - 1) / 2
         for line in lines:
             draw.text(((cols[index] + cols[index + 1]) / 2, y), line, font=font, fill=255, anchor="mm")
             y += line_height
+        if index_rule:
+            number_font = ImageFont.truetype(str(style.print_font), max(10, int(0.6 * (rows[1] - index_rule))))
+            draw.text(((cols[index] + cols[index + 1]) / 2, (index_rule + rows[1]) / 2), f"({index + 1})",
+                      font=number_font, fill=255, anchor="mm")
     canvas -= np.asarray(layer, dtype=np.float32) / 255 * (style.paper - 30)
     return headers
 
@@ -375,7 +391,8 @@ SPLIT_LITERACY = ("can_read", "can_write")
 EXTRA_HEADERS = {"ca": ("Observacions", "Cèdula personal", "Servei militar", "Religió"),
                  "es": ("Observaciones", "Cédula personal", "Servicio militar", "Religión")}
 # Style choices a caller may force (a test of "missing rules", a held-out font...), skew_deg and the form.
-OVERRIDABLE = {"faint_rules": bool, "broken_rules": bool, "missing_row_rules": bool, "cross_rate": float,
+OVERRIDABLE = {"faint_rules": bool, "broken_rules": bool, "missing_row_rules": bool, "index_row": bool,
+               "cross_rate": float,
                "noise_sigma": float, "blur_sigma": float, "hand_font": str, "skew_deg": float,
                **FORM_OVERRIDES}
 
@@ -534,7 +551,8 @@ def _render_record(style: Style, setting: Setting) -> dict[str, Any]:
     return {"hand_font": style.hand_font.name, "print_font": style.print_font.name,
             "row_height": style.row_height, "header_height": style.header_height,
             "faint_rules": style.faint_rules, "broken_rules": style.broken_rules,
-            "missing_row_rules": style.missing_row_rules, "cross_rate": round(style.cross_rate, 4),
+            "missing_row_rules": style.missing_row_rules, "index_row": style.index_row,
+            "cross_rate": round(style.cross_rate, 4),
             "slant": round(style.slant, 3), "stroke": style.stroke, "rule_grey": style.rule_grey, "rule_width": style.rule_width,
             "blur_sigma": round(style.blur_sigma, 3), "noise_sigma": round(style.noise_sigma, 3),
             "ditto_marks": list(setting.ditto_marks), "filled_rows": style.n_people,
