@@ -70,3 +70,26 @@ def test_the_unknown_column_reaches_query_and_export(run: tuple[Path, Path], tmp
     assert exported == written
     codebook = json.loads(next(tmp_path.rglob("codebook.json")).read_text(encoding="utf-8"))
     assert EXTRA in json.dumps(codebook)
+
+
+def test_the_unknown_column_of_a_restricted_person_is_masked(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """Its handwriting may name or date anyone: withheld like names, dates and addresses."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(run[0], run_dir)
+    (run_dir / "embargo.yaml").write_text("years: 300\n", encoding="utf-8")  # everyone restricted
+    count = f"SELECT COUNT({EXTRA}) AS n FROM persons"
+    masked = census("query", str(run_dir), count, "--format", "json")
+    full = census("query", str(run_dir), count, "--format", "json", "--include-restricted")
+    assert masked.returncode == full.returncode == 0, masked.stderr + full.stderr
+    assert json.loads(masked.stdout) == [{"n": 0}] and json.loads(full.stdout)[0]["n"] > 0
+    out = tmp_path / "export"
+    done = census("export", str(run_dir), "--format", "csv", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = [row for path in out.rglob("*.csv") if "household" not in path.name
+            for row in csv.DictReader(path.open(encoding="utf-8"))]
+    assert rows and not any(row.get(EXTRA) for row in rows)
+    codebook = json.loads(next(out.rglob("codebook.json")).read_text(encoding="utf-8"))
+    entry = next(field for field in codebook["persons"] if field["column"] == EXTRA)
+    assert entry["embargoed"]

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.errors import UsageError
-from pipeline.stages.templates import Template
+from pipeline.stages.templates import EXTRA_PREFIX, Template
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +61,8 @@ class EmbargoRule(BaseModel):
         return (
             f"restricted: born on/after {self.cutoff().isoformat()} ({self.years} years before "
             f"{self.reference_date().isoformat()}), or no birth date in a register from after "
-            f"{self.cutoff().year}; masked field types: {', '.join(self.masked_types)}"
+            f"{self.cutoff().year}; masked field types: {', '.join(self.masked_types)}, and the "
+            f"columns the template does not know ({EXTRA_PREFIX}<header>)"
         )
 
 
@@ -89,8 +90,10 @@ def load_rule(run_dir: Path | None = None, years: int | None = None) -> EmbargoR
 
 
 def masked_fields(template: Template, rule: EmbargoRule) -> list[str]:
-    """Template field keys masked for restricted persons."""
-    return [column.key for column in template.columns if column.type in rule.masked_types]
+    """Template field keys masked for restricted persons: the masked types, and every printed column the
+    template does not know (`extra_<header>`), whose handwriting may name or date anyone."""
+    return [column.key for column in template.columns
+            if column.type in rule.masked_types or column.key.startswith(EXTRA_PREFIX)]
 
 
 def birth_date_field(template: Template) -> str | None:

@@ -19,14 +19,13 @@ import numpy as np
 
 from pipeline.stages.layout import header_box
 from pipeline.models import ColumnMapping, Grid
-from pipeline.stages.templates import ColumnSpec, Template
+from pipeline.stages.templates import EXTRA_PREFIX, ColumnSpec, Template
 from pipeline.tesseract import DEFAULT_LANG
 
 MIN_HEADER_SCORE = 0.6  # below this a header match is not trusted
 # A header read with at least this many letters is words, not a blot: matching nothing, it names a
 # column of its own instead of falling back to its position.
 LEGIBLE_LETTERS = 3
-EXTRA_PREFIX = "extra_"
 EXTRA_KEY_LENGTH = 40  # characters of an extra column's key, prefix included
 HEADER_INSET = 5  # px trimmed inside each header cell so the rules are not read as letters
 TEMPLATE_LANGUAGES = {"ca": "cat", "es": "spa", "fr": "fra"}  # tesseract model per template language

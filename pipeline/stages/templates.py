@@ -62,6 +62,9 @@ class ColumnSpec(BaseModel):
         return lexicon
 
 
+EXTRA_PREFIX = "extra_"  # the key of a printed column the template does not know: extra_<its header>
+
+
 def extra_column(key: str, header: str) -> ColumnSpec:
     """A printed column the template does not know, kept as text under its own key
     (pipeline.stages.columns names it from its header)."""
