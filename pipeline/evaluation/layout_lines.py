@@ -1,0 +1,158 @@
+"""Does the table grid found on a real page cut its handwriting? Each ground-truth text line (ALTO/PAGE XML)
+should fall inside one detected cell: a line cut across a row or column rule is read in pieces, or not at all
+(`python -m pipeline.evaluation.layout_lines GT_DIR [--split test] [--corpus NAME]`; prints one JSON object).
+
+A page goes through `census run`'s preprocess and layout (no template: as many columns as are ruled). Each
+line's polygon is brought into the processed page's pixels; its core (full width, the middle half of its
+height, so ascenders and descenders reaching into the next row do not count) is laid over the grid. A line is
+*inside one cell* when CORE_SHARE of its core lies in one cell (header cells included), *outside the table*
+when under half of it lies in the grid at all (titles, margin notes: reported, not scored), else *cut* across
+rows, columns or both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+CORE_SHARE = 0.9  # of a line's core in one cell: inside it
+IN_TABLE_SHARE = 0.5  # of a line's core in the grid: a line of the table, scored
+
+
+class PageLines(BaseModel):
+    page: str
+    refused: str | None = None  # the layout's reason when it found no table
+    lines: int = 0
+    outside_table: int = 0
+    inside_one_cell: int = 0
+    cut_rows: int = 0  # across a row boundary only
+    cut_columns: int = 0  # across a column boundary only
+    cut_both: int = 0
+    header_lines: int = 0  # lines of the table mostly in its header band (printed headings) ...
+    header_inside: int = 0  # ... and of those, inside one cell
+    layout_ms: float = 0.0
+
+
+def _overlap(start: float, end: float, bounds: list[int]) -> np.ndarray:
+    """Length of [start, end) inside each interval of `bounds`."""
+    edges = np.asarray(bounds, dtype=np.float64)
+    return np.clip(np.minimum(end, edges[1:]) - np.maximum(start, edges[:-1]), 0, None)
+
+
+def classify(core: tuple[float, float, float, float], row_bounds: list[int], col_bounds: list[int]) -> str:
+    """'inside', 'outside', 'rows', 'columns' or 'both' for a line core (x0, y0, x1, y1) over a grid
+    (bounds as in `Grid`)."""
+    x0, y0, x1, y1 = core
+    area = max(x1 - x0, 1e-9) * max(y1 - y0, 1e-9)
+    in_rows, in_cols = _overlap(y0, y1, row_bounds), _overlap(x0, x1, col_bounds)
+    cells = np.outer(in_rows, in_cols) / area
+    if cells.sum() < IN_TABLE_SHARE:
+        return "outside"
+    if cells.max() >= CORE_SHARE:
+        return "inside"
+    spans_rows = np.count_nonzero(in_rows / max(y1 - y0, 1e-9) > 1 - CORE_SHARE) > 1
+    spans_cols = np.count_nonzero(in_cols / max(x1 - x0, 1e-9) > 1 - CORE_SHARE) > 1
+    return "both" if spans_rows and spans_cols else "rows" if spans_rows else "columns"
+
+
+def line_cores(page, image_shape: tuple[int, ...], to_original: list[list[float]]) -> list[tuple[float, ...]]:
+    """Each readable line's core box in processed pixels (its polygon mapped back through `to_original`)."""
+    from pipeline.htr.data import image_scale
+
+    x_scale, y_scale = image_scale(page, image_shape)
+    forward = np.vstack([np.asarray(to_original, dtype=np.float64), [0.0, 0.0, 1.0]])
+    backward = np.linalg.inv(forward)  # original page pixel -> processed pixel
+    cores = []
+    for line in page.lines:
+        points = np.array([(x * x_scale, y * y_scale, 1.0) for x, y in line.polygon]) @ backward.T
+        (x0, y0), (x1, y1) = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+        quarter = (y1 - y0) / 4
+        cores.append((x0, y0 + quarter, x1, y1 - quarter))
+    return cores
+
+
+def score_page(page) -> PageLines:
+    from pipeline.errors import PageError
+    from pipeline.htr.data import load_grey
+    from pipeline.stages.layout import detect_grid
+    from pipeline.stages.preprocess import preprocess
+
+    image = load_grey(page.image)
+    start = time.perf_counter()
+    try:
+        prep, processed = preprocess(image)
+        grid = detect_grid(processed)
+    except PageError as error:
+        return PageLines(page=page.stem, refused=str(error), lines=len(page.lines))
+    result = PageLines(page=page.stem, lines=len(page.lines), layout_ms=1000 * (time.perf_counter() - start))
+    for core in line_cores(page, image.shape, prep.to_original):
+        kind = classify(core, grid.row_bounds, grid.col_bounds)
+        field = {"inside": "inside_one_cell", "outside": "outside_table", "rows": "cut_rows",
+                 "columns": "cut_columns", "both": "cut_both"}[kind]
+        setattr(result, field, getattr(result, field) + 1)
+        if kind != "outside" and (core[1] + core[3]) / 2 < grid.row_bounds[grid.header_rows]:
+            result.header_lines += 1
+            result.header_inside += kind == "inside"
+    return result
+
+
+def summarise(pages: list[PageLines]) -> dict:
+    scored = [page for page in pages if page.refused is None]
+    total = {key: sum(getattr(page, key) for page in scored)
+             for key in ("lines", "outside_table", "inside_one_cell", "cut_rows", "cut_columns", "cut_both",
+                         "header_lines", "header_inside")}
+    in_table = total["lines"] - total["outside_table"]
+    body = in_table - total["header_lines"]
+    times = [page.layout_ms for page in scored]
+    return {"pages": len(pages), "refused": [f"{page.page}: {page.refused}" for page in pages if page.refused],
+            **total, "lines_in_table": in_table,
+            "inside_one_cell_share": round(total["inside_one_cell"] / in_table, 4) if in_table else None,
+            "body_inside_one_cell_share": round((total["inside_one_cell"] - total["header_inside"]) / body, 4)
+            if body else None,
+            "preprocess_layout_ms_median": round(float(np.median(times)), 1) if times else None}
+
+
+def selected_pages(gt_dir: Path, split: str | None, corpus: str | None) -> list:
+    """The ground-truth pages of `gt_dir`, only those of `split` in the shipped model's split when asked."""
+    from pipeline.htr.data import find_pages
+    from pipeline.recognize.crnn import MODELS_DIR
+
+    pages = sorted(find_pages(gt_dir), key=lambda page: page.stem)
+    if split:
+        stems = json.loads((MODELS_DIR / "crnn.split.json").read_text(encoding="utf-8"))[split]
+        wanted = {stem for name, names in stems.items() if corpus in (None, name) for stem in names}
+        pages = [page for page in pages if page.stem in wanted]
+    return pages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("gt_dir", type=Path, help="Page images with ALTO/PAGE XML lines beside them.")
+    parser.add_argument("--split", choices=("train", "val", "test"),
+                        help="Only the pages of this split of the shipped model (models/crnn.split.json).")
+    parser.add_argument("--corpus", help="With --split: only this corpus's pages of it.")
+    args = parser.parse_args()
+    from pipeline.errors import UsageError
+
+    try:
+        pages = selected_pages(args.gt_dir, args.split, args.corpus)
+    except UsageError as error:
+        sys.exit(f"layout_lines: {error}")
+    if not pages:
+        sys.exit(f"layout_lines: no ground-truth pages selected in {args.gt_dir}")
+    scores = []
+    for page in pages:
+        scores.append(score_page(page))
+        print(scores[-1].model_dump_json(), file=sys.stderr, flush=True)
+    print(json.dumps({"gt_dir": str(args.gt_dir), "split": args.split, "corpus": args.corpus,
+                      **summarise(scores)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Text lines against the detected grid: inside one cell, cut across rows or columns, outside the table;
+end to end on synthetic pages (their PAGE XML has a text line in each written cell) and a real register page."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.evaluation.layout_lines import classify, score_page, summarise
+
+ROWS, COLS = [0, 50, 100, 150], [0, 100, 300]  # a header row and two data rows, two columns
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lectaurep" / "lectaurep-dufour-1"
+
+
+@pytest.mark.parametrize(("core", "kind"), [
+    ((110, 60, 290, 80), "inside"),
+    ((110, 40, 290, 60), "rows"),  # half of it above the first data row's top rule
+    ((50, 60, 200, 80), "columns"),
+    ((50, 40, 200, 60), "both"),
+    ((400, 60, 500, 80), "outside"),  # beside the table
+    ((10, 95, 90, 115), "rows"),
+    ((10, 60, 104, 80), "inside"),  # a few pixels over a rule still counts as inside
+])
+def test_a_line_core_is_classified_by_where_it_lies(core: tuple, kind: str) -> None:
+    assert classify(core, ROWS, COLS) == kind
+
+
+def test_synthetic_pages_keep_every_line_in_one_cell(tmp_path: Path) -> None:
+    from pipeline.htr.data import find_pages
+    from pipeline.synth import generate_pages
+
+    generate_pages(tmp_path, n_pages=2, seed=4711)
+    pages = [score_page(page) for page in find_pages(tmp_path)]
+    summary = summarise(pages)
+    assert summary["pages"] == 2 and not summary["refused"] and summary["lines_in_table"] > 100
+    assert summary["inside_one_cell_share"] >= 0.99, summary
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="real register pages not in ../shared/data")
+def test_a_real_register_page_and_the_command(tmp_path: Path) -> None:
+    page_dir = tmp_path / "page"
+    page_dir.mkdir()
+    for suffix in (".jpg", ".xml"):
+        (page_dir / f"DAFANCH96_048MIC07644_L-1{suffix}").symlink_to(DATA / f"DAFANCH96_048MIC07644_L-1{suffix}")
+    done = subprocess.run([sys.executable, "-m", "pipeline.evaluation.layout_lines", str(page_dir)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["pages"] == 1 and summary["lines"] > 50
+    kinds = ("outside_table", "inside_one_cell", "cut_rows", "cut_columns", "cut_both")
+    assert sum(summary[kind] for kind in kinds) == summary["lines"]
+    assert 0.5 < summary["inside_one_cell_share"] <= 1
+
+
+def test_a_folder_without_ground_truth_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "pipeline.evaluation.layout_lines", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "no ground-truth pages" in done.stderr and "Traceback" not in done.stderr
