@@ -125,3 +125,34 @@ def test_show_unknown_page_is_a_usage_error(run_dir: Path, tmp_path: Path) -> No
     completed = census_show(run_dir, "no-such-page", tmp_path / "x.png")
     assert completed.returncode == 2
     assert "no page" in completed.stderr.decode()
+
+
+def test_each_column_is_labelled_with_its_field_and_how_it_was_mapped(run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from pipeline.models import PageResult
+    from pipeline.run.paths import page_json_path
+    from pipeline.run.report import COLUMN_COLOURS
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    page_id = first_written_cells(copy, 1)[0]["page_id"]
+    path = page_json_path(copy, page_id)
+    result = PageResult.model_validate_json(path.read_bytes())
+    assert set(result.columns.method.values()) == {"header"}  # the generator's headers are all read
+    result.columns.method[1] = "position"  # as a page whose header could not be read ...
+    result.columns.fields[2] = None  # ... and one mapped before every column was kept
+    path.write_text(result.model_dump_json())
+    assert census_show(copy, page_id, tmp_path / "overlay.png").returncode == 0
+    overlay = cv2.imread(str(tmp_path / "overlay.png"))
+    affine = np.array(result.preprocess.to_original)
+    for col, method in ((0, "header"), (1, "position"), (2, None), (3, "header")):
+        x0, y0 = (np.array([result.grid.col_bounds[col], result.grid.row_bounds[0], 1.0]) @ affine.T).astype(int)
+        strip = overlay[y0 + 3: y0 + 5, x0 + 4: x0 + 40].reshape(-1, 3).astype(int)
+        share = np.mean(np.abs(strip - COLUMN_COLOURS[method]).max(axis=1) < 10)
+        assert share > 0.5, (col, method, share)
+    write_report(copy)
+    document = (copy / "report.html").read_text(encoding="utf-8")
+    caption = f"columns: {result.columns.fields[0]} | <b>{result.columns.fields[1]}</b> (by position (header not read))"
+    assert f"{caption} | <b>unmapped</b> | " in document
+    assert "column labels, the field each column was read as" in document

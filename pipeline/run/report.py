@@ -1,7 +1,8 @@
 """The run report: RUN_DIR/report.html, one self-contained file (inline CSS, images as data
 URIs, no script, no network) telling an archivist at a glance what a run did: counts,
 failures and their reasons, auto-accept rate, confidence histogram, throughput, and a
-thumbnail of each page with its detected grid and cells coloured by status.
+thumbnail of each page with its detected grid, cells coloured by status and each column labelled with the
+field it was read as (coloured by how it was mapped: a wrong grid or mapping shows at a glance).
 
 `render_overlay` draws that page overlay at full size; `census show RUN_DIR PAGE` writes it
 as a PNG. Both paint over the masked cells of persons under the embargo (pipeline.dataset.embargo.redact)
@@ -43,6 +44,16 @@ STATUS_COLOURS: dict[str, tuple[int, int, int]] = {
 }
 GRID_COLOUR = (200, 0, 200)
 FILL_ALPHA = 0.28
+# How a column got its field (ColumnMapping.method; None: unmapped) -> the colour of its label, and in words.
+COLUMN_COLOURS: dict[str | None, tuple[int, int, int]] = {
+    "header": (60, 170, 40),
+    "position": (0, 140, 255),
+    "extra": (220, 110, 20),
+    None: (30, 30, 220),
+}
+COLUMN_METHODS = {"header": "by its printed header", "position": "by position (header not read)",
+                  "extra": "not in the template", None: "unmapped"}
+MIN_LABEL_SCALE = 0.4  # OpenCV font scale under which a label's text is unreadable: its colour strip only
 
 
 # --- page overlay -------------------------------------------------------------------------
@@ -97,7 +108,38 @@ def render_overlay(
     embargo.redact(image, boxes, scale=scale)
     _tint_cells(image, result, _current_statuses(run_dir, page_id), scale)
     _draw_grid(image, result, scale)
+    _label_columns(image, result, scale)
     return image
+
+
+def column_labels(result: PageResult) -> list[tuple[str, str | None]]:
+    """(field, how it was mapped) of each grid column, left to right: what a wrong mapping shows as."""
+    if result.grid is None or result.columns is None:
+        return []
+    mapping = result.columns
+    return [(mapping.fields.get(col) or "unmapped", mapping.method.get(col) if mapping.fields.get(col) else None)
+            for col in range(len(result.grid.col_bounds) - 1)]
+
+
+def _label_columns(image: np.ndarray, result: PageResult, scale: float) -> None:
+    """Each column's field written at the top of its header cell, on the colour of how it was mapped, so a
+    column mapped to the wrong field, by position or not at all is seen at a glance."""
+    if result.preprocess is None:
+        return
+    affine = np.array(result.preprocess.to_original, dtype=np.float64)
+    rows, cols = result.grid.row_bounds, result.grid.col_bounds
+    for col, (field, method) in enumerate(column_labels(result)):
+        corners = np.array([[cols[col], rows[0], 1.0], [cols[col + 1], rows[0], 1.0]]) @ affine.T * scale
+        (x0, y0), (x1, _) = corners.astype(int)
+        width = max(1, x1 - x0 - 4)
+        (text_width, _), _ = cv2.getTextSize(field, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
+        font_scale = min(0.9, (width - 6) / text_width)  # the field's name fits its column
+        legible = font_scale >= MIN_LABEL_SCALE
+        height = max(3, int(30 * font_scale)) if legible else max(3, image.shape[1] // 150)
+        cv2.rectangle(image, (x0 + 2, y0 + 2), (x0 + 2 + width, y0 + 2 + height), COLUMN_COLOURS[method], -1)
+        if legible:
+            cv2.putText(image, field, (x0 + 5, y0 + height - max(2, height // 5)), cv2.FONT_HERSHEY_SIMPLEX,
+                        font_scale, (255, 255, 255), max(1, round(2 * font_scale)), cv2.LINE_AA)
 
 
 def _read_page_image(path: Path, width: int | None) -> np.ndarray | None:
@@ -329,7 +371,12 @@ def _counts_html(counts: dict[str, int], data: dict[str, Any]) -> str:
         f"<span class=chip style='background:{_css(colour)}'></span>{_e(status)} "
         for status, colour in STATUS_COLOURS.items()
     )
-    return f"<h2>Counts</h2>{_table(['', 'count'], rows)}<p class=legend>{legend}</p>"
+    columns = "".join(
+        f"<span class=chip style='background:{_css(colour)}'></span>{_e(COLUMN_METHODS[method])} "
+        for method, colour in COLUMN_COLOURS.items()
+    )
+    return (f"<h2>Counts</h2>{_table(['', 'count'], rows)}<p class=legend>cells: {legend}</p>"
+            f"<p class=legend>column labels, the field each column was read as: {columns}</p>")
 
 
 def _css(bgr: tuple[int, int, int]) -> str:
@@ -403,7 +450,7 @@ def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails:
         parts = [f"{Path(page['source']).name} p{page['page_index']}", page["status"]]
         parts += [page["error"]] if page["error"] else []
         parts += [f"{page['review']} to review"] if page["review"] else []
-        caption = " · ".join(_e(part) for part in parts)
+        caption = " · ".join(_e(part) for part in parts) + _columns_caption(run_dir, page["page_id"])
         image = (
             f"<img alt='page {_e(page['page_id'])}' "
             f"src='{_thumbnail_uri(run_dir, page['page_id'], restricted.get(page['page_id'], set()))}'>"
@@ -419,6 +466,20 @@ def _thumbnails_html(run_dir: Path, pages: list[dict[str, Any]], max_thumbnails:
         else ""
     )
     return f"<h2>Pages</h2><div class=pages>{''.join(figures)}</div>{more}"
+
+
+def _columns_caption(run_dir: Path, page_id: str) -> str:
+    """The page's columns as mapped, those not found by their printed header said so, and text-line rows."""
+    from pipeline.run.paths import page_json_path
+
+    path = page_json_path(run_dir, page_id)
+    if not path.exists():
+        return ""
+    result = PageResult.model_validate_json(path.read_bytes())
+    labels = [_e(field) if method == "header" else f"<b>{_e(field)}</b>" if method is None
+              else f"<b>{_e(field)}</b> ({COLUMN_METHODS[method]})" for field, method in column_labels(result)]
+    rows = " · rows from the text lines (no row rules)" if result.grid and result.grid.rows_from_text else ""
+    return f"<br>columns: {' | '.join(labels)}{rows}" if labels else ""
 
 
 def _thumbnail_uri(run_dir: Path, page_id: str, restricted: set[int]) -> str:
