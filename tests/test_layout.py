@@ -70,7 +70,7 @@ def _column_scores(processed: np.ndarray, grid: Grid, result, truth: dict) -> di
 
 
 def summarise(pages: list[dict]) -> dict:
-    counts = [key for key in pages[0] if key not in ("skew_error", "rows_from_text")]
+    counts = [key for key in pages[0] if key not in ("skew_error", "rows_from_text", "refused")]
     total = {key: sum(page[key] for page in pages) for key in counts}
     precision = total["cells_matched"] / max(1, total["cells_predicted"])
     recall = total["cells_matched"] / max(1, total["cells_true"])
@@ -79,7 +79,8 @@ def summarise(pages: list[dict]) -> dict:
                "row_recall": round(total["rows_matched"] / max(1, total["rows_true"]), 4),
                "max_skew_error_deg": round(max(page["skew_error"] for page in pages), 4),
                "mean_skew_error_deg": round(float(np.mean([page["skew_error"] for page in pages])), 4),
-               "pages_rows_from_text": sum(page["rows_from_text"] for page in pages)}
+               "pages_rows_from_text": sum(page["rows_from_text"] for page in pages),
+               "pages_refused": sum("refused" in page for page in pages)}
     if "columns_true" in total:
         summary["column_accuracy"] = round(total["columns_correct"] / max(1, total["columns_true"]), 4)
     return summary
@@ -129,6 +130,29 @@ def test_index_row_of_column_numbers_belongs_to_the_header(row_rules: bool) -> N
     summary = summarise(pages)
     assert summary["cell_f1"] >= 0.98 and summary["row_recall"] >= 0.98, (summary, pages)
     assert summary["column_accuracy"] == 1.0
+
+
+def test_hand_ruled_form_with_nothing_under_its_headers_is_read() -> None:
+    """Vertical rules only and no rule under the printed headers (the table's borders alone): the header
+    ends above the first line of regular handwritten rows, instead of the page being refused."""
+    pages = [score_page(*render(seed, overrides={"no_header_rule": True, "missing_row_rules": True}),
+                        with_columns=True) for seed in (12, 13)]
+    summary = summarise(pages)
+    assert summary["cell_f1"] >= 0.98 and summary["row_recall"] >= 0.98, (summary, pages)
+    assert summary["column_accuracy"] == 1.0
+
+
+def test_borders_and_a_header_without_rows_below_are_no_table() -> None:
+    """Column rules between two borders around one block of print: no regular rows, refused as no table."""
+    page = Image.new("L", (1600, 1200), 235)
+    draw = ImageDraw.Draw(page)
+    for x in range(200, 1401, 200):
+        draw.line([(x, 150), (x, 1050)], fill=40, width=3)
+    for y in (150, 1050):
+        draw.line([(200, y), (1400, y)], fill=40, width=3)
+    draw.text((230, 180), "Nom i cognoms   Edat   Domicili", fill=30, font=ImageFont.load_default(size=40))
+    with pytest.raises(PageError, match="no header rule"):
+        detect_grid(np.asarray(page))
 
 
 def test_header_row_is_the_printed_one(hard_pages) -> None:
@@ -221,7 +245,14 @@ def main() -> None:
                                    overrides=args.overrides):
             truth = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
             image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            scores = score_page(image, truth, with_columns=not args.no_columns)
+            try:
+                scores = score_page(image, truth, with_columns=not args.no_columns)
+            except PageError as error:  # a page with a table refused: nothing of it found
+                scores = {"cells_predicted": 0, "cells_true": len(truth["cells"]), "cells_matched": 0,
+                          "rows_true": len(truth["rows"]), "rows_matched": 0, "skew_error": 0.0,
+                          "rows_from_text": False, "refused": str(error)}
+                if not args.no_columns:
+                    scores.update(columns_true=len(truth["columns"]), columns_correct=0, columns_by_header=0)
             print(path.name, json.dumps(scores), file=sys.stderr, flush=True)
             pages.append(scores)
     print(json.dumps({"seed": args.seed, "template": args.template, "skew_max_deg": args.skew_max,

@@ -8,7 +8,8 @@ Rules are found on a copy at most WORKING_SIZE px tall, and mapped back. Near-du
 rules) merge. A gap as tall as several rows where rules are missing or too faint is split
 evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules). The first row is the printed
-header.
+header; on a hand-ruled form with nothing ruled under it, the header ends half a row above the first
+of the regular handwritten lines.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ MIN_RULE_FRACTION = 0.5  # a rule must cover this share of the table (or of the 
 MAX_ROWS_PER_GAP = 12  # a missing-rule gap is split only into at most this many rows
 WORKING_SIZE = 1600  # px: the longer side of the copy the rules are found on
 INDEX_ROW_MAX = 0.7  # an index row of column numbers is narrow print: under this share of a data row
-MIN_COLUMNS_CROSSED = 0.6  # a row rule runs (maybe broken) through at least this share of the columns
+MIN_COLUMNS_CROSSED = 0.6
+HEADER_PHASE = 0.25  # of the pitch: a text line this far from the rows' pitch is not a data row  # a row rule runs (maybe broken) through at least this share of the columns
 
 
 class TableRules(BaseModel):
@@ -53,11 +55,15 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
     small = _resize(image, scale)
     horizontal, vertical = line_masks(small)
     table = _find_rules_at_scale(small, horizontal, vertical, expected_columns)
-    rules = table.row_rules
-    if len(rules) < 2 or rules[1] - rules[0] < 4:
-        raise PageError("no-table", f"{len(table.col_bounds)} column rules but no header rule across them")
+    rules = [rule for index, rule in enumerate(table.row_rules) if index == 0 or rule - table.row_rules[0] >= 4]
     if rules[-1] < table.bottom - _merge_distance(small.shape[0]) * 3:
         rules = [*rules, table.bottom]  # the verticals run on below the last horizontal rule
+    if len(rules) < 3:  # the table's borders only: a hand-ruled form with nothing under its headers
+        header_end = _header_from_text(small, horizontal | vertical, table.col_bounds, rules[0], rules[-1])
+        if header_end is None:
+            raise PageError("no-table", f"{len(table.col_bounds)} column rules but no header rule across them, "
+                                        "and no printed header above regular text lines")
+        rules = [rules[0], header_end, *rules[1:]]
     rules = _index_row_in_header(rules)
     body_rules = rules[1:]
     if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
@@ -248,23 +254,57 @@ def _fill_missing_rules(bounds: list[int]) -> list[int]:
     return filled
 
 
-def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
-                    bottom: int) -> list[int]:
-    """Row bounds from the text lines between `top` and `bottom`: boundaries mid-way between lines."""
+def _text_bands(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
+                bottom: int) -> list[tuple[int, int]]:
+    """[start, end) of each text line between `top` and `bottom` (offsets from `top`), rules left out."""
     import cv2
 
     left, right = col_bounds[0], col_bounds[-1]
     if bottom - top < 2 or right - left < 2:
-        return [bottom]
+        return []
     rules = cv2.dilate(lines[top:bottom, left:right].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     ink = ink_mask(image[top:bottom, left:right]) & ~rules
     profile = np.convolve(ink.sum(axis=1).astype(np.float64), np.ones(5) / 5, mode="same")
     if profile.max(initial=0) == 0:
-        return [bottom]
+        return []
     # A text line: rows with ink above 30% of a typical line's peak (measured on real registers:
     # lower merges lines whose ascenders and descenders touch, higher cuts faint lines).
     on = profile > 0.3 * np.percentile(profile[profile > 0], 90)
-    bands = _runs(on, min_length=max(6, image.shape[0] // 400), merge_within=max(3, image.shape[0] // 500))
+    return _runs(on, min_length=max(6, image.shape[0] // 400), merge_within=max(3, image.shape[0] // 500))
+
+
+def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
+                      bottom: int) -> int | None:
+    """Where the printed header ends on a table ruled with nothing under it: half a row above the first
+    text line that is a data row, or None when the lines below show no regular rows.
+
+    Data rows are lines at the body's pitch, each about as tall as a handwritten line; the header's
+    print, wrapped over several lines in narrow columns, makes a taller band (or a thin tail of one)
+    off that pitch."""
+    bands = _text_bands(image, lines, col_bounds, top, bottom)
+    if len(bands) < 4:
+        return None
+    heights = np.array([end - start for start, end in bands], dtype=np.float64)
+    centres = np.array([(start + end) / 2 for start, end in bands])
+    body_height, pitch = float(np.median(heights[1:])), float(np.median(np.diff(centres[1:])))
+
+    def is_data_row(k: int) -> bool:  # a line of a handwritten height, followed by two more at the pitch
+        steps = np.diff(centres[k:k + 3])
+        return (0.5 * body_height <= heights[k] <= 1.5 * body_height and len(steps) == 2
+                and bool(np.all(np.abs(steps / pitch - 1) < HEADER_PHASE)))
+
+    first = next((k for k in range(len(bands) - 2) if is_data_row(k)), None)
+    if not first or pitch <= 0:  # none, or the first line is a data row: no header told apart
+        return None
+    return top + max(bands[first - 1][1], int(round(centres[first] - pitch / 2)))
+
+
+def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
+                    bottom: int) -> list[int]:
+    """Row bounds from the text lines between `top` and `bottom`: boundaries mid-way between lines."""
+    bands = _text_bands(image, lines, col_bounds, top, bottom)
+    if not bands:
+        return [bottom]
     uniform = _uniform_rows(bands, bottom - top)
     if uniform is not None:
         return [top + offset for offset in uniform]

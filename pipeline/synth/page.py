@@ -70,6 +70,7 @@ class Style:
     second_from_row: int = 0  # ... at the first household starting at or after this row
     second_slant: float = 0.0
     index_row: bool = False  # a printed row of column numbers, (1) (2) (3) ..., ruled off below the headers
+    no_header_rule: bool = False  # hand-ruled: nothing ruled between the headers and the first row
 
     @property
     def height(self) -> int:
@@ -167,6 +168,8 @@ def _draw_rules(rng: np.random.Generator, canvas: np.ndarray, style: Style, rows
     index_rule = _index_rule(style, rows)
     for index, y in enumerate(rows + ([index_rule] if index_rule else [])):
         if style.missing_row_rules and y not in outer and y != index_rule:
+            continue
+        if style.no_header_rule and y == rows[1]:
             continue
         thickness = style.rule_width + (1 if y in outer and index != 1 else 0)
         jitter = rng.normal(0, 0.6) if rng.random() < 0.3 else 0.0  # printing a bit uneven
@@ -392,6 +395,7 @@ EXTRA_HEADERS = {"ca": ("Observacions", "Cèdula personal", "Servei militar", "R
                  "es": ("Observaciones", "Cédula personal", "Servicio militar", "Religión")}
 # Style choices a caller may force (a test of "missing rules", a held-out font...), skew_deg and the form.
 OVERRIDABLE = {"faint_rules": bool, "broken_rules": bool, "missing_row_rules": bool, "index_row": bool,
+               "no_header_rule": bool,
                "cross_rate": float,
                "noise_sigma": float, "blur_sigma": float, "hand_font": str, "skew_deg": float,
                **FORM_OVERRIDES}
@@ -552,6 +556,7 @@ def _render_record(style: Style, setting: Setting) -> dict[str, Any]:
             "row_height": style.row_height, "header_height": style.header_height,
             "faint_rules": style.faint_rules, "broken_rules": style.broken_rules,
             "missing_row_rules": style.missing_row_rules, "index_row": style.index_row,
+            "no_header_rule": style.no_header_rule,
             "cross_rate": round(style.cross_rate, 4),
             "slant": round(style.slant, 3), "stroke": style.stroke, "rule_grey": style.rule_grey, "rule_width": style.rule_width,
             "blur_sigma": round(style.blur_sigma, 3), "noise_sigma": round(style.noise_sigma, 3),
