@@ -47,6 +47,24 @@ def test_accepted_lines_are_those_at_the_threshold_and_their_error_is_measured()
     assert stricter.accepted == 0.25 and stricter.accepted_error == 0.0
 
 
+def test_routed_acceptance_sends_a_page_of_seldom_accepted_lines_to_review_whole() -> None:
+    """The page rule of routing on lines: 20 lines of a page of which 5 pass (under 30%) all go to review;
+    a page of 20 with 10 passing keeps them, and so does a page too short to judge."""
+    from pipeline.evaluation.evaluate_lines import LineSample
+
+    pages = {"strange": 5, "familiar": 10, "short": 1}
+    sizes = {"strange": 20, "familiar": 20, "short": 3}
+    samples, hypotheses, confidences = [], [], []
+    for page, passing in pages.items():
+        for i in range(sizes[page]):
+            samples.append(LineSample(page, str(i), "ab", None))  # type: ignore[arg-type]
+            hypotheses.append("ab" if i % 5 else "ax")  # every fifth line misread
+            confidences.append(0.95 if i < passing else 0.5)
+    score = score_engine("x", samples, hypotheses, confidences, 0.9, 1.0)
+    assert score.accepted == pytest.approx(16 / 43) and score.accepted_error == pytest.approx(4 / 16)
+    assert score.routed_accepted == pytest.approx(11 / 43) and score.routed_accepted_error == pytest.approx(3 / 11)
+
+
 @needs_model
 def test_eval_lines_on_fixture_skips_unread_lines(gt_dir: Path) -> None:
     report = evaluate_lines(gt_dir, "crnn,null")

@@ -51,7 +51,8 @@ def adapt_on_lines(pages: list, recipe: Path, out: Path, device: str) -> Path:
 
 def figures(score) -> dict:
     return {key: round(value, 4) if isinstance(value, float) else value for key, value in score.model_dump(
-        include={"cer", "wer", "lines", "chars", "exact", "accepted", "accepted_error", "ece"}).items()}
+        include={"cer", "wer", "lines", "chars", "exact", "accepted", "accepted_error", "routed_accepted",
+                 "routed_accepted_error", "ece"}).items()}
 
 
 def main() -> None:

@@ -9,7 +9,10 @@ and per page. Several engines can be run on the very same lines for a side-by-si
 Each engine's confidences are checked against its exactness as routing would use them: `accepted` is
 the share of lines whose confidence reaches the register template's review threshold, `accepted_error`
 the share of those not read exactly right, `ece` the expected calibration error
-(`pipeline.evaluation.reliability`, as `census calibrate` measures it).
+(`pipeline.evaluation.reliability`, as `census calibrate` measures it). `routed_accepted` and
+`routed_accepted_error` are the same after routing's page rule (`unfamiliar-hand`, `pipeline.stages.route`: a
+page whose lines are seldom accepted goes to review whole), each XML page standing for a register page: what a
+run would leave unreviewed.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class EngineScore(BaseModel):
     threshold: float  # the template's review threshold the two next figures are measured at
     accepted: float  # fraction of lines whose confidence >= threshold (what routing would accept)
     accepted_error: float  # fraction of those accepted lines not read exactly right
+    # the same after the page rule of routing (`unfamiliar-hand`: a page whose lines are seldom accepted goes
+    # to review whole), i.e. what a run would leave unreviewed
+    routed_accepted: float = 0.0
+    routed_accepted_error: float = 0.0
     ece: float  # expected calibration error of the confidences against exactness
     seconds: float
     pages: list[PageScore]
@@ -137,7 +144,7 @@ def make_tesseract_line_engine(lang: str = "fra") -> TesseractLineEngine:
 
 def score_engine(name: str, samples: list[LineSample], hypotheses: list[str], confidences: list[float],
                  threshold: float, seconds: float) -> EngineScore:
-    from pipeline.evaluation.reliability import reliability
+    from pipeline.evaluation.reliability import accepted_at, reliability
 
     references = [sample.text for sample in samples]
     cer, wer = _error_rates(references, hypotheses)
@@ -149,9 +156,24 @@ def score_engine(name: str, samples: list[LineSample], hypotheses: list[str], co
                                cer=page_cer, wer=page_wer))
     correct = np.array([h == r for h, r in zip(hypotheses, references)], float)
     checked = reliability(np.array(confidences, float), correct, 1.0 - threshold, threshold, fixed=True)
+    routed, routed_error = accepted_at(routed_confidences(samples, confidences, threshold), correct, threshold)
     return EngineScore(engine=name, cer=cer, wer=wer, lines=len(samples), chars=sum(map(len, references)),
                        exact=float(correct.mean()), threshold=threshold, accepted=checked.accepted,
-                       accepted_error=checked.accepted_error, ece=checked.ece, seconds=seconds, pages=pages)
+                       accepted_error=checked.accepted_error, routed_accepted=routed,
+                       routed_accepted_error=routed_error, ece=checked.ece, seconds=seconds, pages=pages)
+
+
+def routed_confidences(samples: list[LineSample], confidences: list[float], threshold: float) -> np.ndarray:
+    """The confidences with every line of a page that routing's page rule sends to review whole set to 0."""
+    from pipeline.stages.route import few_accepted
+
+    routed = np.array(confidences, float)
+    pages = np.array([sample.page for sample in samples])
+    for page in dict.fromkeys(pages):
+        on_page = pages == page
+        if few_accepted(int(on_page.sum()), int((routed[on_page] >= threshold).sum())):
+            routed[on_page] = 0.0
+    return routed
 
 
 def recognise(engine_name: str, samples: list[LineSample], **options: object) -> tuple[list[str], list[float], float]:
@@ -194,5 +216,6 @@ def summary_line(report: LinesReport, full: bool = False) -> str:
     first = report.engines[0]
     engines = [score.model_dump(exclude=None if full else {"pages"}) for score in report.engines]
     headline = first.model_dump(include={"cer", "wer", "lines", "chars", "engine", "threshold", "accepted",
+                                         "routed_accepted", "routed_accepted_error",
                                          "accepted_error", "ece"})
     return json.dumps(headline | {"split": report.split, "engines": engines}, ensure_ascii=False)

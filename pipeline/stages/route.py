@@ -88,8 +88,12 @@ def route(cells: list[Cell], template: Template, hand_rule: bool = True) -> list
 def unfamiliar_hand(cells: list[Cell]) -> bool:
     """Whether few of a page's machine-read cells (not empty, not answered by a reviewer) were accepted."""
     read = [cell for cell in cells if cell.status in ("accepted", "needs_review")]
-    accepted = sum(cell.status == "accepted" for cell in read)
-    return len(read) >= MIN_CELLS_TO_JUDGE_HAND and accepted < FAMILIAR_HAND_SHARE * len(read)
+    return few_accepted(len(read), sum(cell.status == "accepted" for cell in read))
+
+
+def few_accepted(read: int, accepted: int) -> bool:
+    """The page rule on counts: `accepted` of a page's `read` readings say its hand is read poorly."""
+    return read >= MIN_CELLS_TO_JUDGE_HAND and accepted < FAMILIAR_HAND_SHARE * read
 
 
 def awaits_review(cell: Cell, cells_by_id: dict[str, Cell]) -> bool:
