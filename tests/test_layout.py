@@ -184,7 +184,8 @@ def test_page_without_a_table_is_a_page_error(content: str) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1), st.integers(0, 12), st.integers(0, 12), st.booleans())
 def test_any_page_gives_a_grid_or_no_table(seed: int, n_vertical: int, n_horizontal: int, noisy: bool) -> None:
-    """Random rules, noise and blobs: a Grid whose bounds are ordered, or PageError — never a crash."""
+    """Random rules, noise and blobs: a Grid whose bounds are ordered, or a page error (no table, or which way
+    up it is cannot be told) — never a crash."""
     rng = np.random.default_rng(seed)
     page = np.full((500, 420), 235, np.uint8)
     if noisy:
@@ -198,8 +199,8 @@ def test_any_page_gives_a_grid_or_no_table(seed: int, n_vertical: int, n_horizon
     try:
         result, processed = preprocess(page)
         grid = detect_grid(processed, expected_columns=int(rng.integers(1, 12)))
-    except PageError as error:
-        assert error.reason == "no-table"
+    except PageError as error:  # long verticals and no horizontals can look like a page turned sideways
+        assert error.reason in ("no-table", "orientation-unknown")
         return
     assert grid.row_bounds == sorted(grid.row_bounds) and grid.col_bounds == sorted(grid.col_bounds)
     assert n_data_rows(grid) >= 1 and len(grid.col_bounds) >= 2
