@@ -23,6 +23,8 @@ from pydantic import BaseModel
 
 CORE_SHARE = 0.9  # of a line's core in one cell: inside it
 IN_TABLE_SHARE = 0.5  # of a line's core in the grid: a line of the table, scored
+COUNTED_AS = {"inside": "inside_one_cell", "outside": "outside_table", "rows": "cut_rows", "columns": "cut_columns",
+              "both": "cut_both"}  # what `classify` says -> the PageLines count it adds to
 
 
 class PageLines(BaseModel):
@@ -93,9 +95,7 @@ def score_page(page) -> PageLines:
     result = PageLines(page=page.stem, lines=len(page.lines), layout_ms=1000 * (time.perf_counter() - start))
     for core in line_cores(page, image.shape, prep.to_original):
         kind = classify(core, grid.row_bounds, grid.col_bounds)
-        field = {"inside": "inside_one_cell", "outside": "outside_table", "rows": "cut_rows",
-                 "columns": "cut_columns", "both": "cut_both"}[kind]
-        setattr(result, field, getattr(result, field) + 1)
+        setattr(result, COUNTED_AS[kind], getattr(result, COUNTED_AS[kind]) + 1)
         if kind != "outside" and (core[1] + core[3]) / 2 < grid.row_bounds[grid.header_rows]:
             result.header_lines += 1
             result.header_inside += kind == "inside"

@@ -116,15 +116,15 @@ def column_labels(result: PageResult) -> list[tuple[str, str | None]]:
     """(field, how it was mapped) of each grid column, left to right: what a wrong mapping shows as."""
     if result.grid is None or result.columns is None:
         return []
-    mapping = result.columns
-    return [(mapping.fields.get(col) or "unmapped", mapping.method.get(col) if mapping.fields.get(col) else None)
-            for col in range(len(result.grid.col_bounds) - 1)]
+    fields = [result.columns.fields.get(col) for col in range(len(result.grid.col_bounds) - 1)]
+    return [(field, result.columns.method.get(col)) if field else ("unmapped", None)
+            for col, field in enumerate(fields)]
 
 
 def _label_columns(image: np.ndarray, result: PageResult, scale: float) -> None:
     """Each column's field written at the top of its header cell, on the colour of how it was mapped, so a
     column mapped to the wrong field, by position or not at all is seen at a glance."""
-    if result.preprocess is None:
+    if result.grid is None or result.preprocess is None:
         return
     affine = np.array(result.preprocess.to_original, dtype=np.float64)
     rows, cols = result.grid.row_bounds, result.grid.col_bounds

@@ -25,8 +25,8 @@ MIN_RULE_FRACTION = 0.5  # a rule must cover this share of the table (or of the 
 MAX_ROWS_PER_GAP = 12  # a missing-rule gap is split only into at most this many rows
 WORKING_SIZE = 1600  # px: the longer side of the copy the rules are found on
 INDEX_ROW_MAX = 0.7  # an index row of column numbers is narrow print: under this share of a data row
-MIN_COLUMNS_CROSSED = 0.6
-HEADER_PHASE = 0.25  # of the pitch: a text line this far from the rows' pitch is not a data row  # a row rule runs (maybe broken) through at least this share of the columns
+MIN_COLUMNS_CROSSED = 0.6  # a row rule runs (maybe broken) through at least this share of the columns
+HEADER_PHASE = 0.25  # of the pitch: a text line this far from the rows' pitch is not a data row
 
 
 class TableRules(BaseModel):
@@ -287,6 +287,8 @@ def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int
     heights = np.array([end - start for start, end in bands], dtype=np.float64)
     centres = np.array([(start + end) / 2 for start, end in bands])
     body_height, pitch = float(np.median(heights[1:])), float(np.median(np.diff(centres[1:])))
+    if pitch <= 0:
+        return None
 
     def is_data_row(k: int) -> bool:  # a line of a handwritten height, followed by two more at the pitch
         steps = np.diff(centres[k:k + 3])
@@ -294,7 +296,7 @@ def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int
                 and bool(np.all(np.abs(steps / pitch - 1) < HEADER_PHASE)))
 
     first = next((k for k in range(len(bands) - 2) if is_data_row(k)), None)
-    if not first or pitch <= 0:  # none, or the first line is a data row: no header told apart
+    if not first:  # none, or the first line is a data row: no header told apart
         return None
     return top + max(bands[first - 1][1], int(round(centres[first] - pitch / 2)))
 
