@@ -142,6 +142,17 @@ def test_hand_ruled_form_with_nothing_under_its_headers_is_read() -> None:
     assert summary["column_accuracy"] == 1.0
 
 
+@pytest.mark.parametrize("kind", ["partial", "full"])
+def test_two_level_header_is_one_header(kind: str) -> None:
+    """Group titles over some columns, ruled off under the group only or right across the table (a two-row
+    header): both tiers are the header, never a data row, and each sub-column is mapped by its own header
+    under the group's title."""
+    pages = [score_page(*render(seed, overrides={"grouped_header": kind}), with_columns=True) for seed in (12, 13)]
+    summary = summarise(pages)
+    assert summary["cell_f1"] >= 0.98 and summary["row_recall"] >= 0.98, (summary, pages)
+    assert summary["column_accuracy"] == 1.0
+
+
 def test_borders_and_a_header_without_rows_below_are_no_table() -> None:
     """Column rules between two borders around one block of print: no regular rows, refused as no table."""
     page = Image.new("L", (1600, 1200), 235)

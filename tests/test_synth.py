@@ -209,6 +209,21 @@ def test_forms_print_an_order_number_split_literacy_and_a_column_the_template_do
                                 for row, text in zip(filled, remarks))
 
 
+def test_a_two_level_header_prints_group_titles_over_sub_columns() -> None:
+    """The header band grows; the rule between two sub-columns starts under their group's title, the others
+    run from the table's top; a kind of grouped header that does not exist is refused."""
+    flat = {"skew_deg": 0.0, "broken_rules": False, "faint_rules": False}
+    _, plain = render_page(TEMPLATE, 5, overrides=flat)
+    image, truth = render_page(TEMPLATE, 5, overrides={**flat, "grouped_header": "full"})
+    assert truth.render["header_height"] > plain.render["header_height"] and image.shape[0] % 25 == 0
+    top, header_end = truth.grid.row_bounds[:2]
+    title_band = slice(int(top) + 3, int(top + 0.4 * (header_end - top)) - 3)
+    ruled_through = [image[title_band, int(x) - 1: int(x) + 2].min(axis=1).max() < 150 for x in truth.grid.col_bounds]
+    assert ruled_through[0] and ruled_through[-1] and 1 <= ruled_through.count(False) <= 2, ruled_through
+    with pytest.raises(UsageError, match="grouped_header"):
+        render_page(TEMPLATE, 5, overrides={"grouped_header": "three-level"})
+
+
 def test_form_variants_differ_from_page_to_page() -> None:
     forms = {tuple(c.field for c in render_page(TEMPLATE, seed, overrides={"form_variants": True})[1].columns)
              for seed in range(6)}

@@ -3,7 +3,8 @@
 The printed header of every column is read with tesseract (all header cells in one call;
 in the template's language first, then in Catalan+Spanish+French for those matching nothing),
 compared with each template column's header variants (Catalan, Spanish, French spellings)
-by fuzzy matching, and columns are assigned one-to-one by the Hungarian method on those
+by fuzzy matching (a header matching no column well is tried again without its first
+words, the title of a group of columns printed above it), and columns are assigned one-to-one by the Hungarian method on those
 scores. A column whose header cannot be read (no word in it: blank, a blot, a rule's remnant)
 falls back to its position between the columns matched by header. A column whose header reads
 as words matching none of the template's is a column the template does not know: it is kept as
@@ -23,6 +24,9 @@ from pipeline.stages.templates import EXTRA_PREFIX, ColumnSpec, Template
 from pipeline.tesseract import DEFAULT_LANG
 
 MIN_HEADER_SCORE = 0.6  # below this a header match is not trusted
+GROUP_TAIL_DISCOUNT = 0.95  # a header matched without the group title printed above it ...
+GROUP_TAIL_BELOW = 0.8  # ... tried when the whole reading matches no column better than this,
+GROUP_TAIL_MATCH = 0.9  # ... and kept only as a near-exact match (not a word of handwriting read with it)
 # A header read with at least this many letters is words, not a blot: matching nothing, it names a
 # column of its own instead of falling back to its position.
 LEGIBLE_LETTERS = 3
@@ -90,7 +94,24 @@ def _read_and_score(image: np.ndarray, grid: Grid, template: Template,
             row = score_matrix([text], template)[0]
             if row.max(initial=0.0) > scores[col].max(initial=0.0):
                 headers[col], scores[col] = text, row
+    for col, header in enumerate(headers):
+        if scores[col].max(initial=0.0) < GROUP_TAIL_BELOW:
+            scores[col] = np.maximum(scores[col], _score_under_a_group_title(header, template))
     return headers, scores
+
+
+def _score_under_a_group_title(header: str, template: Template) -> np.ndarray:
+    """Scores of a header read with a group title above it ("DADES PERSONALS Parentiu", or the part of
+    the title over this column): the best of its word tails, a little discounted so that a whole
+    reading's match is preferred. Tried only for a header that matches no column well as a whole, so
+    a tail such as "naixement" of "Lloc de naixement" never takes another column's field; a tail
+    kept only when it matches nearly exactly."""
+    words = header.split()
+    tails = [" ".join(words[start:]) for start in range(1, len(words))]
+    if not tails:
+        return np.zeros(len(template.columns))
+    best = score_matrix(tails, template).max(axis=0)
+    return np.where(best >= GROUP_TAIL_MATCH, GROUP_TAIL_DISCOUNT * best, 0.0)
 
 
 def read_headers(image: np.ndarray, grid: Grid, lang: str = DEFAULT_LANG,

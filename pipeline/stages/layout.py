@@ -8,7 +8,8 @@ Rules are found on a copy at most WORKING_SIZE px tall, and mapped back. Near-du
 rules) merge. A gap as tall as several rows where rules are missing or too faint is split
 evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules). The first row is the printed
-header; on a hand-ruled form with nothing ruled under it, the header ends half a row above the first
+header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
+between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a row above the first
 of the regular handwritten lines.
 """
 
@@ -64,7 +65,7 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
             raise PageError("no-table", f"{len(table.col_bounds)} column rules but no header rule across them, "
                                         "and no printed header above regular text lines")
         rules = [rules[0], header_end, *rules[1:]]
-    rules = _index_row_in_header(rules)
+    rules = _index_row_in_header(_header_tiers(small, vertical, table.col_bounds, rules))
     body_rules = rules[1:]
     if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
         row_bounds = [rules[0]] + _rows_from_text(small, horizontal | vertical, table.col_bounds, rules[1],
@@ -227,6 +228,38 @@ def _crosses_columns(horizontal: np.ndarray, y: int, col_bounds: list[int], spre
     return bool((share >= MIN_COLUMNS_CROSSED and between_ends >= 0.6) or (share >= 0.4 and overall >= 0.6))
 
 
+def _header_tiers(image: np.ndarray, vertical: np.ndarray, col_bounds: list[int], rules: list[int]) -> list[int]:
+    """The horizontal rules with those inside a two-level header dropped: the rule under a line of group
+    titles, where the rules between the sub-columns of a group start.
+
+    A band of group titles is no taller than the headers under it (with the index row under them, if
+    any); a one-level header whose print spans two columns is taller than the data row under it, so its
+    column rule starting at the header rule does not make that row part of the header."""
+    while len(rules) >= 4:
+        headers_under = rules[3 if _narrow_band_at(rules, 2) else 2] - rules[1]
+        if not (rules[1] - rules[0] <= headers_under
+                and _spans_columns(image, vertical, col_bounds, (rules[0], rules[1]), (rules[1], rules[2]))):
+            break
+        rules = [rules[0], *rules[2:]]
+    return rules
+
+
+def _spans_columns(image: np.ndarray, vertical: np.ndarray, col_bounds: list[int], band: tuple[int, int],
+                   next_band: tuple[int, int], spread: int = 3) -> bool:
+    """Whether some column rule runs down `next_band` but not through `band`, the band beside it: no ink
+    runs down most of `band` there (the rule mask is not used, as it bridges a letter to the rules around
+    it)."""
+    if band[1] - band[0] <= 8 or next_band[1] - next_band[0] <= 8:
+        return False
+    ink = ink_mask(image[band[0] + 2: band[1] - 2], offset=8)  # as line_masks sees ink
+    for x in col_bounds[1:-1]:
+        near = slice(max(0, x - spread), x + spread + 1)
+        longest = max((end - start for column in ink[:, near].T for start, end in _runs(column, 1, 0)), default=0)
+        if longest < 0.8 * len(ink) and vertical[next_band[0] + 2: next_band[1] - 2, near].any(axis=1).mean() > 0.8:
+            return True
+    return False
+
+
 def _index_row_in_header(rules: list[int]) -> list[int]:
     """The horizontal rules with the header rule dropped when a narrow band under it follows: a printed row
     of column numbers, (1) (2) (3) ..., that belongs to the header band, not a data row.
@@ -234,10 +267,13 @@ def _index_row_in_header(rules: list[int]) -> list[int]:
     Narrow: under INDEX_ROW_MAX of the body's typical band (rows, or the whole body when it has no row
     rules); a doubled header rule is one too, and is merged the same way.
     """
-    bands = np.diff(rules[1:])
-    if len(bands) >= 2 and bands[0] < INDEX_ROW_MAX * float(np.median(bands[1:])):
-        return [rules[0], *rules[2:]]
-    return rules
+    return [rules[0], *rules[2:]] if _narrow_band_at(rules, 1) else rules
+
+
+def _narrow_band_at(rules: list[int], k: int) -> bool:
+    """Whether the band under rules[k] is narrow print (under INDEX_ROW_MAX of the typical band below it)."""
+    bands = np.diff(rules[k:])
+    return bool(len(bands) >= 2 and bands[0] < INDEX_ROW_MAX * float(np.median(bands[1:])))
 
 
 def _fill_missing_rules(bounds: list[int]) -> list[int]:

@@ -71,6 +71,9 @@ class Style:
     second_slant: float = 0.0
     index_row: bool = False  # a printed row of column numbers, (1) (2) (3) ..., ruled off below the headers
     no_header_rule: bool = False  # hand-ruled: nothing ruled between the headers and the first row
+    # a two-level header: a group title over a few adjacent columns ("partial": ruled off under the group
+    # only; "full": the rule under the titles runs across the whole table, a two-row header), or "" for none
+    grouped_header: str = ""
 
     @property
     def height(self) -> int:
@@ -160,12 +163,36 @@ def _index_rule(style: Style, rows: list[int]) -> int | None:
     return rows[1] - min(int(0.3 * style.header_height), style.row_height // 2)
 
 
+GROUPED_HEADER_KINDS = ("", "partial", "full")
+# (over literacy columns, over others): titles that name no column, so a column is still told by its own header
+GROUP_TITLES = {"ca": ("Instrucció", "Dades personals"), "es": ("Instrucción", "Datos personales")}
+
+
+def _header_group(style: Style, n_cols: int, seed: int) -> tuple[int, int] | None:
+    """[first, last) columns under one group title, drawn from the seed; None without a grouped header."""
+    if not style.grouped_header or n_cols < 4:
+        return None
+    rng = np.random.default_rng([seed, 11])
+    size = int(rng.integers(2, 4))
+    first = int(rng.integers(1, n_cols - size + 1))
+    return first, first + size
+
+
+def _group_rule(style: Style, rows: list[int]) -> int:
+    """The rule under the group titles: the top 40% of the header band is theirs."""
+    return rows[0] + int(0.4 * (rows[1] - rows[0]))
+
+
 def _draw_rules(rng: np.random.Generator, canvas: np.ndarray, style: Style, rows: list[int],
-                cols: list[int]) -> None:
+                cols: list[int], group: tuple[int, int] | None = None) -> None:
     ink = np.zeros_like(canvas)
     darkness = 255 - style.rule_grey
     outer = {rows[0], rows[1], rows[-1]}
     index_rule = _index_rule(style, rows)
+    if group:
+        full = style.grouped_header == "full"
+        x0, x1 = (cols[0], cols[-1]) if full else (cols[group[0]], cols[group[1]])
+        cv2.line(ink, (x0, _group_rule(style, rows)), (x1, _group_rule(style, rows)), darkness, style.rule_width)
     for index, y in enumerate(rows + ([index_rule] if index_rule else [])):
         if style.missing_row_rules and y not in outer and y != index_rule:
             continue
@@ -177,7 +204,9 @@ def _draw_rules(rng: np.random.Generator, canvas: np.ndarray, style: Style, rows
             cv2.line(ink, (x0, int(round(y + jitter))), (x1, int(round(y + jitter))), darkness, thickness)
     for index, x in enumerate(cols):
         thickness = style.rule_width + (1 if index in (0, len(cols) - 1) else 0)
-        for y0, y1 in _rule_segments(rng, rows[0], rows[-1], style.broken_rules):
+        under_title = group and group[0] < index < group[1]  # a sub-column rule starts under its group's title
+        for y0, y1 in _rule_segments(rng, _group_rule(style, rows) if under_title else rows[0], rows[-1],
+                                     style.broken_rules):
             cv2.line(ink, (x, y0), (x, y1), darkness, thickness)
     canvas -= ink * rng.uniform(0.85, 1.0)
 
@@ -217,17 +246,22 @@ def _draw_print(canvas: np.ndarray, style: Style, texts: list[tuple[tuple[int, i
 
 
 def _draw_headers(rng: np.random.Generator, canvas: np.ndarray, style: Style, template: Template,
-                  rows: list[int], cols: list[int]) -> list[str]:
+                  rows: list[int], cols: list[int], group: tuple[int, int] | None = None) -> list[str]:
     headers = [_header_variant(rng, column, style.header_variant_random) for column in template.columns]
     layer = Image.new("L", (style.width, style.height), 0)
     draw = ImageDraw.Draw(layer)
     index_rule = _index_rule(style, rows)
     headers_end = index_rule or rows[1]
+    if group:
+        _draw_group_title(draw, style, template, rows, cols, group)
     for index, text in enumerate(headers):
+        # under the group's title, or under the line of titles when it runs across the table
+        below_titles = group and (style.grouped_header == "full" or group[0] <= index < group[1])
+        headers_top = _group_rule(style, rows) if below_titles else rows[0]
         cell_width = cols[index + 1] - cols[index] - 10
-        font, lines = _fit_header(text, style.print_font, cell_width, headers_end - rows[0] - 10)
+        font, lines = _fit_header(text, style.print_font, cell_width, headers_end - headers_top - 10)
         line_height = font.size * 1.2
-        y = (rows[0] + headers_end) / 2 - line_height * (len(lines) - 1) / 2
+        y = (headers_top + headers_end) / 2 - line_height * (len(lines) - 1) / 2
         for line in lines:
             draw.text(((cols[index] + cols[index + 1]) / 2, y), line, font=font, fill=255, anchor="mm")
             y += line_height
@@ -237,6 +271,16 @@ def _draw_headers(rng: np.random.Generator, canvas: np.ndarray, style: Style, te
                       font=number_font, fill=255, anchor="mm")
     canvas -= np.asarray(layer, dtype=np.float32) / 255 * (style.paper - 30)
     return headers
+
+
+def _draw_group_title(draw: ImageDraw.ImageDraw, style: Style, template: Template, rows: list[int],
+                      cols: list[int], group: tuple[int, int]) -> None:
+    over_literacy, over_others = GROUP_TITLES.get(template.language, GROUP_TITLES["es"])
+    literacy = any(column.type == "literacy" for column in template.columns[group[0]:group[1]])
+    title = (over_literacy if literacy else over_others).upper()
+    band = _group_rule(style, rows) - rows[0]
+    font, _ = _fit_header(title, style.print_font, cols[group[1]] - cols[group[0]] - 10, band - 4)
+    draw.text(((cols[group[0]] + cols[group[1]]) / 2, rows[0] + band / 2), title, font=font, fill=255, anchor="mm")
 
 
 def _draw_title(rng: np.random.Generator, canvas: np.ndarray, style: Style, language: str,
@@ -395,7 +439,7 @@ EXTRA_HEADERS = {"ca": ("Observacions", "Cèdula personal", "Servei militar", "R
                  "es": ("Observaciones", "Cédula personal", "Servicio militar", "Religión")}
 # Style choices a caller may force (a test of "missing rules", a held-out font...), skew_deg and the form.
 OVERRIDABLE = {"faint_rules": bool, "broken_rules": bool, "missing_row_rules": bool, "index_row": bool,
-               "no_header_rule": bool,
+               "no_header_rule": bool, "grouped_header": str,
                "cross_rate": float,
                "noise_sigma": float, "blur_sigma": float, "hand_font": str, "skew_deg": float,
                **FORM_OVERRIDES}
@@ -448,9 +492,21 @@ def apply_overrides(style: Style, overrides: dict[str, Any]) -> Style:
         raise UsageError(f"bad style override value: {error}") from error
     if "hand_font" in changes:
         changes["hand_font"] = _font_named(changes["hand_font"])
+    if changes.get("grouped_header", "") not in GROUPED_HEADER_KINDS:
+        raise UsageError(f"grouped_header must be one of {', '.join(map(repr, GROUPED_HEADER_KINDS))}, "
+                         f"got {changes['grouped_header']!r}")
     if "faint_rules" in changes and changes["faint_rules"] != style.faint_rules:
         changes["rule_grey"] = 175 if changes["faint_rules"] else 60
-    return replace(style, **changes)
+    styled = replace(style, **changes)
+    return _with_room_for_group_titles(styled) if styled.grouped_header and not style.grouped_header else styled
+
+
+def _with_room_for_group_titles(style: Style) -> Style:
+    """A two-level header is printed taller: the group titles take the top 40% of the header band."""
+    header_height = int(1.4 * style.header_height)
+    left, top, right, bottom = style.margins
+    bottom += -(top + header_height + style.n_rows * style.row_height + bottom) % 25  # see make_style
+    return replace(style, header_height=header_height, margins=(left, top, right, bottom))
 
 
 TABLE_CLEARANCE = 20  # px between the turned table and the image border
@@ -505,9 +561,10 @@ def render_page(template: Template, seed: int, skew_max_deg: float = 3.0, image_
     canvas = _paper(rng, style)
     _stain(np.random.default_rng([seed, 8]), canvas, style)
     rows, cols = _grid(style)
+    group = _header_group(style, len(cols) - 1, seed)
     _draw_title(rng, canvas, style, setting.language, setting.municipality, setting.reference_date.year)
-    _draw_rules(rng, canvas, style, rows, cols)
-    headers = _draw_headers(rng, canvas, style, template, rows, cols)
+    _draw_rules(rng, canvas, style, rows, cols, group)
+    headers = _draw_headers(rng, canvas, style, template, rows, cols, group)
     placed = _draw_cells(rng, canvas, style, template, rows, cols, entries, _row_households(people, style.n_rows))
     image, matrix = _scan(rng, canvas, style, skew_deg)
     truth = _ground_truth(template, style, setting, people, entries, headers, placed, rows, cols, matrix,
@@ -556,7 +613,7 @@ def _render_record(style: Style, setting: Setting) -> dict[str, Any]:
             "row_height": style.row_height, "header_height": style.header_height,
             "faint_rules": style.faint_rules, "broken_rules": style.broken_rules,
             "missing_row_rules": style.missing_row_rules, "index_row": style.index_row,
-            "no_header_rule": style.no_header_rule,
+            "no_header_rule": style.no_header_rule, "grouped_header": style.grouped_header,
             "cross_rate": round(style.cross_rate, 4),
             "slant": round(style.slant, 3), "stroke": style.stroke, "rule_grey": style.rule_grey, "rule_width": style.rule_width,
             "blur_sigma": round(style.blur_sigma, 3), "noise_sigma": round(style.noise_sigma, 3),
