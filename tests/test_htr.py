@@ -487,4 +487,6 @@ def test_shipped_recipe_stages_parse_and_chain() -> None:
     assert stages[-1].cache_dir != stages[0].cache_dir and stages[-1].extra_fonts  # its own fresh cells
     assert stages[-1].page_cells_train and "pages" in stages[-1].weights  # and cells cut from whole pages
     fine_tuning = TrainConfig.from_yaml(models / "crnn-finetune.yaml")  # --from-corrections: from the shipped weights
-    assert fine_tuning.init is None and fine_tuning.lr < min(stage.lr for stage in stages)
+    # the new hand is most of what it reads, at a rate below training from scratch's
+    assert fine_tuning.init is None and fine_tuning.lr < stages[0].lr
+    assert fine_tuning.weights["corrections"] > 0.5

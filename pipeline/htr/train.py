@@ -457,7 +457,7 @@ def run_training(config_path: Path | None = None, from_corrections: Path | None 
 
     With `from_corrections`, the run's reviewer-corrected cells join the training mix as a source of
     their own (a tenth of them, whole pages, validating instead) and training starts from the shipped model's
-    weights (fine-tuning, by default with the gentle `crnn-finetune.yaml` recipe), exported with the shipped
+    weights (fine-tuning, by default with the `crnn-finetune.yaml` recipe), exported with the shipped
     model's language model and calibration (`tag` joins the fine-tuned model's version); without a recipe,
     stage 1 of the shipped model's."""
     from pipeline.htr.corrections import require_store
