@@ -54,6 +54,15 @@ def models(run_dir: Path, where: str) -> set[str]:
     return {row[5] for row in cells(run_dir, where).values()}
 
 
+def assert_register_lm_knows_the_corrections(run_dir: Path, onnx: Path) -> None:
+    from pipeline.htr.corrections import corrected_texts
+    from pipeline.htr.lm import NgramLM
+
+    shipped, own = NgramLM.load(REPO / "models" / "crnn.lm.tsv.gz"), NgramLM.load(onnx.with_suffix(".lm.tsv.gz"))
+    texts = corrected_texts(run_dir)
+    assert sum(map(own.text_logprob, texts)) > sum(map(shipped.text_logprob, texts)) + len(texts)
+
+
 @pytest.mark.skipif(not SHIPPED.exists(), reason="models/crnn.pt not shipped")
 def test_adapt_rereads_the_untouched_cells_keeps_the_reviewed_ones_and_resets(tmp_path: Path) -> None:
     from pipeline.htr.newhand import render, review_from_truth
@@ -78,6 +87,8 @@ def test_adapt_rereads_the_untouched_cells_keeps_the_reviewed_ones_and_resets(tm
     onnx = run_dir / "models" / "adapted-1" / "crnn.onnx"
     assert summary["engine"] == f"crnn:{onnx}" and "adapted-1" in summary["model"]
     assert all(onnx.with_suffix(suffix).exists() for suffix in (".charset.json", ".lm.tsv.gz", ".calibration.json"))
+    if (REPO.parent / "shared" / "data").is_dir():  # the shipped LM's texts: the register's LM is built from them
+        assert_register_lm_knows_the_corrections(run_dir, onnx)
     assert models(run_dir, UNTOUCHED) == {summary["model"]}  # every untouched cell read by the adapted model
     assert summary["reread_cells"] == len(cells(run_dir, UNTOUCHED))
     assert cells(run_dir, REVIEWED) == reviewed  # reviewers' values, and the reading they saw, unchanged

@@ -5,9 +5,11 @@ A register's first `N` pages (by file name) stand for the reviewed ones: their g
 reviewer's corrections, at line level (a register of ALTO lines has no table cells), cut as `census eval`
 cuts them (`pipeline.htr.data.line_crops`) and normalised as `corrected_cells` normalises a cell. They
 fine-tune the shipped model as `census adapt` does (the same recipe, `models/crnn-finetune.yaml` unless
-given, its time budget `M` minutes, a tenth of the reviewed pages validating: `pipeline.htr.train`), then
-the shipped and the adapted model read the register's other pages' lines (`census eval`'s scoring:
-`pipeline.evaluation.evaluate_lines`). Prints one JSON object on stdout.
+given, its time budget `M` minutes, a tenth of the reviewed pages validating: `pipeline.htr.train`) and its
+language model is built with their texts (`pipeline.htr.lm.build_register_lm`), then the shipped and the
+adapted model read the register's other pages' lines (`census eval`'s scoring:
+`pipeline.evaluation.evaluate_lines`); `adapted_shipped_lm` is the adapted model with the shipped LM.
+`--adapted ONNX` scores a model adapted before instead of training one. Prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -49,6 +51,25 @@ def adapt_on_lines(pages: list, recipe: Path, out: Path, device: str) -> Path:
     return export_fine_tuned(best, out / "model" / "crnn.onnx", init, f"lines-{len(pages)}-pages")
 
 
+def with_register_lm(model: Path, pages: list, recipe: Path, out: Path) -> Path:
+    """A copy of `model` in `out`/model-lm with the LM `census adapt` builds from the reviewed pages' lines."""
+    import shutil
+
+    from pipeline.evaluation.evaluate_lines import DEFAULT_SPLIT_FILE
+    from pipeline.htr.lm import build_register_lm
+    from pipeline.htr.text import normalize_text
+    from pipeline.htr.train import TrainConfig
+
+    copy = out / "model-lm" / model.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".onnx", ".charset.json", ".calibration.json", ".lm.tsv.gz"):
+        if model.with_suffix(suffix).exists():
+            shutil.copyfile(model.with_suffix(suffix), copy.with_suffix(suffix))
+    texts = [normalize_text(line.text) for page in pages for line in page.lines if not line.unread]
+    build_register_lm(copy, texts, Path(TrainConfig.from_yaml(recipe).data_dir), DEFAULT_SPLIT_FILE)
+    return copy
+
+
 def figures(score) -> dict:
     return {key: round(value, 4) if isinstance(value, float) else value for key, value in score.model_dump(
         include={"cer", "wer", "lines", "chars", "exact", "accepted", "accepted_error", "routed_accepted",
@@ -63,6 +84,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, help="Fine-tuning recipe (default models/crnn-finetune.yaml).")
     parser.add_argument("--cache-dir", help="The recipe's data cache (replayed old hands) instead of its own.")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--adapted", type=Path, help="An ONNX adapted before on the same pages: no training.")
     parser.add_argument("--out", type=Path, default=Path("runs/adaptation"))
     args = parser.parse_args()
 
@@ -76,12 +98,14 @@ def main() -> None:
         sys.exit(f"adaptation: {len(pages)} pages in {args.gt_dir}: too few for {args.review_pages} reviewed")
     out = args.out / f"review-{args.review_pages}"
     recipe = write_recipe(args.config, out / "training", time_budget_s=60 * args.minutes, cache_dir=args.cache_dir)
-    model = adapt_on_lines(reviewed, recipe, out, args.device)
-    report = evaluate_lines(args.gt_dir, f"crnn,crnn:{model}", pages=[page.stem for page in rest])
-    shipped, adapted = report.engines
+    model = args.adapted or adapt_on_lines(reviewed, recipe, out, args.device)
+    with_lm = with_register_lm(model, reviewed, recipe, out)
+    report = evaluate_lines(args.gt_dir, f"crnn,crnn:{model},crnn:{with_lm}", pages=[page.stem for page in rest])
+    shipped, shipped_lm, adapted = report.engines
     print(json.dumps({"gt_dir": str(args.gt_dir), "review_pages": [page.stem for page in reviewed],
-                      "test_pages": len(rest), "minutes": args.minutes, "model": str(model),
-                      "shipped": figures(shipped), "adapted": figures(adapted)}))
+                      "test_pages": len(rest), "minutes": args.minutes, "model": str(with_lm),
+                      "shipped": figures(shipped), "adapted_shipped_lm": figures(shipped_lm),
+                      "adapted": figures(adapted)}))
 
 
 if __name__ == "__main__":

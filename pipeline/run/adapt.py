@@ -4,9 +4,11 @@ cells, keep that model inside the run, and read again with it every cell no revi
 1. At least `MIN_CORRECTED` corrected cells (a reviewer's text), else a usage error and nothing changes.
 2. `census train --from-corrections RUN_DIR` (`pipeline.htr.train.run_training`, recipe
    `models/crnn-finetune.yaml` unless given, its time budget `minutes` when given), training in
-   RUN_DIR/models/training (interrupted, the same command resumes it), exported with the shipped language
-   model and calibration to RUN_DIR/models/adapted-<N>/crnn.onnx: each adapt a new version N, whose name
-   is in the version of every value it reads (the store's `model` column).
+   RUN_DIR/models/training (interrupted, the same command resumes it), exported with the shipped
+   calibration to RUN_DIR/models/adapted-<N>/crnn.onnx: each adapt a new version N, whose name is in the
+   version of every value it reads (the store's `model` column). Its language model is the shipped one's
+   texts with the run's corrected texts counted five times (`pipeline.htr.lm.build_register_lm`: the
+   register's names, streets and formulas), or the shipped LM when the recipe's data_dir is missing.
 3. The store's meta `adapted_model` names it: `census run ... --out RUN_DIR` reads later pages with it
    (when no other engine is asked for).
 4. Every machine-read cell without a correction is read again with it, cut as the recogniser cut it
@@ -90,10 +92,25 @@ def adapt(run_dir: Path, config: Path | None = None, minutes: float | None = Non
                           time_budget_s=None if minutes is None else 60 * minutes)
     onnx = run_training(recipe, from_corrections=run_dir, device=device, tag=f"{run_dir.resolve().name}-{version}",
                         export_to=run_dir / MODELS_FOLDER / version / "crnn.onnx")
+    register_lm(run_dir, onnx, recipe)
     with store.connect(run_dir) as connection, connection:
         connection.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            (ADAPTED_KEY, onnx.resolve().relative_to(run_dir.resolve()).as_posix()))
     return reread(run_dir, f"{SHIPPED_ENGINE}:{onnx}", corrected)
+
+
+def register_lm(run_dir: Path, onnx: Path, recipe: Path) -> None:
+    """Step 2's language model: the shipped LM's texts (from the recipe's data_dir) and the run's corrected
+    texts (`pipeline.htr.lm.build_register_lm`), or the shipped LM when that data is not on this machine."""
+    from pipeline.htr.corrections import corrected_texts
+    from pipeline.htr.lm import build_register_lm
+    from pipeline.htr.train import TrainConfig
+    from pipeline.recognize.crnn import MODELS_DIR
+
+    data_dir = Path(TrainConfig.from_yaml(recipe).data_dir)
+    built = build_register_lm(onnx, corrected_texts(run_dir), data_dir, MODELS_DIR / "crnn.split.json")
+    print(f"language model: {built} (the run's corrected texts with the shipped LM's)" if built else
+          f"language model: the shipped one ({data_dir}, its texts, not found)", file=sys.stderr)
 
 
 def reset(run_dir: Path) -> AdaptSummary:
