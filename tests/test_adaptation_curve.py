@@ -16,8 +16,10 @@ def report(review_pages: int, shipped_cer: float, adapted_cer: float, accepted: 
     scores = {"wer": 0.5, "lines": 100, "chars": 3000, "exact": 10, "ece": 0.1}
     return {"gt_dir": "data/register_1878", "review_pages": [f"p{i}" for i in range(review_pages)],
             "test_pages": 20 - review_pages, "minutes": 20.0, "model": "m.onnx",
-            "shipped": scores | {"cer": shipped_cer, "accepted": 0.0, "accepted_error": None},
-            "adapted": scores | {"cer": adapted_cer, "accepted": accepted, "accepted_error": 0.25}}
+            "shipped": scores | {"cer": shipped_cer, "accepted": 0.0, "accepted_error": 0.0, "routed_accepted": 0.0,
+                                 "routed_accepted_error": 0.0},
+            "adapted": scores | {"cer": adapted_cer, "accepted": accepted + 0.05, "accepted_error": 0.3,
+                                 "routed_accepted": accepted, "routed_accepted_error": 0.25}}
 
 
 def curve(tmp_path: Path, *paths: Path) -> subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """What a register gains per page reviewed: the reports of `pipeline.evaluation.adaptation` (one JSON object
 each, N reviewed pages of one register) as curves of the other pages' CER and of the share of their lines a
-reviewer still has to see, against N, for the adapted model and for the shipped one on the same pages
+reviewer still has to see (routing's page rule applied, as a run would), against N, for the adapted model and for the shipped one on the same pages
 (`python -m pipeline.evaluation.adaptation_curve REPORT.json ... --out PNG`). Prints the table in Markdown.
 """
 
@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 class Figures(BaseModel):
     cer: float
-    to_review: float  # share of the lines not accepted at the threshold
-    accepted_error: float | None
+    to_review: float  # share of the lines a run sends to review: not accepted after routing's page rule
+    accepted_error: float | None  # wrong among the lines a run accepts
 
 
 class Point(BaseModel):
@@ -30,7 +30,8 @@ class Point(BaseModel):
 
 
 def figures_of(scores: dict) -> Figures:
-    return Figures(cer=scores["cer"], to_review=1 - scores["accepted"], accepted_error=scores["accepted_error"])
+    return Figures(cer=scores["cer"], to_review=1 - scores["routed_accepted"],
+                   accepted_error=scores["routed_accepted_error"] if scores["routed_accepted"] else None)
 
 
 def points(reports: list[dict]) -> dict[str, list[Point]]:
