@@ -158,6 +158,15 @@ def test_hand_ruled_form_with_nothing_under_its_headers_is_read() -> None:
     assert summary["column_accuracy"] == 1.0
 
 
+def test_ruled_rows_with_nothing_ruled_under_the_headers_keep_their_first_row() -> None:
+    """Row rules, but none between the headers and the first row: that row is not swallowed by the header."""
+    pages = [score_page(*render(seed, overrides={"no_header_rule": True, "missing_row_rules": False}),
+                        with_columns=True) for seed in (12, 13)]
+    summary = summarise(pages)
+    assert summary["cell_f1"] >= 0.98 and summary["row_recall"] >= 0.98, (summary, pages)
+    assert summary["column_accuracy"] == 1.0
+
+
 @pytest.mark.parametrize("kind", ["partial", "full"])
 def test_two_level_header_is_one_header(kind: str) -> None:
     """Group titles over some columns, ruled off under the group only or right across the table (a two-row

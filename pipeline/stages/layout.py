@@ -10,7 +10,7 @@ evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules). The first row is the printed
 header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
 between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a row above the first
-of the regular handwritten lines.
+of the regular handwritten lines (on one whose rows are ruled, at the row rule's place above that line).
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
             raise PageError("no-table", f"{len(table.col_bounds)} column rules but no header rule across them, "
                                         "and no printed header above regular text lines")
         rules = [rules[0], header_end, *rules[1:]]
+    else:
+        rules = _unruled_header_end(small, horizontal | vertical, table.col_bounds, rules)
     rules = _index_row_in_header(_header_tiers(small, vertical, table.col_bounds, rules))
     body_rules = rules[1:]
     if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
@@ -226,6 +228,22 @@ def _crosses_columns(horizontal: np.ndarray, y: int, col_bounds: list[int], spre
     between_ends = strip[spans[crossed[0]][0]: spans[crossed[-1]][1]].mean()
     overall = strip[col_bounds[0]: col_bounds[-1]].mean()
     return bool((share >= MIN_COLUMNS_CROSSED and between_ends >= 0.6) or (share >= 0.4 and overall >= 0.6))
+
+
+def _unruled_header_end(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], rules: list[int]) -> list[int]:
+    """The rules with the header's end added when rows are ruled but nothing is ruled under the headers: the
+    first band then holds the header and a row at the rows' pitch, its text line placed as the rows' are.
+    Unchanged when the first band is too short to hold a row under a header, or no data row is found in it."""
+    if len(rules) < 5:
+        return rules
+    pitch = float(np.median(np.diff(rules[1:])))
+    if rules[1] - rules[0] < 1.6 * pitch:
+        return rules
+    end = _header_from_text(image, lines, col_bounds, rules[0], rules[3])
+    if end is None or not rules[0] + 0.5 * pitch < end < rules[1] - 0.6 * pitch:
+        return rules
+    rows_above = round((rules[1] - end) / pitch)  # where the missing rule was printed: whole rows above the first
+    return [rules[0], int(round(rules[1] - rows_above * pitch)), *rules[1:]]
 
 
 def _header_tiers(image: np.ndarray, vertical: np.ndarray, col_bounds: list[int], rules: list[int]) -> list[int]:
