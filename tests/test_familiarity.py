@@ -8,8 +8,8 @@ from pipeline.evaluation.familiarity import PageCalibration, fit_page_calibratio
 
 
 def simulated_pages(seed: int, archives: list[str]) -> list[dict]:
-    """Pages of a familiar hand (most readings sure, and right more often than they say) and of a strange one (most unsure,
-    and there even the sure ones often wrong), half and half in every archive."""
+    """Pages of a familiar hand (most readings sure, and right more often than they say) and of a strange
+    one (most unsure, and there even the sure ones often wrong), half and half in every archive."""
     rng = np.random.default_rng(seed)
     records = []
     for archive in archives:

@@ -1,7 +1,7 @@
 """What a register gains per page reviewed: the reports of `pipeline.evaluation.adaptation` (one JSON object
 each, N reviewed pages of one register) as curves of the other pages' CER and of the share of their lines a
-reviewer still has to see (routing's page rule applied, as a run would), against N, for the adapted model and for the shipped one on the same pages
-(`python -m pipeline.evaluation.adaptation_curve REPORT.json ... --out PNG`). Prints the table in Markdown.
+reviewer still has to see (routing's page rule applied, as a run would), against N, for the adapted model
+and for the shipped one on the same pages (`python -m pipeline.evaluation.adaptation_curve REPORT.json ... --out PNG`). Prints the table in Markdown.
 """
 
 from __future__ import annotations

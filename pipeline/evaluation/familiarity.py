@@ -140,7 +140,8 @@ def measure(records: list[dict], threshold: float) -> dict:
     from pipeline.evaluation.evaluate_lines import LineSample, routed_confidences
     def arrays(names: set[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         chosen = [record for record in records if record["archive"] in names]
-        return (np.array([record["confidence"] for record in chosen]), np.array([record["correct"] for record in chosen]),
+        return (np.array([record["confidence"] for record in chosen]),
+                np.array([record["correct"] for record in chosen]),
                 np.array([f"{record['archive']}/{record['page']}" for record in chosen]))
 
     present = {record["archive"] for record in records}

@@ -158,8 +158,8 @@ def build_register_lm(model_path: Path, reviewed: list[str], data_dir: Path | No
     """The language model of a register's own recogniser, written beside `model_path`: the shipped LM's
     texts (the training split of `data_dir`'s lines and the register vocabulary) with the register's
     reviewed texts counted REGISTER_TEXT_REPEATS times, so its names, streets and formulas weigh. None,
-    the LM there kept, when `data_dir` is missing or holds none of the shipped model's training pages: the reviewed texts and the vocabulary alone would
-    make a poorer LM than the shipped one."""
+    the LM there kept, when `data_dir` is missing or holds none of the shipped model's training pages:
+    the reviewed texts and the vocabulary alone would make a poorer LM than the shipped one."""
     if data_dir is None or not Path(data_dir).is_dir() or not reviewed:
         return None
     from pipeline.htr.data import find_pages

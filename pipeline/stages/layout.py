@@ -9,8 +9,9 @@ rules) merge. A gap as tall as several rows where rules are missing or too faint
 evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules). The first row is the printed
 header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
-between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a row above the first
-of the regular handwritten lines (on one whose rows are ruled, at the row rule's place above that line).
+between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a
+row above the first of the regular handwritten lines (on one whose rows are ruled, at the row rule's
+place above that line).
 """
 
 from __future__ import annotations
