@@ -6,9 +6,10 @@ compared with each template column's header variants (Catalan, Spanish, French s
 by fuzzy matching (a header matching no column well is tried again without its first
 words, the title of a group of columns printed above it), and columns are assigned
 one-to-one by the Hungarian method on those scores. A column whose header cannot be read
-(no word in it: blank, a blot, a rule's remnant) falls back to its position between the columns matched by header. A column whose header reads
-as words matching none of the template's is a column the template does not know: it is kept as
-a text field named from its header (`extra_key`), never dropped nor forced onto another field.
+(no word in it: blank, a blot, a rule's remnant) falls back to its position between the columns
+matched by header. A column whose header reads as words matching none of the template's is a column
+the template does not know: it is kept as a text field named from its header (`extra_key`), never
+dropped nor forced onto another field.
 """
 
 from __future__ import annotations
