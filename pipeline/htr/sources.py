@@ -92,8 +92,19 @@ def _git(*args: str) -> str:
     return result.stdout
 
 
-if __name__ == "__main__":
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Clone every external corpus at its pinned commit (`make data`).")
+    parser.add_argument("dest", nargs="?", type=Path, default=DEFAULT_DIR, help=f"default {DEFAULT_DIR}")
+    parser.add_argument("remote", nargs="?", default="https://github.com/{repo}.git",
+                        help="where to clone from; may name {repo} (owner/name), {owner} and {name}")
+    args = parser.parse_args()
     try:
-        fetch(*[Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR, *sys.argv[2:3]])
+        fetch(args.dest, args.remote)
     except UsageError as error:
         sys.exit(f"make data: {error}")
+
+
+if __name__ == "__main__":
+    main()
