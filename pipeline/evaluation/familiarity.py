@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from pipeline.htr.confidence import sigmoid
+from pipeline.run.recalibrate import logit
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
@@ -51,14 +52,6 @@ HELD_OUT = {  # no fit and no choice sees these
     "timeus-1878": (EXTERNAL / "timeuscorpus" / "data" / "cph_paris_tissage_1878", None),
     "cremma-mss-20": (EXTERNAL / "CREMMA-MSS-20" / "data", None),
 }
-
-
-LOGIT_LIMIT = 12.0  # |logit| of a confidence at most this: 0 and 1 stay finite
-
-
-def logit(confidences: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(confidences, np.float64), sigmoid(-LOGIT_LIMIT), sigmoid(LOGIT_LIMIT))
-    return np.log(p / (1 - p))
 
 
 def page_medians(values: np.ndarray, pages: np.ndarray) -> np.ndarray:

@@ -57,22 +57,22 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
     small = _resize(image, scale)
     horizontal, vertical = line_masks(small)
     table = _find_rules_at_scale(small, horizontal, vertical, expected_columns)
+    lines = horizontal | vertical  # the rules, left out of the ink of text lines
     rules = [rule for index, rule in enumerate(table.row_rules) if index == 0 or rule - table.row_rules[0] >= 4]
     if rules[-1] < table.bottom - _merge_distance(small.shape[0]) * 3:
         rules = [*rules, table.bottom]  # the verticals run on below the last horizontal rule
     if len(rules) < 3:  # the table's borders only: a hand-ruled form with nothing under its headers
-        header_end = _header_from_text(small, horizontal | vertical, table.col_bounds, rules[0], rules[-1])
+        header_end = _header_from_text(small, lines, table.col_bounds, rules[0], rules[-1])
         if header_end is None:
             raise PageError("no-table", f"{len(table.col_bounds)} column rules but no header rule across them, "
                                         "and no printed header above regular text lines")
         rules = [rules[0], header_end, *rules[1:]]
     else:
-        rules = _unruled_header_end(small, horizontal | vertical, table.col_bounds, rules)
+        rules = _unruled_header_end(small, lines, table.col_bounds, rules)
     rules = _index_row_in_header(_header_tiers(small, vertical, table.col_bounds, rules))
     body_rules = rules[1:]
     if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
-        row_bounds = [rules[0]] + _rows_from_text(small, horizontal | vertical, table.col_bounds, rules[1],
-                                                  body_rules[-1])
+        row_bounds = [rules[0]] + _rows_from_text(small, lines, table.col_bounds, rules[1], body_rules[-1])
         rows_from_text = True
     else:
         row_bounds = [rules[0]] + _fill_missing_rules(body_rules)
