@@ -97,10 +97,15 @@ def test_adapt_rereads_the_untouched_cells_keeps_the_reviewed_ones_and_resets(tm
     with sqlite3.connect(run_dir / "census.sqlite") as connection:
         queue = connection.execute("SELECT COUNT(*) FROM review_queue").fetchone()[0]
     assert summary["review_queue_after"] == queue
+    # no reviewer has judged the adapted model's own readings yet: none is accepted (its confidence unknown)
+    assert {row[1] for row in cells(run_dir, UNTOUCHED).values()} == {"needs_review"}
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    assert calibration["applied"] and not calibration["fitted"] and calibration["review_threshold"] == 1.0
 
     assert census("run", later, "--out", run_dir, "--workers", "1").returncode == 0  # a page added later
     new_page = "page_id IN (SELECT page_id FROM pages WHERE source LIKE '%later%') AND machine_status != 'empty'"
     assert models(run_dir, new_page) == {summary["model"]}
+    assert {row[1] for row in cells(run_dir, new_page).values()} == {"needs_review"}  # the run's routing
 
     reset = census("adapt", run_dir, "--reset", "--json")
     assert reset.returncode == 0, reset.stderr

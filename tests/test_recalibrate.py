@@ -46,17 +46,23 @@ def make_run(run_dir: Path, pages: int, reviewed_pages: int, machine: np.ndarray
              seed: int = 0) -> None:
     """A run of `pages` pages; every cell of the first `reviewed_pages` answered by a reviewer, right with
     probability `accuracy(machine confidence)` (kept as read) and otherwise corrected."""
-    rng = np.random.default_rng(seed)
     run_dir.mkdir(exist_ok=True)
     with store.connect(run_dir) as connection:
         store.create(connection, TEMPLATE)
         for index in range(pages):
             store.write_page(connection, page_of(index, machine), TEMPLATE)
-        answers = [Correction(cell_id=f"page{index}-p0:r{row}:c9",
-                              new_value="jornaler" if rng.random() < accuracy(confidence) else "pagès",
-                              new_status="corrected", reviewer="anna", corrected_at="2026-12-06T10:00:00",
-                              annotation_id=f"a{index}-{row}")
-                   for index in range(reviewed_pages) for row, confidence in enumerate(machine)]
+    answer(run_dir, range(reviewed_pages), machine, accuracy, seed)
+
+
+def answer(run_dir: Path, pages, machine: np.ndarray, accuracy, seed: int = 0) -> None:
+    """A reviewer answers every cell of these pages (see `make_run`)."""
+    rng = np.random.default_rng(seed)
+    answers = [Correction(cell_id=f"page{index}-p0:r{row}:c9",
+                          new_value="jornaler" if rng.random() < accuracy(confidence) else "pagès",
+                          new_status="corrected", reviewer="anna", corrected_at="2026-12-06T10:00:00",
+                          annotation_id=f"a{index}-{row}")
+               for index in pages for row, confidence in enumerate(machine)]
+    with store.connect(run_dir) as connection:
         apply_batch(connection, answers, TEMPLATE)
 
 
@@ -89,6 +95,27 @@ def test_too_few_reviewed_cells_keep_the_shipped_calibration_and_say_how_many_mo
     assert calibration.more_errors_needed == max(0, MIN_ERRORS - calibration.errors)
     assert json.loads((tmp_path / "calibration.json").read_text()) == calibration.model_dump()
     assert cells_of(tmp_path) == before
+
+
+def test_the_runs_adapted_model_accepts_nothing_until_its_own_readings_are_judged(tmp_path: Path) -> None:
+    make_run(tmp_path, pages=7, reviewed_pages=0, machine=HIGH, accuracy=familiar)
+    shipped_routing = cells_of(tmp_path)
+    assert any(status == "accepted" for *_, status, _ in shipped_routing)
+    model = tmp_path / "models" / "adapted-1" / "crnn.onnx"  # `census adapt` names the cells' model m1 its own
+    model.parent.mkdir(parents=True)
+    model.with_suffix(".charset.json").write_text(json.dumps({"version": "m1"}))
+    with store.connect(tmp_path) as connection, connection:
+        connection.execute("INSERT INTO meta VALUES (?, ?)", (store.ADAPTED_MODEL_KEY, "models/adapted-1/crnn.onnx"))
+
+    unjudged = recalibrate(tmp_path).calibration
+    assert unjudged.applied and not unjudged.fitted and unjudged.review_threshold == 1.0
+    assert {status for *_, status, _ in cells_of(tmp_path)} == {"needs_review"}
+
+    answer(tmp_path, range(5), HIGH, familiar)  # its readings judged: a hand the shipped routing reads right
+    judged = recalibrate(tmp_path).calibration
+    assert judged.fitted and not judged.applied
+    assert cells_of(tmp_path, "WHERE cell_id >= 'page5'") == [
+        cell for cell in shipped_routing if cell[0] >= "page5"]  # the shipped routing back
 
 
 def test_a_register_read_worse_than_the_shipped_calibration_says_loses_accepted_cells(tmp_path: Path) -> None:

@@ -16,10 +16,11 @@ cells, keep that model inside the run, and read again with it every cell no revi
    households, as `pipeline.run.runner.process_page` does): the page's JSON is rewritten and the page
    stored again, which re-applies the reviewers' corrections: a reviewer's value is never changed, and a
    reviewed cell keeps the reading, engine and model a reviewer saw.
-5. `census recalibrate`: the run's calibration of the model that now reads most cells. The cells that
-   trained the adapted model cannot judge its confidences (it has learnt them), so it is fitted once
-   reviewers have answered enough of the adapted model's own readings (`census review push` sends only
-   what is still uncertain; every `census review pull` refits); until then the shipped calibration stays.
+5. `census recalibrate`: the run's calibration of the model that now reads most untouched cells (the adapted
+   one). The cells that trained the adapted model cannot judge its confidences (it has learnt them), so it
+   is fitted once reviewers have answered enough of the adapted model's own readings (`census review push`
+   sends only what is still uncertain; every `census review pull` refits); until then none of its readings
+   is accepted (`pipeline.run.recalibrate`, step 0).
 
 `--reset` removes the adapted models and reads the untouched cells with the shipped model again.
 """
@@ -39,7 +40,6 @@ from pipeline.run.paths import page_json_path, write_atomically
 from pipeline.run.recalibrate import UNANSWERED, Recalibration, recalibrate
 
 MODELS_FOLDER = "models"  # RUN_DIR/models: the adapted versions and their training
-ADAPTED_KEY = "adapted_model"  # store meta: the adapted ONNX, relative to the run folder
 SHIPPED_ENGINE = "crnn"
 # Fewer corrected cells than this teach the model too little to be worth reading a run again: the 10% that
 # validate the fine-tuning (whole pages) would be a handful of cells.
@@ -62,8 +62,7 @@ def adapted_model(run_dir: Path) -> Path | None:
     if not (Path(run_dir) / store.STORE_NAME).is_file():
         return None
     with store.connect(run_dir, readonly=True) as connection:
-        row = connection.execute("SELECT value FROM meta WHERE key = ?", (ADAPTED_KEY,)).fetchone()
-    return Path(run_dir).resolve() / row[0] if row else None
+        return store.adapted_model(connection, run_dir)
 
 
 def run_engine(run_dir: Path, engine: str) -> str:
@@ -95,7 +94,7 @@ def adapt(run_dir: Path, config: Path | None = None, minutes: float | None = Non
     register_lm(run_dir, onnx, recipe)
     with store.connect(run_dir) as connection, connection:
         connection.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                           (ADAPTED_KEY, onnx.resolve().relative_to(run_dir.resolve()).as_posix()))
+                           (store.ADAPTED_MODEL_KEY, onnx.resolve().relative_to(run_dir.resolve()).as_posix()))
     return reread(run_dir, f"{SHIPPED_ENGINE}:{onnx}", corrected)
 
 
@@ -119,7 +118,7 @@ def reset(run_dir: Path) -> AdaptSummary:
     if not (run_dir / store.STORE_NAME).is_file():
         raise UsageError(f"no store at {run_dir / store.STORE_NAME}: run `census run ... --out {run_dir}` first")
     with store.connect(run_dir) as connection, connection:
-        connection.execute("DELETE FROM meta WHERE key = ?", (ADAPTED_KEY,))
+        connection.execute("DELETE FROM meta WHERE key = ?", (store.ADAPTED_MODEL_KEY,))
     summary = reread(run_dir, SHIPPED_ENGINE, 0)
     shutil.rmtree(run_dir / MODELS_FOLDER, ignore_errors=True)
     return summary

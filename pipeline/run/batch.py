@@ -2,7 +2,8 @@
 the store from the pages' result files, write the failures and the report, and summarise.
 
 Resumable: a page whose RUN_DIR/pages/<page_id>.json exists is not processed again, and the
-store is (re)filled from those files idempotently, so a run killed anywhere loses nothing.
+store is (re)filled from those files idempotently, so a run killed anywhere loses nothing. Pages added to
+a run that has its own calibration (RUN_DIR/calibration.json, `census recalibrate`) are routed by it too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pipeline.errors import UsageError
 from pipeline.models import Failure, PageResult
 from pipeline.recognize import get_engine
 from pipeline.run.adapt import run_engine
+from pipeline.run.recalibrate import CALIBRATION_NAME, recalibrate
 from pipeline.run.paths import make_folder, page_json_path, write_atomically
 from pipeline.run.runner import PageTask, RunOptions, RunPlan, execute_local, plan
 from pipeline.stages.templates import Template, load_template
@@ -80,8 +82,11 @@ def run(inputs: list[Path], options: RunOptions, progress: bool = True) -> RunSu
         failed_pages = page_failures(connection, tasks)
         failures = planned.failures + failed_pages
         write_failures(run_dir, failures + planned.skipped)
+    if todo and (run_dir / CALIBRATION_NAME).is_file():  # the run's own calibration routes its new pages too
+        recalibrate(run_dir)
+    with store.connect(run_dir, readonly=True) as connection:
         counts = store.counts(connection)
-        stage_seconds = stage_totals(run_dir, [task.page_id for task in todo])
+    stage_seconds = stage_totals(run_dir, [task.page_id for task in todo])
     seconds = time.perf_counter() - started
     written = counts["cells"] - counts["cells_empty"]
     summary = RunSummary(

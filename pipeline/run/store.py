@@ -22,6 +22,7 @@ from pipeline.models import BBox, Cell, PageResult, Person
 from pipeline.stages.templates import Template, extra_column
 
 STORE_NAME = "census.sqlite"
+ADAPTED_MODEL_KEY = "adapted_model"  # meta: the run's adapted ONNX (`census adapt`), relative to the run folder
 
 # SQL type of each template field type in the persons table.
 SQL_TYPES = {"age": "INTEGER", "number": "INTEGER"}
@@ -119,6 +120,12 @@ def create(connection: sqlite3.Connection, template: Template) -> None:
     connection.execute(
         "INSERT OR IGNORE INTO meta VALUES ('template_json', ?)", (template.model_dump_json(),))
     connection.commit()
+
+
+def adapted_model(connection: sqlite3.Connection, run_dir: Path) -> Path | None:
+    """The run's adapted ONNX model (`census adapt`, named in meta ADAPTED_MODEL_KEY), or None: the shipped one."""
+    row = connection.execute("SELECT value FROM meta WHERE key = ?", (ADAPTED_MODEL_KEY,)).fetchone()
+    return Path(run_dir).resolve() / row[0] if row else None
 
 
 def stored_template(connection: sqlite3.Connection) -> Template:
