@@ -8,8 +8,11 @@ fine-tune the shipped model as `census adapt` does (the same recipe, `models/crn
 given, its time budget `M` minutes, a tenth of the reviewed pages validating: `pipeline.htr.train`) and its
 language model is built with their texts (`pipeline.htr.lm.build_register_lm`), then the shipped and the
 adapted model read the register's other pages' lines (`census eval`'s scoring:
-`pipeline.evaluation.evaluate_lines`); `adapted_shipped_lm` is the adapted model with the shipped LM.
-`--adapted ONNX` scores a model adapted before instead of training one. Prints one JSON object on stdout.
+`pipeline.evaluation.evaluate_lines`); `adapted_shipped_lm` is the adapted model with the shipped LM. The
+acceptance figures of both are at the shipped calibration, which a run no longer applies to its adapted
+model (`census recalibrate`'s step 0: none of its readings accepted until reviewers have judged them);
+`judged` continues the loop: reviewers answer the adapted model's readings of the next pages and its
+calibration is refitted on them. `--adapted ONNX` scores a model adapted before instead of training one. Prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -70,6 +73,42 @@ def with_register_lm(model: Path, pages: list, recipe: Path, out: Path) -> Path:
     return copy
 
 
+def judged(samples: list, readings: list[str], confidences: list[float], template) -> dict:
+    """What routing accepts of the adapted model's readings once reviewers have judged enough of them: they
+    answer its readings of the first pages read after the reviewed ones (whole pages, until `MIN_REVIEWED`
+    lines, `MIN_ERRORS` of them wrong), the run's calibration is fitted on those answers as `census recalibrate` fits it (until then
+    none is accepted: its step 0), and the pages after them are routed with it, or, when it is not applied,
+    as the shipped calibration routes them. `lines` of those pages, `accepted` their share accepted and
+    `accepted_error` the share of those not read exactly right."""
+    import numpy as np
+
+    from pipeline.evaluation.evaluate_lines import routed_confidences
+    from pipeline.run.recalibrate import MIN_ERRORS, MIN_REVIEWED, fit_run
+
+    pages = np.array([sample.page for sample in samples])
+    right = np.array([reading == sample.text for reading, sample in zip(readings, samples)])
+    answered = np.zeros(len(samples), bool)
+    for page in dict.fromkeys(pages):
+        if answered.sum() >= MIN_REVIEWED and (answered & ~right).sum() >= MIN_ERRORS:
+            break
+        answered |= pages == page
+    machine = np.array(confidences, np.float64)
+    cells = {"field": np.full(len(samples), None, object), "machine": machine, "answered": answered,
+             "right": right, "acceptable": np.ones(len(samples), bool)}
+    calibration = fit_run(cells, template, "crnn", "adapted", (int(answered.sum()), None), unjudged_if_unfitted=True)
+    if calibration.applied:
+        accepted = calibration.confidence(machine) >= calibration.review_threshold
+    else:
+        accepted = routed_confidences(samples, confidences, template.review_threshold) >= template.review_threshold
+    accepted &= ~answered
+    taken = int(accepted.sum())
+    return {"judged_pages": len(set(pages[answered])), "judged_lines": int(answered.sum()),
+            "fitted": calibration.fitted, "applied": calibration.applied,
+            "review_threshold": calibration.review_threshold, "lines": int((~answered).sum()),
+            "accepted": round(taken / max(int((~answered).sum()), 1), 4),
+            "accepted_error": round(int((accepted & ~right).sum()) / taken, 4) if taken else 0.0}
+
+
 def figures(score) -> dict:
     return {key: round(value, 4) if isinstance(value, float) else value for key, value in score.model_dump(
         include={"cer", "wer", "lines", "chars", "exact", "accepted", "accepted_error", "routed_accepted",
@@ -88,9 +127,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/adaptation"))
     args = parser.parse_args()
 
-    from pipeline.evaluation.evaluate_lines import evaluate_lines
+    from pipeline.evaluation.evaluate_lines import collect_lines, read_and_score
     from pipeline.htr.data import find_pages
     from pipeline.htr.train import write_recipe
+    from pipeline.run.runner import DEFAULT_TEMPLATE
+    from pipeline.stages.templates import load_template
 
     pages = sorted(find_pages(args.gt_dir), key=lambda page: page.stem)
     reviewed, rest = pages[:args.review_pages], pages[args.review_pages:]
@@ -100,12 +141,15 @@ def main() -> None:
     recipe = write_recipe(args.config, out / "training", time_budget_s=60 * args.minutes, cache_dir=args.cache_dir)
     model = args.adapted or adapt_on_lines(reviewed, recipe, out, args.device)
     with_lm = with_register_lm(model, reviewed, recipe, out)
-    report = evaluate_lines(args.gt_dir, f"crnn,crnn:{model},crnn:{with_lm}", pages=[page.stem for page in rest])
-    shipped, shipped_lm, adapted = report.engines
+    template = load_template(DEFAULT_TEMPLATE)
+    samples = collect_lines(args.gt_dir, pages=[page.stem for page in rest])
+    (shipped, _, _), (shipped_lm, _, _), (adapted, readings, confidences) = [
+        read_and_score(name, samples, template.review_threshold)
+        for name in ("crnn", f"crnn:{model}", f"crnn:{with_lm}")]
     print(json.dumps({"gt_dir": str(args.gt_dir), "review_pages": [page.stem for page in reviewed],
                       "test_pages": len(rest), "minutes": args.minutes, "model": str(with_lm),
                       "shipped": figures(shipped), "adapted_shipped_lm": figures(shipped_lm),
-                      "adapted": figures(adapted)}))
+                      "adapted": figures(adapted), "judged": judged(samples, readings, confidences, template)}))
 
 
 if __name__ == "__main__":

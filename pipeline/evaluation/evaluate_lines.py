@@ -202,12 +202,16 @@ def evaluate_lines(gt_dir: Path, engine: str = "crnn", split: str | None = None,
 
     threshold = load_template(template or DEFAULT_TEMPLATE).review_threshold
     samples = collect_lines(Path(gt_dir), split, pages, split_file)
-    scores = []
-    for name in [part.strip() for part in engine.split(",") if part.strip()]:
-        options: dict[str, object] = {"lang": "fra"} if name.startswith("tesseract") else {}
-        hypotheses, confidences, seconds = recognise(name, samples, **options)
-        scores.append(score_engine(name, samples, hypotheses, confidences, threshold, seconds))
+    scores = [read_and_score(name, samples, threshold)[0]
+              for name in [part.strip() for part in engine.split(",") if part.strip()]]
     return LinesReport(gt_dir=str(gt_dir), split=split, engines=scores)
+
+
+def read_and_score(name: str, samples: list[LineSample], threshold: float) -> tuple[EngineScore, list[str], list[float]]:
+    """One engine's score on the samples, with its readings and their confidences."""
+    options: dict[str, object] = {"lang": "fra"} if name.startswith("tesseract") else {}
+    hypotheses, confidences, seconds = recognise(name, samples, **options)
+    return score_engine(name, samples, hypotheses, confidences, threshold, seconds), hypotheses, confidences
 
 
 def summary_line(report: LinesReport, full: bool = False) -> str:
