@@ -271,6 +271,29 @@ def test_tiny_crnn_overfits_a_handful_of_lines() -> None:
     assert greedy_decode(np.log(np.array([[[0.1, 0.9], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]])))[0] == ([1, 1], [0, 3])
 
 
+def test_a_bfloat16_training_step_learns_and_keeps_float32_weights() -> None:
+    import torch
+
+    from pipeline.htr.model import build_model
+    from pipeline.htr.train import _train_step, collate, encode, native_bf16
+
+    if not native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU has no native bfloat16 (the recipe's bf16 then trains in float32)")
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    crops, texts = _tiny_lines()
+    charset = sorted(set("".join(texts)))
+    index = {c: i + 1 for i, c in enumerate(charset)}
+    model = build_model(_tiny_config(), len(charset) + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch, widths = collate(crops, 16, 400)
+    targets = [encode(text, index) for text in texts]
+    losses = [_train_step(model, None, optimizer, torch.from_numpy(batch), widths, targets, bf16=True)
+              for _ in range(150)]
+    assert losses[-1] < 0.2 * losses[0]
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+
+
 def test_width_jitter_stretches_each_training_crop_within_its_range() -> None:
     from pipeline.htr.train import prefetch
 

@@ -95,7 +95,7 @@ def judged(samples: list, readings: list[str], confidences: list[float], templat
     machine = np.array(confidences, np.float64)
     cells = {"field": np.full(len(samples), None, object), "machine": machine, "answered": answered,
              "right": right, "acceptable": np.ones(len(samples), bool)}
-    calibration = fit_run(cells, template, "crnn", "adapted", (int(answered.sum()), None), unjudged_if_unfitted=True)
+    calibration = fit_run(cells, template, "crnn", "adapted", (int(answered.sum()), None), adapted=True)
     if calibration.applied:
         accepted = calibration.confidence(machine) >= calibration.review_threshold
     else:

@@ -12,6 +12,8 @@ it or found it illegible (its reading could not be confirmed).
    CREMMA 18th-century series it accepted 3 of the adapted model's 329 lines, 1 of them wrong, and 2 of 3
    wrong on the TIME US 1858 register. Until step 1 can fit on its own answered readings, none of them is
    accepted (threshold 1.0, applied): a reviewer sees each one, and those answers are what step 1 needs.
+   Once fitted, its fit is applied whatever step 4 would say: the shipped routing is no alternative for a
+   model it was never fitted on (on the TIME US 1858 register it would accept 3 of 3,896 lines, 2 wrong).
 1. Fit: a logistic regression of right/wrong on the logit of the machine's confidence, the shipped
    calibration's, kept per cell in the store's `machine_confidence` (so a refit never compounds an
    earlier one), with `pipeline.htr.calibrate.fit_logistic`. Only with at least `MIN_REVIEWED` reviewed
@@ -160,7 +162,7 @@ def recalibrate(run_dir: Path) -> Recalibration:
         engine, model = main_model(connection)
         cells = machine_read(connection, engine, model)
         calibration = fit_run(cells, template, engine, model, provenance(connection),
-                              unjudged_if_unfitted=is_adapted(connection, run_dir, model))
+                              adapted=is_adapted(connection, run_dir, model))
         before = accepted_share(connection, engine, model)
         if calibration.applied or recalibrated_before(connection, engine, model) or applied_before(run_dir):
             reroute(connection, calibration, template)
@@ -234,8 +236,8 @@ def is_adapted(connection: sqlite3.Connection, run_dir: Path, model: str) -> boo
 
 
 def fit_run(cells: dict[str, np.ndarray], template: Template, engine: str, model: str,
-            corrections: tuple[int, str | None], unjudged_if_unfitted: bool = False) -> RunCalibration:
-    """Steps 1-4 of the module docstring (step 0 when `unjudged_if_unfitted`: the run's adapted model)."""
+            corrections: tuple[int, str | None], adapted: bool = False) -> RunCalibration:
+    """Steps 1-4 of the module docstring; step 0 for the run's adapted model (`adapted`)."""
     answered = cells["answered"]
     reviewed, errors = int(answered.sum()), int((answered & ~cells["right"]).sum())
     counts = dict(engine=engine, model=model, reviewed=reviewed, errors=errors,
@@ -243,7 +245,7 @@ def fit_run(cells: dict[str, np.ndarray], template: Template, engine: str, model
                   more_errors_needed=max(0, MIN_ERRORS - errors),
                   corrections=corrections[0], last_correction_at=corrections[1])
     if reviewed < MIN_REVIEWED or errors < MIN_ERRORS:
-        if unjudged_if_unfitted:  # step 0: nothing accepted yet
+        if adapted:  # step 0: nothing accepted yet
             return RunCalibration(fitted=False, method=UNJUDGED, review_threshold=1.0, applied=True, **counts)
         return RunCalibration(fitted=False, **counts)
     coef, intercept, threshold = fit_and_threshold(cells, answered, template)
@@ -251,7 +253,7 @@ def fit_run(cells: dict[str, np.ndarray], template: Template, engine: str, model
     shipped = OnReviewed.of(accepts, cells["right"][answered])
     held = held_out(cells, template)
     return RunCalibration(fitted=True, coef=coef, intercept=intercept, review_threshold=threshold,
-                          shipped=shipped, held_out=held, applied=better(held, shipped), **counts)
+                          shipped=shipped, held_out=held, applied=adapted or better(held, shipped), **counts)
 
 
 def better(run: OnReviewed, shipped: OnReviewed) -> bool:
