@@ -231,7 +231,7 @@ def recalibrate(
 def adapt(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (holds census.sqlite and the reviewers' corrections).")],
     config: Annotated[Path | None, typer.Option(help="Fine-tuning recipe YAML (default models/crnn-finetune.yaml).")] = None,
-    minutes: Annotated[float | None, typer.Option(min=0, help="Training time budget (default: the recipe's, 30).")] = None,
+    minutes: Annotated[float | None, typer.Option(min=0, help="Training time budget (default: the recipe's, 20).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     reset: Annotated[bool, typer.Option("--reset", help="Remove the run's adapted models; read with the shipped one.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,

@@ -111,9 +111,14 @@ def test_the_runs_adapted_model_accepts_nothing_until_its_own_readings_are_judge
     assert unjudged.applied and not unjudged.fitted and unjudged.review_threshold == 1.0
     assert {status for *_, status, _ in cells_of(tmp_path)} == {"needs_review"}
 
-    answer(tmp_path, range(5), HIGH, familiar)  # its readings judged: a hand the shipped routing reads right
+    answer(tmp_path, range(5), HIGH, familiar)  # its readings judged: its own fit routes it from now on
     judged = recalibrate(tmp_path).calibration
-    assert judged.fitted and not judged.applied
+    assert judged.fitted and judged.applied
+    assert any(status == "accepted" for *_, status, _ in cells_of(tmp_path, "WHERE cell_id >= 'page5'"))
+
+    with store.connect(tmp_path) as connection, connection:  # `census adapt --reset`: the shipped model again
+        connection.execute("DELETE FROM meta WHERE key = ?", (store.ADAPTED_MODEL_KEY,))
+    assert not recalibrate(tmp_path).calibration.applied  # a familiar hand: the shipped routing keeps its promise
     assert cells_of(tmp_path, "WHERE cell_id >= 'page5'") == [
         cell for cell in shipped_routing if cell[0] >= "page5"]  # the shipped routing back
 
