@@ -237,12 +237,13 @@ def _tiny_lines() -> tuple[list[np.ndarray], list[str]]:
     return [normalize_crop(render_text(t, font, 32, rng, slant=0.0), 16) for t in texts], texts
 
 
-def test_tiny_crnn_overfits_a_handful_of_lines() -> None:
+def _tiny_training() -> tuple:
+    """A tiny CRNN, its optimiser, and one batch of a handful of lines: (model, optimizer, batch, widths,
+    texts, charset, index of each character's class)."""
     import torch
-    import torch.nn.functional as F
 
-    from pipeline.htr.model import WIDTH_STRIDE, build_model, greedy_decode
-    from pipeline.htr.train import collate, decode_texts, encode
+    from pipeline.htr.model import build_model
+    from pipeline.htr.train import collate
 
     torch.manual_seed(0)
     torch.set_num_threads(1)  # tiny tensors: threads only add contention
@@ -252,6 +253,17 @@ def test_tiny_crnn_overfits_a_handful_of_lines() -> None:
     model = build_model(_tiny_config(), len(charset) + 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     batch, widths = collate(crops, 16, 400)
+    return model, optimizer, batch, widths, texts, charset, index
+
+
+def test_tiny_crnn_overfits_a_handful_of_lines() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from pipeline.htr.model import WIDTH_STRIDE, greedy_decode
+    from pipeline.htr.train import decode_texts, encode
+
+    model, optimizer, batch, widths, texts, charset, index = _tiny_training()
     images = torch.from_numpy(batch)
     targets = torch.tensor([t for text in texts for t in encode(text, index)])
     target_lengths = torch.tensor([len(text) for text in texts])
@@ -274,19 +286,11 @@ def test_tiny_crnn_overfits_a_handful_of_lines() -> None:
 def test_a_bfloat16_training_step_learns_and_keeps_float32_weights() -> None:
     import torch
 
-    from pipeline.htr.model import build_model
-    from pipeline.htr.train import _train_step, collate, encode, native_bf16
+    from pipeline.htr.train import _train_step, encode, native_bf16
 
     if not native_bf16(torch.device("cpu")):
         pytest.skip("this CPU has no native bfloat16 (the recipe's bf16 then trains in float32)")
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    crops, texts = _tiny_lines()
-    charset = sorted(set("".join(texts)))
-    index = {c: i + 1 for i, c in enumerate(charset)}
-    model = build_model(_tiny_config(), len(charset) + 1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    batch, widths = collate(crops, 16, 400)
+    model, optimizer, batch, widths, texts, _, index = _tiny_training()
     targets = [encode(text, index) for text in texts]
     losses = [_train_step(model, None, optimizer, torch.from_numpy(batch), widths, targets, bf16=True)
               for _ in range(150)]

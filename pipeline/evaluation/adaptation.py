@@ -12,7 +12,8 @@ adapted model read the register's other pages' lines (`census eval`'s scoring:
 acceptance figures of both are at the shipped calibration, which a run no longer applies to its adapted
 model (`census recalibrate`'s step 0: none of its readings accepted until reviewers have judged them);
 `judged` continues the loop: reviewers answer the adapted model's readings of the next pages and its
-calibration is refitted on them. `--adapted ONNX` scores a model adapted before instead of training one. Prints one JSON object on stdout.
+calibration is refitted on them. `--adapted ONNX` scores a model adapted before instead of training one.
+Prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -76,13 +77,12 @@ def with_register_lm(model: Path, pages: list, recipe: Path, out: Path) -> Path:
 def judged(samples: list, readings: list[str], confidences: list[float], template) -> dict:
     """What routing accepts of the adapted model's readings once reviewers have judged enough of them: they
     answer its readings of the first pages read after the reviewed ones (whole pages, until `MIN_REVIEWED`
-    lines, `MIN_ERRORS` of them wrong), the run's calibration is fitted on those answers as `census recalibrate` fits it (until then
-    none is accepted: its step 0), and the pages after them are routed with it, or, when it is not applied,
-    as the shipped calibration routes them. `lines` of those pages, `accepted` their share accepted and
-    `accepted_error` the share of those not read exactly right."""
+    lines, `MIN_ERRORS` of them wrong), the run's calibration is fitted on those answers as `census
+    recalibrate` fits an adapted model's (until then none is accepted: its step 0; once fitted, always
+    applied), and the pages after them are routed with it. `lines` of those pages, `accepted` their share
+    accepted and `accepted_error` the share of those not read exactly right."""
     import numpy as np
 
-    from pipeline.evaluation.evaluate_lines import routed_confidences
     from pipeline.run.recalibrate import MIN_ERRORS, MIN_REVIEWED, fit_run
 
     pages = np.array([sample.page for sample in samples])
@@ -96,11 +96,7 @@ def judged(samples: list, readings: list[str], confidences: list[float], templat
     cells = {"field": np.full(len(samples), None, object), "machine": machine, "answered": answered,
              "right": right, "acceptable": np.ones(len(samples), bool)}
     calibration = fit_run(cells, template, "crnn", "adapted", (int(answered.sum()), None), adapted=True)
-    if calibration.applied:
-        accepted = calibration.confidence(machine) >= calibration.review_threshold
-    else:
-        accepted = routed_confidences(samples, confidences, template.review_threshold) >= template.review_threshold
-    accepted &= ~answered
+    accepted = (calibration.confidence(machine) >= calibration.review_threshold) & ~answered
     taken = int(accepted.sum())
     return {"judged_pages": len(set(pages[answered])), "judged_lines": int(answered.sum()),
             "fitted": calibration.fitted, "applied": calibration.applied,

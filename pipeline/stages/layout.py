@@ -9,8 +9,8 @@ rules) merge. A gap as tall as several rows where rules are missing or too faint
 evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules): one row per line where lines sit at one
 pitch, else one per free-form entry, cut only where no column has ink (on the LECTAUREP test pages
-85.1% of the text lines then lie inside one cell, against 76.2% cut between every two lines). The first row is the printed
-header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
+85.1% of the text lines then lie inside one cell, against 76.2% cut between every two lines). The
+first row is the printed header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
 between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a
 row above the first of the regular handwritten lines (on one whose rows are ruled, at the row rule's
 place above that line).
@@ -312,24 +312,26 @@ def _fill_missing_rules(bounds: list[int]) -> list[int]:
     return filled
 
 
-def _text_bands(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
-                bottom: int, share: float = 0.3) -> list[tuple[int, int]]:
-    """[start, end) of each text line between `top` and `bottom` (offsets from `top`), rules left out: the
-    runs of pixel rows whose ink across the table is over `share` of a typical line's peak."""
+def _ink_rows(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int, bottom: int) -> np.ndarray:
+    """Ink in each pixel row between `top` and `bottom` across the table, rules left out, smoothed over 5."""
     import cv2
 
     left, right = col_bounds[0], col_bounds[-1]
     if bottom - top < 2 or right - left < 2:
-        return []
+        return np.zeros(0)
     rules = cv2.dilate(lines[top:bottom, left:right].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     ink = ink_mask(image[top:bottom, left:right]) & ~rules
-    profile = np.convolve(ink.sum(axis=1).astype(np.float64), np.ones(5) / 5, mode="same")
+    return np.convolve(ink.sum(axis=1).astype(np.float64), np.ones(5) / 5, mode="same")
+
+
+def _text_bands(profile: np.ndarray, page_height: int, share: float = 0.3) -> list[tuple[int, int]]:
+    """[start, end) of each text line in an ink `profile` (`_ink_rows`, offsets from its top): the runs of
+    pixel rows with ink over `share` of a typical line's peak. A text line at the default 30% (measured on
+    real registers: lower merges lines whose ascenders and descenders touch, higher cuts faint lines)."""
     if profile.max(initial=0) == 0:
         return []
-    # A text line at the default 30% (measured on real registers: lower merges lines whose ascenders and
-    # descenders touch, higher cuts faint lines).
     on = profile > share * np.percentile(profile[profile > 0], 90)
-    return _runs(on, min_length=max(6, image.shape[0] // 400), merge_within=max(3, image.shape[0] // 500))
+    return _runs(on, min_length=max(6, page_height // 400), merge_within=max(3, page_height // 500))
 
 
 def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
@@ -340,7 +342,7 @@ def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int
     Data rows are lines at the body's pitch, each about as tall as a handwritten line; the header's
     print, wrapped over several lines in narrow columns, makes a taller band (or a thin tail of one)
     off that pitch."""
-    bands = _text_bands(image, lines, col_bounds, top, bottom)
+    bands = _text_bands(_ink_rows(image, lines, col_bounds, top, bottom), image.shape[0])
     if len(bands) < 4:
         return None
     heights = np.array([end - start for start, end in bands], dtype=np.float64)
@@ -363,7 +365,8 @@ def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int
 def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
                     bottom: int) -> list[int]:
     """Row bounds from the text lines between `top` and `bottom`: boundaries mid-way between lines."""
-    bands = _text_bands(image, lines, col_bounds, top, bottom)
+    profile = _ink_rows(image, lines, col_bounds, top, bottom)
+    bands = _text_bands(profile, image.shape[0])
     if not bands:
         return [bottom]
     uniform = _uniform_rows(bands, bottom - top)
@@ -371,7 +374,7 @@ def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
         return [top + offset for offset in uniform]
     # Free-form entries: rows are cut only where no column has ink, so that a short line off the long
     # lines' pitch (an entry's number, a date beside a name written over several lines) stays whole.
-    bands = _text_bands(image, lines, col_bounds, top, bottom, share=ENTRY_INK_SHARE) or bands
+    bands = _text_bands(profile, image.shape[0], share=ENTRY_INK_SHARE) or bands
     bounds = [top]
     for (_, end), (start, _) in zip(bands[:-1], bands[1:]):
         bounds.append(top + (end + start) // 2)
