@@ -132,6 +132,29 @@ def test_external_training_corpora_join_the_cache_and_test_archives_never_do(tmp
     assert unit_of("imp_wikitexte_0051_2", "copiste-d-un-jour") == unit_of("imp_wikitexte_0051_1", "copiste-d-un-jour")
 
 
+def test_make_data_checks_out_only_the_corpora_folders_of_a_repository(tmp_path: Path, monkeypatch) -> None:
+    """A collection of a large repository is held out (or trained on) alone: its siblings stay unchecked-out."""
+    import subprocess
+
+    from pipeline.htr import sources
+
+    origin = tmp_path / "origin" / "archive"
+    for folder in ("data/register", "data/other"):
+        (origin / folder).mkdir(parents=True)
+        (origin / folder / "page.xml").write_text("<alto/>")
+    git = ["git", "-C", str(origin), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(origin)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "pages"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    corpus = sources.ExternalCorpus("register", "someone/archive", commit, "data/register", "CC-BY 4.0", "test", "")
+    monkeypatch.setattr(sources, "CORPORA", (corpus,))
+    sources.fetch(tmp_path / "external", str(tmp_path / "origin" / "{name}"))
+    clone = sources.clone_dir(tmp_path / "external", corpus)
+    assert (clone / "data/register/page.xml").exists() and not (clone / "data/other").exists()
+    assert sources.present(tmp_path / "external", "test") == {"register": clone / "data/register"}
+
+
 @pytest.mark.parametrize("page_xml", [False, True])
 def test_lines_are_cut_from_a_reduced_copy_of_the_page_the_xml_describes(tmp_path: Path, page_xml: bool) -> None:
     """An export made on the full-size scan, beside a copy at half size: the crops come from the same places."""

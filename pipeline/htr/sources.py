@@ -49,6 +49,10 @@ CORPORA = (
     ExternalCorpus("cremma-mss-20", "HTR-United/CREMMA-MSS-20", "f737d0cb53d28edf1573c5956460bfdd58be6267",
                    "data", "CC-BY 4.0", "test",
                    "CREMMA: French manuscripts of the 20th century (a 1900s letter, 1981 speech drafts), ALTO"),
+    # one 18th-century hand over 82 folios, no training step and no choice sees it: a series for `census adapt`
+    ExternalCorpus("fondue-aschaffenburg-48", "FoNDUE-HTR/FONDUE-FR-MSS-18", "e07c45a6ca0a5ba6a479d216f6d3eaf17a458d76",
+                   "data/Hofbibliothek_Aschaffenburg_48", "CC-BY 4.0 (transcriptions; the images are the library's)",
+                   "test", "FoNDUE: Hofbibliothek Aschaffenburg Ms. 48, 18th-century French, one hand, 82 folios, ALTO"),
 )
 
 
@@ -64,8 +68,9 @@ def present(external_dir: Path, role: str) -> dict[str, Path]:
 
 def fetch(dest: Path, remote: str = "https://github.com/{repo}.git") -> None:
     """Clone every corpus's repository at its commit into `dest/<repository name>` (an existing clone is
-    checked out at that commit). `remote` may name `{repo}` (owner/name), `{owner}` and `{name}`.
-    A repository that fails does not stop the others; all failures are reported at the end."""
+    checked out at that commit), only the corpora's folders of it checked out. `remote` may name `{repo}`
+    (owner/name), `{owner}` and `{name}`. A repository that fails does not stop the others; all failures
+    are reported at the end."""
     dest.mkdir(parents=True, exist_ok=True)
     failed = []
     for corpus in CORPORA:
@@ -76,6 +81,7 @@ def fetch(dest: Path, remote: str = "https://github.com/{repo}.git") -> None:
                 print(f"cloning {corpus.repo} into {clone}", file=sys.stderr)
                 _git("clone", "--quiet", "--no-checkout", remote.format(repo=corpus.repo, owner=owner, name=name),
                      str(clone))
+            _sparse_checkout(clone, corpus.repo)
             _git("-C", str(clone), "checkout", "--quiet", corpus.commit)  # a no-op when already there
         except UsageError as error:
             failed.append(f"{corpus.name}: {error}")
@@ -83,6 +89,15 @@ def fetch(dest: Path, remote: str = "https://github.com/{repo}.git") -> None:
         print(f"{corpus.name}: {corpus.repo}@{corpus.commit[:12]} ({corpus.licence}, {corpus.role})", file=sys.stderr)
     if failed:
         raise UsageError("; ".join(failed))
+
+
+def _sparse_checkout(clone: Path, repo: str) -> None:
+    """Only the folders the corpora of `repo` use (a collection of a large repository, not all of it)."""
+    folders = sorted({corpus.subdir for corpus in CORPORA if corpus.repo == repo})
+    if "." in folders:
+        _git("-C", str(clone), "sparse-checkout", "disable")
+    else:
+        _git("-C", str(clone), "sparse-checkout", "set", *folders)
 
 
 def _git(*args: str) -> str:
