@@ -55,6 +55,15 @@ class PreprocessResult(BaseModel):
     original_size: tuple[int, int] | None = None  # (width, height) of the original page: clips to_original
 
 
+class HeaderGroup(BaseModel):
+    """A group title printed over several columns of a two-level header: columns `first`..`last`
+    (inclusive) share the header band from its top down to `bottom`, where their sub-column rules start."""
+
+    first: int
+    last: int
+    bottom: int  # processed-image pixels
+
+
 class Grid(BaseModel):
     """Ruled-table grid in processed-image pixels: n+1 boundaries for n rows / columns."""
 
@@ -62,6 +71,7 @@ class Grid(BaseModel):
     col_bounds: list[int]
     header_rows: int = 1  # rows at the top holding printed headers
     rows_from_text: bool = False  # True when horizontal rules were missing
+    header_groups: list[HeaderGroup] = Field(default_factory=list)
 
 
 class ColumnMapping(BaseModel):

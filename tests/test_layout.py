@@ -178,6 +178,53 @@ def test_two_level_header_is_one_header(kind: str) -> None:
     assert summary["column_accuracy"] == 1.0
 
 
+@pytest.mark.parametrize("kind", ["partial", "full"])
+def test_a_group_title_spans_its_sub_columns(kind: str) -> None:
+    """The grid records the group title's cell: over the columns whose rules start under it, down to where
+    they start (the generator gives the titles the header band's top 40%), so the title is one cell."""
+    from pipeline.synth.page import render_page
+
+    for seed in (12, 13):
+        image, truth = render_page(load_template(TEMPLATE), seed, 3.0, overrides={"grouped_header": kind})
+        grid = detect_grid(preprocess(image)[1], expected_columns=truth.n_cols)
+        (group,) = grid.header_groups
+        top, bottom = grid.row_bounds[0], grid.row_bounds[1]
+        assert group.last > group.first and 0.25 < (group.bottom - top) / (bottom - top) < 0.55, grid
+
+
+def _register_with_a_group(names_across: bool) -> np.ndarray:
+    """A ruled register page: a "Nature des actes" group title over two sub-columns ("en brevets | en
+    minutes") between a date and a names column; in each row an act's name, written across the sub-column
+    rule or kept in one sub-column, and a date written over the rule after it."""
+    page = np.full((1100, 900), 235, np.uint8)
+    top, header_end, bottom, cols = 80, 200, 1040, [60, 200, 420, 640, 840]
+    for x in cols:
+        cv2.line(page, (x, top if x != 420 else 130), (x, bottom), 40, 2)
+    cv2.line(page, (200, 130), (640, 130), 40, 2)  # under the group title only
+    for y in range(header_end, bottom + 1, 70):
+        cv2.line(page, (cols[0], y), (cols[-1], y), 40, 2)
+    cv2.line(page, (cols[0], top), (cols[-1], top), 40, 2)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for x, label in ((90, "Dates"), (300, "BREVETS"), (480, "MINUTES"), (680, "Noms")):
+        cv2.putText(page, label, (x, 175), font, 0.6, 30, 1)
+    cv2.putText(page, "NATURE DES ACTES", (250, 115), font, 0.8, 30, 2)
+    for y in range(header_end + 45, bottom, 70):
+        cv2.putText(page, "Quittance" if names_across else "Bail", (330 if names_across else 450, y), font, 1.1, 30, 2)
+        cv2.putText(page, "12 mai 1830", (110, y), font, 1.0, 30, 2)  # over the rule after the dates
+        cv2.putText(page, "Durand", (645, y), font, 1.0, 30, 2)
+    return page
+
+
+@pytest.mark.parametrize("names_across", [True, False])
+def test_a_sub_column_rule_written_across_in_every_row_is_no_boundary(names_across: bool) -> None:
+    """Acts' names written across "en brevets | en minutes" stay whole: that rule is dropped, the group is one
+    column; kept within one sub-column, both stay. Writing over a rule between two columns of their own
+    never drops it."""
+    grid = detect_grid(_register_with_a_group(names_across))  # upright and straight: no preprocessing
+    assert len(grid.col_bounds) - 1 == (3 if names_across else 4), grid.col_bounds
+    assert [len(group.model_dump()) for group in grid.header_groups] == ([] if names_across else [3])
+
+
 def test_borders_and_a_header_without_rows_below_are_no_table() -> None:
     """Column rules between two borders around one block of print: no regular rows, refused as no table."""
     page = Image.new("L", (1600, 1200), 235)
@@ -261,6 +308,10 @@ def test_real_register_page_columns_and_text_rows() -> None:
     assert len(grid.col_bounds) - 1 == 7
     assert grid.rows_from_text and 9 <= n_data_rows(grid) <= 11
     assert 0.2 < result.skew_deg < 0.7
+    # two group titles: "NATURE ET ESPÈCE DES ACTES" over en brevets | en minutes, "RELATION DE
+    # L'ENREGISTREMENT" over dates | droits, each down to where its sub-column rule starts
+    assert [(group.first, group.last) for group in grid.header_groups] == [(2, 3), (5, 6)]
+    assert all(grid.row_bounds[0] < group.bottom < grid.row_bounds[1] for group in grid.header_groups)
     header = header_box(grid, 4)  # "NOMS, PRÉNOMS ET DOMICILES DES PARTIES"
     assert 0.5 * processed.shape[1] < header.width + header.x0 and header.height < 0.15 * processed.shape[0]
 

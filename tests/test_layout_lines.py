@@ -29,6 +29,15 @@ def test_a_line_core_is_classified_by_where_it_lies(core: tuple, kind: str) -> N
     assert classify(core, ROWS, COLS) == kind
 
 
+def test_a_group_title_over_its_sub_columns_is_inside_its_cell() -> None:
+    from pipeline.models import HeaderGroup
+
+    title, sub_header = (50, 5, 250, 20), (50, 30, 250, 45)  # over both columns, above and below the group's bottom
+    group = HeaderGroup(first=0, last=1, bottom=25)
+    assert [classify(title, ROWS, COLS, (group,)), classify(title, ROWS, COLS)] == ["inside", "columns"]
+    assert classify(sub_header, ROWS, COLS, (group,)) == "columns"
+
+
 def test_synthetic_pages_keep_every_line_in_one_cell(tmp_path: Path) -> None:
     from pipeline.htr.data import find_pages
     from pipeline.synth import generate_pages

@@ -156,3 +156,20 @@ def test_each_column_is_labelled_with_its_field_and_how_it_was_mapped(run_dir: P
     caption = f"columns: {result.columns.fields[0]} | <b>{result.columns.fields[1]}</b> (by position (header not read))"
     assert f"{caption} | <b>unmapped</b> | " in document
     assert "column labels, the field each column was read as" in document
+
+
+def test_a_header_groups_sub_column_rule_is_drawn_from_under_its_title() -> None:
+    """The drawn grid has the printed form's shape: a group title's cell over its sub-columns, so a group
+    found where the form has none (or missed where it has one) shows."""
+    from types import SimpleNamespace
+
+    from pipeline.models import Grid, HeaderGroup
+    from pipeline.run.report import GRID_COLOUR, _draw_grid
+
+    grid = Grid(row_bounds=[10, 60, 110], col_bounds=[10, 100, 200, 300],
+                header_groups=[HeaderGroup(first=1, last=2, bottom=30)])
+    image = np.zeros((120, 320, 3), np.uint8)
+    _draw_grid(image, SimpleNamespace(grid=grid, preprocess=SimpleNamespace(to_original=[[1, 0, 0], [0, 1, 0]])), 1.0)
+    drawn = (image == GRID_COLOUR).all(axis=2)
+    assert drawn[20, 100] and not drawn[20, 200] and drawn[45, 200]  # the sub-column rule starts at the title's bottom
+    assert drawn[30, 150:300].all() and not drawn[30, 20:90].any()  # the title's cell closes over its columns only

@@ -47,16 +47,19 @@ def _overlap(start: float, end: float, bounds: list[int]) -> np.ndarray:
     return np.clip(np.minimum(end, edges[1:]) - np.maximum(start, edges[:-1]), 0, None)
 
 
-def classify(core: tuple[float, float, float, float], row_bounds: list[int], col_bounds: list[int]) -> str:
+def classify(core: tuple[float, float, float, float], row_bounds: list[int], col_bounds: list[int],
+             groups: tuple = ()) -> str:
     """'inside', 'outside', 'rows', 'columns' or 'both' for a line core (x0, y0, x1, y1) over a grid
-    (bounds as in `Grid`)."""
+    (bounds and header `groups` as in `Grid`: a group title's cell spans its columns)."""
     x0, y0, x1, y1 = core
     area = max(x1 - x0, 1e-9) * max(y1 - y0, 1e-9)
     in_rows, in_cols = _overlap(y0, y1, row_bounds), _overlap(x0, x1, col_bounds)
     cells = np.outer(in_rows, in_cols) / area
     if cells.sum() < IN_TABLE_SHARE:
         return "outside"
-    if cells.max() >= CORE_SHARE:
+    in_group = max((_overlap(x0, x1, [col_bounds[group.first], col_bounds[group.last + 1]])[0]
+                    * _overlap(y0, y1, [row_bounds[0], group.bottom])[0] / area for group in groups), default=0.0)
+    if max(cells.max(), in_group) >= CORE_SHARE:
         return "inside"
     spans_rows = np.count_nonzero(in_rows / max(y1 - y0, 1e-9) > 1 - CORE_SHARE) > 1
     spans_cols = np.count_nonzero(in_cols / max(x1 - x0, 1e-9) > 1 - CORE_SHARE) > 1
@@ -94,7 +97,7 @@ def score_page(page) -> PageLines:
         return PageLines(page=page.stem, refused=str(error), lines=len(page.lines))
     result = PageLines(page=page.stem, lines=len(page.lines), layout_ms=1000 * (time.perf_counter() - start))
     for core in line_cores(page, image.shape, prep.to_original):
-        kind = classify(core, grid.row_bounds, grid.col_bounds)
+        kind = classify(core, grid.row_bounds, grid.col_bounds, tuple(grid.header_groups))
         setattr(result, COUNTED_AS[kind], getattr(result, COUNTED_AS[kind]) + 1)
         if kind != "outside" and (core[1] + core[3]) / 2 < grid.row_bounds[grid.header_rows]:
             result.header_lines += 1

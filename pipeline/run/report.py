@@ -187,12 +187,18 @@ def _tint_cells(image: np.ndarray, result: PageResult, statuses: dict[str, str],
 
 
 def _draw_grid(image: np.ndarray, result: PageResult, scale: float) -> None:
-    """Grid boundaries are in processed pixels: map their ends back to the original page."""
+    """Grid boundaries are in processed pixels: map their ends back to the original page. A header group's
+    sub-column rules start under its title, where the title's cell ends, as they are printed."""
     if result.grid is None or result.preprocess is None:
         return
     affine = np.array(result.preprocess.to_original, dtype=np.float64)
     rows, cols = result.grid.row_bounds, result.grid.col_bounds
-    segments = [((cols[0], y), (cols[-1], y)) for y in rows] + [((x, rows[0]), (x, rows[-1])) for x in cols]
+    starts = {index: group.bottom for group in result.grid.header_groups
+              for index in range(group.first + 1, group.last + 1)}
+    segments = ([((cols[0], y), (cols[-1], y)) for y in rows]
+                + [((x, starts.get(index, rows[0])), (x, rows[-1])) for index, x in enumerate(cols)]
+                + [((cols[group.first], group.bottom), (cols[group.last + 1], group.bottom))
+                   for group in result.grid.header_groups])
     thickness = max(1, image.shape[1] // 800)
     for start, end in segments:
         ends = np.array([[*start, 1.0], [*end, 1.0]]) @ affine.T * scale

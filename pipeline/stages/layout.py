@@ -9,11 +9,13 @@ rules) merge. A gap as tall as several rows where rules are missing or too faint
 evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules): one row per line where lines sit at one
 pitch, else one per free-form entry, cut only where no column has ink (on the LECTAUREP test pages
-85.1% of the text lines then lie inside one cell, against 76.2% cut between every two lines). The
+85.1% of the text lines then lay inside one cell, against 76.2% cut between every two lines). The
 first row is the printed header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
 between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a
 row above the first of the regular handwritten lines (on one whose rows are ruled, at the row rule's
-place above that line).
+place above that line). Each group title is a cell of its own over its sub-columns (`Grid.header_groups`),
+and a sub-column rule that the handwriting crosses in most rows is no boundary (LECTAUREP test pages:
+89.6% of the text lines inside one cell, the header's 95.7%, against 85.1% and 71.7% before).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from pipeline.errors import PageError
-from pipeline.models import BBox, Grid
+from pipeline.models import BBox, Grid, HeaderGroup
 from pipeline.stages.image import ink_mask, line_masks, line_profile, rule_positions
 
 MIN_RULE_FRACTION = 0.5  # a rule must cover this share of the table (or of the longest rule)
@@ -32,6 +34,8 @@ INDEX_ROW_MAX = 0.7  # an index row of column numbers is narrow print: under thi
 MIN_COLUMNS_CROSSED = 0.6  # a row rule runs (maybe broken) through at least this share of the columns
 ENTRY_INK_SHARE = 0.05  # of a line's peak ink: less in a pixel row is a stroke reaching across, not writing
 HEADER_PHASE = 0.25  # of the pitch: a text line this far from the rows' pitch is not a data row
+GROUP_RULE_START = 0.3  # of the header band's height: a column rule starting this far down is a sub-column's
+WRITTEN_ACROSS = 0.5  # of the data rows with writing at a column rule: crossed in this many, it splits nothing
 
 
 class TableRules(BaseModel):
@@ -82,9 +86,14 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
         rows_from_text = False
     if len(row_bounds) < 3:
         raise PageError("no-table", "a header but no data rows")
+    sub_columns = {index for group in _header_groups(vertical, table.col_bounds, row_bounds[0], row_bounds[1])
+                   for index in range(group.first + 1, group.last + 1)}
+    col_bounds = _not_written_across(small, lines, table.col_bounds, sub_columns, row_bounds[1:])
+    groups = [group.model_copy(update={"bottom": _rescale([group.bottom], scale, image.shape[0])[0]})
+              for group in _header_groups(vertical, col_bounds, row_bounds[0], row_bounds[1])]
     return Grid(row_bounds=_rescale(row_bounds, scale, image.shape[0]),
-                col_bounds=_rescale(table.col_bounds, scale, image.shape[1]),
-                header_rows=1, rows_from_text=rows_from_text)
+                col_bounds=_rescale(col_bounds, scale, image.shape[1]),
+                header_rows=1, rows_from_text=rows_from_text, header_groups=groups)
 
 
 def working_scale(shape: tuple[int, ...]) -> float:
@@ -189,6 +198,72 @@ def _table_extent(vertical: np.ndarray, col_bounds: list[int]) -> tuple[int, int
             tops.append(rows[0])
             bottoms.append(rows[-1])
     return int(np.median(tops)), int(np.median(bottoms))
+
+
+def _not_written_across(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], sub_columns: set[int],
+                        body_bounds: list[int]) -> list[int]:
+    """The column rules with those dropped that split the columns of a header group (`sub_columns`, their
+    indices) and that the handwriting crosses in most data rows (WRITTEN_ACROSS of the rows with writing
+    beside the rule): a notary's "en brevets | en minutes" under "Nature et espèce des actes", that
+    clerks write each act's name across. Cut there, every name would be read in two halves. A rule
+    between two columns of their own is never dropped: writing there may run up to it from both sides.
+
+    Crossed: ink within a few pixels of the rule on both sides in the same pixel rows (the rule itself
+    left out), in at least 3 of them."""
+    import cv2
+
+    reach, side, least = 8, 5, 3
+    rules = cv2.dilate(lines.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    ink = ink_mask(image) & ~rules
+    kept = [col_bounds[0]]
+    for index, x in enumerate(col_bounds[1:-1], start=1):
+        if index not in sub_columns:
+            kept.append(x)
+            continue
+        left = ink[:, max(0, x - reach): max(0, x - reach + side)].any(axis=1)
+        right = ink[:, x + reach - side + 1: x + reach + 1].any(axis=1)
+        written = crossed = 0
+        for top, bottom in zip(body_bounds[:-1], body_bounds[1:]):
+            written += int((left[top:bottom] | right[top:bottom]).sum() >= least)
+            crossed += int((left[top:bottom] & right[top:bottom]).sum() >= least)
+        if not (crossed >= 2 and crossed >= WRITTEN_ACROSS * written):
+            kept.append(x)
+    return [*kept, col_bounds[-1]]
+
+
+def _header_groups(vertical: np.ndarray, col_bounds: list[int], top: int, bottom: int) -> list[HeaderGroup]:
+    """The group titles of a two-level header: runs of columns whose rules between them start well down
+    the header band (GROUP_RULE_START of it, under the title they share), each group down to where the
+    first of its sub-column rules starts. A rule missing from the whole band joins its columns under one
+    heading printed across both."""
+    height = bottom - top
+    if height < 20:
+        return []
+    reach, gap = _merge_distance(vertical.shape[1]) + 4, _merge_distance(vertical.shape[0])
+    groups: list[HeaderGroup] = []
+    for index, x in enumerate(col_bounds[1:-1], start=1):
+        start = _start_of_rule(vertical[top:bottom, max(0, x - reach): x + reach + 1].any(axis=1), gap)
+        if start < GROUP_RULE_START * height:
+            continue
+        if groups and groups[-1].last == index - 1:
+            groups[-1] = groups[-1].model_copy(update={"last": index, "bottom": min(groups[-1].bottom, top + start)})
+        else:
+            groups.append(HeaderGroup(first=index - 1, last=index, bottom=top + start))
+    return groups
+
+
+def _start_of_rule(present: np.ndarray, gap: int) -> int:
+    """Where a rule running down to the end of `present` (a column of the rule mask) starts, breaks up to
+    `gap` bridged; len(present) when it does not reach the end."""
+    on = np.flatnonzero(present)
+    if not len(on) or on[-1] < len(present) - gap:
+        return len(present)
+    start = int(on[-1])
+    for y in on[::-1]:
+        if start - y > gap:
+            break
+        start = int(y)
+    return start
 
 
 # --- rows ----------------------------------------------------------------------------------
