@@ -18,8 +18,11 @@ def report(review_pages: int, shipped_cer: float, adapted_cer: float, accepted: 
             "test_pages": 20 - review_pages, "minutes": 20.0, "model": "m.onnx",
             "shipped": scores | {"cer": shipped_cer, "accepted": 0.0, "accepted_error": 0.0, "routed_accepted": 0.0,
                                  "routed_accepted_error": 0.0},
-            "adapted": scores | {"cer": adapted_cer, "accepted": accepted + 0.05, "accepted_error": 0.3,
-                                 "routed_accepted": accepted, "routed_accepted_error": 0.25}}
+            "adapted": scores | {"cer": adapted_cer, "accepted": 0.9, "accepted_error": 0.3,
+                                 "routed_accepted": 0.8, "routed_accepted_error": 0.25},
+            # the run's own routing: 200 lines of the first pages answered, then its fit on the other 300
+            "judged": {"judged_pages": 2, "judged_lines": 200, "fitted": True, "applied": True,
+                       "review_threshold": 0.9, "lines": 300, "accepted": accepted, "accepted_error": 0.015}}
 
 
 def curve(tmp_path: Path, *paths: Path) -> subprocess.CompletedProcess:
@@ -35,8 +38,9 @@ def test_reports_are_drawn_and_tabulated_in_order_of_pages_reviewed(tmp_path: Pa
     done = curve(tmp_path, *paths)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith("| register_1878")]
-    assert rows == ["| register_1878 | 2 | 18 | 44.0% → **40.0%** | 100.0% → 70.0% | — → 25.0% |",
-                    "| register_1878 | 10 | 10 | 44.0% → **20.0%** | 100.0% → 70.0% | — → 25.0% |"]
+    # to review: the 200 answered lines and 70% of the other 300, of 500: 82%
+    assert rows == ["| register_1878 | 2 | 18 | 44.0% → **40.0%** | 100.0% → 82.0% | — → 1.5% |",
+                    "| register_1878 | 10 | 10 | 44.0% → **20.0%** | 100.0% → 82.0% | — → 1.5% |"]
     image = np.asarray(Image.open(tmp_path / "curve.png").convert("L"))
     assert image.shape == (384, 960) and image.min() < 100  # something is drawn on the white figure
 

@@ -1,7 +1,11 @@
 """What a register gains per page reviewed: the reports of `pipeline.evaluation.adaptation` (one JSON object
 each, N reviewed pages of one register) as curves of the other pages' CER and of the share of their lines a
-reviewer still has to see (routing's page rule applied, as a run would), against N, for the adapted model
-and for the shipped one on the same pages (`python -m pipeline.evaluation.adaptation_curve REPORT.json ... --out PNG`). Prints the table in Markdown.
+reviewer still has to see, against N, for the adapted model and for the shipped one on the same pages
+(`python -m pipeline.evaluation.adaptation_curve REPORT.json ... --out PNG`). Prints the table in Markdown.
+
+Lines to review are routed as a run routes them: the shipped model's with its calibration and the page rule;
+the adapted model's by the run's own calibration (`judged`): every line of the pages its reviewers answer to
+fit it, then what its fit sends to review on the pages after them.
 """
 
 from __future__ import annotations
@@ -34,13 +38,22 @@ def figures_of(scores: dict) -> Figures:
                    accepted_error=scores["routed_accepted_error"] if scores["routed_accepted"] else None)
 
 
+def adapted_figures(scores: dict, judged: dict) -> Figures:
+    """The adapted model's CER and, over all the other pages, the lines a run with it sends to review: the
+    judged pages' every line, and those its fitted calibration does not accept on the pages after them."""
+    answered, after = judged["judged_lines"], judged["lines"]
+    to_review = (answered + (1 - judged["accepted"]) * after) / max(answered + after, 1)
+    return Figures(cer=scores["cer"], to_review=to_review,
+                   accepted_error=judged["accepted_error"] if judged["accepted"] else None)
+
+
 def points(reports: list[dict]) -> dict[str, list[Point]]:
     """{register: its points in order of N}."""
     curves: dict[str, list[Point]] = defaultdict(list)
     for report in reports:
         curves[Path(report["gt_dir"]).name].append(Point(
             review_pages=len(report["review_pages"]), test_pages=report["test_pages"],
-            shipped=figures_of(report["shipped"]), adapted=figures_of(report["adapted"])))
+            shipped=figures_of(report["shipped"]), adapted=adapted_figures(report["adapted"], report["judged"])))
     return {register: sorted(curve, key=lambda point: point.review_pages) for register, curve in sorted(curves.items())}
 
 
