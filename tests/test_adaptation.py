@@ -57,3 +57,13 @@ def test_too_few_judged_lines_accept_nothing() -> None:
     result = judged(samples, readings, confidences, TEMPLATE)
     assert not result["fitted"] and result["applied"] and result["review_threshold"] == 1.0
     assert result["lines"] == 0 and result["accepted"] == 0.0
+
+
+def test_a_hand_still_misread_accepts_nothing_though_its_few_right_readings_are_confident() -> None:
+    """As on TIME US 1878 after adapting: almost every line wrong, the few right ones among the most confident.
+    The fit would place a threshold on those few; its held-out check accepts too few judged lines to trust it."""
+    samples, readings, confidences = register(
+        30, accuracy=lambda confidence: 0.9 if confidence > 0.995 else 0.0, low=0.3, seed=1)
+    result = judged(samples, readings, confidences, TEMPLATE)
+    assert result["fitted"] and result["applied"] and result["review_threshold"] == 1.0
+    assert result["accepted"] == 0.0

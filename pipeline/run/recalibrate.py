@@ -14,6 +14,9 @@ it or found it illegible (its reading could not be confirmed).
    accepted (threshold 1.0, applied): a reviewer sees each one, and those answers are what step 1 needs.
    Once fitted, its fit is applied whatever step 4 would say: the shipped routing is no alternative for a
    model it was never fitted on (on the TIME US 1858 register it would accept 3 of 3,896 lines, 2 wrong).
+   And the fit accepts only once its held-out check (step 3) accepts `MIN_SUPPORTED` judged readings with
+   at most `TARGET_ERROR` of them wrong: a fit on a hand it still misreads almost always has too few right
+   readings to place a threshold by (TIME US 1878: 3 right of 204, and it accepted 6 lines, 1 wrong).
 1. Fit: a logistic regression of right/wrong on the logit of the machine's confidence, the shipped
    calibration's, kept per cell in the store's `machine_confidence` (so a refit never compounds an
    earlier one), with `pipeline.htr.calibrate.fit_logistic`. Only with at least `MIN_REVIEWED` reviewed
@@ -79,6 +82,12 @@ MIN_ERRORS = 20
 FOLDS = 5
 LOGIT_CLIP = 1e-6  # a confidence of exactly 0 or 1 keeps a finite logit (so no confidence reaches 1.0)
 UNJUDGED = "the run's adapted model, its readings not yet judged by reviewers: none accepted"
+# The adapted model's fit is trusted to accept only once its held-out check (step 3) accepts this many of
+# the judged readings, at most TARGET_ERROR of them wrong: on the held-out TIME US 1878 register (1.5% of
+# lines read exactly) a fit on 204 judged lines with 3 right accepted 6 of the next 3,067 lines, 1 wrong.
+MIN_SUPPORTED = 20
+UNSUPPORTED = ("the run's adapted model, fitted on its judged readings, but too few of them right to accept "
+               "any (held-out check): none accepted")
 # SQL conditions on `cells c`: read by the machine with a model (parameters: engine, model); not answered.
 OF_MODEL = ("c.machine_status IN ('accepted', 'needs_review') AND COALESCE(c.engine, '') = ? "
             "AND COALESCE(c.model, '') = ?")
@@ -252,8 +261,16 @@ def fit_run(cells: dict[str, np.ndarray], template: Template, engine: str, model
     accepts = accepted_at(cells["machine"][answered], cells, answered, template)
     shipped = OnReviewed.of(accepts, cells["right"][answered])
     held = held_out(cells, template)
+    if adapted and not supports_accepting(held):
+        return RunCalibration(fitted=True, method=UNSUPPORTED, coef=coef, intercept=intercept,
+                              review_threshold=1.0, shipped=shipped, held_out=held, applied=True, **counts)
     return RunCalibration(fitted=True, coef=coef, intercept=intercept, review_threshold=threshold,
                           shipped=shipped, held_out=held, applied=adapted or better(held, shipped), **counts)
+
+
+def supports_accepting(held: OnReviewed) -> bool:
+    """Whether the held-out check shows the fit's acceptance on enough judged readings to trust it (step 0)."""
+    return held.accepted >= MIN_SUPPORTED and held.accepted_error <= TARGET_ERROR
 
 
 def better(run: OnReviewed, shipped: OnReviewed) -> bool:
