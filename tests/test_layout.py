@@ -316,6 +316,17 @@ def test_real_register_page_columns_and_text_rows() -> None:
     assert 0.5 * processed.shape[1] < header.width + header.x0 and header.height < 0.15 * processed.shape[0]
 
 
+@pytest.mark.skipif(not (DATA / "lectaurep").exists(), reason="real register pages not in ../shared/data")
+def test_a_register_of_entries_written_at_one_pitch_is_not_read_as_a_form() -> None:
+    """A notary's acts 510-516, their names and addresses written over 2-5 lines at one even pitch: the lines
+    look like a form's rows, but most hold the names column alone, so rows are the entries (before: 35 rows at
+    that pitch, out of phase with the writing, cutting its lines)."""
+    image = cv2.imread(str(DATA / "lectaurep" / "lectaurep-riant-4" / "DAFANCH96_048MIC06488_L-0.jpg"),
+                       cv2.IMREAD_GRAYSCALE)
+    grid = detect_grid(preprocess(image)[1])
+    assert grid.rows_from_text and 8 <= n_data_rows(grid) <= 13
+
+
 def main() -> None:
     """Render fresh pages and print the layout bars as JSON (per page on stderr)."""
     parser = argparse.ArgumentParser(description=main.__doc__)

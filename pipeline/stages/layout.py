@@ -8,14 +8,15 @@ Rules are found on a copy at most WORKING_SIZE px tall, and mapped back. Near-du
 rules) merge. A gap as tall as several rows where rules are missing or too faint is split
 evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules): one row per line where lines sit at one
-pitch, else one per free-form entry, cut only where no column has ink (on the LECTAUREP test pages
+pitch and most of them fill two columns or more (a form's people), else one per free-form entry, cut only where no column has ink (on the LECTAUREP test pages
 85.1% of the text lines then lay inside one cell, against 76.2% cut between every two lines). The
 first row is the printed header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
 between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a
 row above the first of the regular handwritten lines (on one whose rows are ruled, at the row rule's
 place above that line). Each group title is a cell of its own over its sub-columns (`Grid.header_groups`),
 and a sub-column rule that the handwriting crosses in most rows is no boundary (LECTAUREP test pages:
-89.6% of the text lines inside one cell, the header's 95.7%, against 85.1% and 71.7% before).
+89.6% of the text lines inside one cell, the header's 95.7%, against 85.1% and 71.7% before; 90.5% once
+entries written at one pitch but mostly in one column were no longer taken for a form's rows).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ MIN_COLUMNS_CROSSED = 0.6  # a row rule runs (maybe broken) through at least thi
 ENTRY_INK_SHARE = 0.05  # of a line's peak ink: less in a pixel row is a stroke reaching across, not writing
 HEADER_PHASE = 0.25  # of the pitch: a text line this far from the rows' pitch is not a data row
 GROUP_RULE_START = 0.3  # of the header band's height: a column rule starting this far down is a sub-column's
+ONE_PER_ROW = 0.8  # of the text lines written in two columns or more: rows of one line each (a form)
 WRITTEN_ACROSS = 0.5  # of the data rows with writing at a column rule: crossed in this many, it splits nothing
 
 
@@ -445,7 +447,7 @@ def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
     if not bands:
         return [bottom]
     uniform = _uniform_rows(bands, bottom - top)
-    if uniform is not None:
+    if uniform is not None and _share_across_columns(image, lines, col_bounds, top, bands) >= ONE_PER_ROW:
         return [top + offset for offset in uniform]
     # Free-form entries: rows are cut only where no column has ink, so that a short line off the long
     # lines' pitch (an entry's number, a date beside a name written over several lines) stays whole.
@@ -455,6 +457,27 @@ def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
         bounds.append(top + (end + start) // 2)
     bounds.append(bottom)
     return bounds
+
+
+def _share_across_columns(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
+                          bands: list[tuple[int, int]]) -> float:
+    """The share of text lines (`bands`, offsets from `top`) with writing in two columns or more. On a
+    form with one person a row nearly every line fills several columns; in a register of free-form entries
+    most lines continue one column's text (a notary's names and addresses) while the others stay blank."""
+    import cv2
+
+    left, right = col_bounds[0], col_bounds[-1]
+    rows = slice(top + min(start for start, _ in bands), top + max(end for _, end in bands))
+    rules = cv2.dilate(lines[rows, left:right].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    ink = ink_mask(image[rows, left:right]) & ~rules
+    first = min(start for start, _ in bands)
+    across = 0
+    for start, end in bands:
+        band = ink[start - first: end - first]
+        written = [band[:, x0 - left: x1 - left].sum() >= 2 * (end - start)
+                   for x0, x1 in zip(col_bounds[:-1], col_bounds[1:])]
+        across += sum(written) >= 2
+    return across / len(bands)
 
 
 def _uniform_rows(bands: list[tuple[int, int]], height: int) -> list[int] | None:
