@@ -214,6 +214,8 @@ def _not_written_across(image: np.ndarray, lines: np.ndarray, col_bounds: list[i
     left out), in at least 3 of them."""
     import cv2
 
+    if not sub_columns:
+        return col_bounds
     reach, side, least = 8, 5, 3
     rules = cv2.dilate(lines.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     ink = ink_mask(image) & ~rules
