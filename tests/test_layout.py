@@ -178,6 +178,20 @@ def test_two_level_header_is_one_header(kind: str) -> None:
     assert summary["column_accuracy"] == 1.0
 
 
+def test_a_two_row_header_over_an_unruled_index_row_keeps_the_first_data_row() -> None:
+    """Group titles ruled off across the table, the headers' rule broken and no rule under the index row (a
+    fresh style, seed 7643's page 17): the header ends above the first handwritten row, which is not read as
+    part of the headers (before, "Nom et prénoms" was read with the first name under it, and 4 of 11
+    columns went unmapped)."""
+    from pipeline.synth.generate import page_seed
+    from pipeline.synth.page import render_page
+
+    image, truth = render_page(load_template("padron-espanol-1930"), page_seed(7643, 17), 5.0,
+                               overrides={"grouped_header": "full", "index_row": True})
+    scores = score_page(image, truth.model_dump(mode="json", by_alias=True), with_columns=True)
+    assert scores["rows_matched"] == scores["rows_true"] and scores["columns_correct"] == scores["columns_true"]
+
+
 @pytest.mark.parametrize("kind", ["partial", "full"])
 def test_a_group_title_spans_its_sub_columns(kind: str) -> None:
     """The grid records the group title's cell: over the columns whose rules start under it, down to where

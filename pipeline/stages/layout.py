@@ -76,10 +76,11 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
         if header_end is None:
             raise PageError("no-table", f"{len(table.col_bounds)} column rules but no header rule across them, "
                                         "and no printed header above regular text lines")
-        rules = [rules[0], header_end, *rules[1:]]
-    else:
-        rules = _unruled_header_end(small, lines, table.col_bounds, rules)
-    rules = _index_row_in_header(_header_tiers(small, vertical, table.col_bounds, rules))
+        rules = _header_tiers(small, vertical, table.col_bounds, [rules[0], header_end, *rules[1:]])
+    else:  # the tiers first: a group title's band is no header on its own, nor a row to measure one by
+        rules = _unruled_header_end(small, lines, table.col_bounds,
+                                    _header_tiers(small, vertical, table.col_bounds, rules))
+    rules = _index_row_in_header(rules)
     body_rules = rules[1:]
     if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
         row_bounds = [rules[0]] + _rows_from_text(small, lines, table.col_bounds, rules[1], body_rules[-1])
