@@ -70,7 +70,7 @@ def plot(curves: dict[str, list[Point]], out: Path) -> None:
         for axes, value in ((cer_axes, lambda f: f.cer), (review_axes, lambda f: f.to_review)):
             axes.plot(ns, [100 * value(point.adapted) for point in curve], marker="o", color=colour,
                       label=f"{register}, adapted")
-            axes.plot(ns, [100 * value(point.shipped) for point in curve], linestyle="--", color=colour,
+            axes.plot(ns, [100 * value(point.shipped) for point in curve], linestyle="--", marker="x", color=colour,
                       label=f"{register}, shipped")
     for axes, title in ((cer_axes, "CER on the other pages (%)"), (review_axes, "lines still to review (%)")):
         axes.set_xlabel("pages reviewed")
