@@ -90,11 +90,13 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
         rows_from_text = False
     if len(row_bounds) < 3:
         raise PageError("no-table", "a header but no data rows")
-    sub_columns = {index for group in _header_groups(vertical, table.col_bounds, row_bounds[0], row_bounds[1])
-                   for index in range(group.first + 1, group.last + 1)}
+    groups = _header_groups(vertical, table.col_bounds, row_bounds[0], row_bounds[1])
+    sub_columns = {index for group in groups for index in range(group.first + 1, group.last + 1)}
     col_bounds = _not_written_across(small, lines, table.col_bounds, sub_columns, row_bounds[1:])
+    if col_bounds != table.col_bounds:  # a sub-column rule dropped: the groups' columns renumbered
+        groups = _header_groups(vertical, col_bounds, row_bounds[0], row_bounds[1])
     groups = [group.model_copy(update={"bottom": _rescale([group.bottom], scale, image.shape[0])[0]})
-              for group in _header_groups(vertical, col_bounds, row_bounds[0], row_bounds[1])]
+              for group in groups]
     return Grid(row_bounds=_rescale(row_bounds, scale, image.shape[0]),
                 col_bounds=_rescale(col_bounds, scale, image.shape[1]),
                 header_rows=1, rows_from_text=rows_from_text, header_groups=groups)
@@ -215,13 +217,10 @@ def _not_written_across(image: np.ndarray, lines: np.ndarray, col_bounds: list[i
 
     Crossed: ink within a few pixels of the rule on both sides in the same pixel rows (the rule itself
     left out), in at least 3 of them."""
-    import cv2
-
     if not sub_columns:
         return col_bounds
     reach, side, least = 8, 5, 3
-    rules = cv2.dilate(lines.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    ink = ink_mask(image) & ~rules
+    ink = _text_ink(image, lines)
     kept = [col_bounds[0]]
     for index, x in enumerate(col_bounds[1:-1], start=1):
         if index not in sub_columns:
@@ -394,15 +393,21 @@ def _fill_missing_rules(bounds: list[int]) -> list[int]:
     return filled
 
 
-def _ink_rows(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int, bottom: int) -> np.ndarray:
-    """Ink in each pixel row between `top` and `bottom` across the table, rules left out, smoothed over 5."""
+def _text_ink(image: np.ndarray, lines: np.ndarray, rows: slice = slice(None),
+              cols: slice = slice(None)) -> np.ndarray:
+    """The ink of `image[rows, cols]` with the rules (`lines`, widened by 2 px) left out: the handwriting."""
     import cv2
 
+    rules = cv2.dilate(lines[rows, cols].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return ink_mask(image[rows, cols]) & ~rules
+
+
+def _ink_rows(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int, bottom: int) -> np.ndarray:
+    """Ink in each pixel row between `top` and `bottom` across the table, rules left out, smoothed over 5."""
     left, right = col_bounds[0], col_bounds[-1]
     if bottom - top < 2 or right - left < 2:
         return np.zeros(0)
-    rules = cv2.dilate(lines[top:bottom, left:right].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    ink = ink_mask(image[top:bottom, left:right]) & ~rules
+    ink = _text_ink(image, lines, slice(top, bottom), slice(left, right))
     return np.convolve(ink.sum(axis=1).astype(np.float64), np.ones(5) / 5, mode="same")
 
 
@@ -469,12 +474,9 @@ def _share_across_columns(image: np.ndarray, lines: np.ndarray, col_bounds: list
     """The share of text lines (`bands`, offsets from `top`) with writing in two columns or more. On a
     form with one person a row nearly every line fills several columns; in a register of free-form entries
     most lines continue one column's text (a notary's names and addresses) while the others stay blank."""
-    import cv2
-
     left, right = col_bounds[0], col_bounds[-1]
     rows = slice(top + min(start for start, _ in bands), top + max(end for _, end in bands))
-    rules = cv2.dilate(lines[rows, left:right].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    ink = ink_mask(image[rows, left:right]) & ~rules
+    ink = _text_ink(image, lines, rows, slice(left, right))
     first = min(start for start, _ in bands)
     across = 0
     for start, end in bands:
