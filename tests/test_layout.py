@@ -163,12 +163,25 @@ def test_a_hand_ruled_header_whose_lines_sit_at_the_rows_pitch_is_still_told_fro
     rows' pitch, each about a handwritten line tall (seed 7653's pages 2 and 3, refused as `no-table`
     before): the centred print is the header, the first row stays a row."""
     from pipeline.synth.generate import page_seed
-    from pipeline.synth.page import render_page
 
     overrides = {"no_header_rule": True, "missing_row_rules": True, "grouped_header": "partial"}
+    _assert_read([page_seed(7653, index) for index in (2, 3)], overrides)
+
+
+def test_a_header_under_a_ruled_off_title_band_is_no_row_when_nothing_else_is_ruled() -> None:
+    """A two-row header whose group titles are ruled off across the table, the rule under the headers broken
+    away and no row rules (seed 7655's page 7, where the headers were read as a data row)."""
+    from pipeline.synth.generate import page_seed
+
+    _assert_read([page_seed(7655, 7)], {"broken_rules": True, "grouped_header": "full", "missing_row_rules": True})
+
+
+def _assert_read(page_seeds: list[int], overrides: dict) -> None:
+    from pipeline.synth.page import render_page
+
     pages = []
-    for index in (2, 3):
-        image, truth = render_page(load_template(TEMPLATE), page_seed(7653, index), 5.0, overrides=overrides)
+    for seed in page_seeds:
+        image, truth = render_page(load_template(TEMPLATE), seed, 5.0, overrides=overrides)
         pages.append(score_page(image, truth.model_dump(mode="json", by_alias=True), with_columns=True))
     summary = summarise(pages)
     assert summary["cell_f1"] >= 0.98 and summary["row_recall"] >= 0.98, (summary, pages)

@@ -81,7 +81,7 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
     else:  # the tiers first: a group title's band is no header on its own, nor a row to measure one by
         rules = _unruled_header_end(small, lines, table.col_bounds,
                                     _header_tiers(small, vertical, table.col_bounds, rules))
-    rules = _index_row_in_header(rules)
+    rules = _index_row_in_header(_header_under_titles(small, lines, vertical, table.col_bounds, rules))
     body_rules = rules[1:]
     if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
         row_bounds = [rules[0]] + _rows_from_text(small, lines, table.col_bounds, rules[1], body_rules[-1])
@@ -348,6 +348,23 @@ def _header_tiers(image: np.ndarray, vertical: np.ndarray, col_bounds: list[int]
     return rules
 
 
+def _header_under_titles(image: np.ndarray, lines: np.ndarray, vertical: np.ndarray, col_bounds: list[int],
+                         rules: list[int]) -> list[int]:
+    """The rules with the header's end added when the only rule under the table's top is a band of group
+    titles' (the rules between the sub-columns start under it) and nothing is ruled under the headers below
+    it, nor between the rows, on a form (one person a line): the header then ends above the first regular
+    handwritten line. Free-form entries under a header are never taken for more header."""
+    if len(rules) != 3:
+        return rules
+    end = _header_from_text(image, lines, col_bounds, rules[1], rules[2])
+    if end is None or not _spans_columns(image, vertical, col_bounds, (rules[0], rules[1]), (rules[1], end)):
+        return rules
+    if _form_rows(image, lines, col_bounds, end, rules[2],
+                  _text_bands(_ink_rows(image, lines, col_bounds, end, rules[2]), image.shape[0])) is None:
+        return rules
+    return [rules[0], end, rules[2]]
+
+
 def _spans_columns(image: np.ndarray, vertical: np.ndarray, col_bounds: list[int], band: tuple[int, int],
                    next_band: tuple[int, int], spread: int = 3) -> bool:
     """Whether some column rule runs down `next_band` but not through `band`, the band beside it: no ink
@@ -476,8 +493,8 @@ def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
     bands = _text_bands(profile, image.shape[0])
     if not bands:
         return [bottom]
-    uniform = _uniform_rows(bands, bottom - top)
-    if uniform is not None and _share_across_columns(image, lines, col_bounds, top, bands) >= ONE_PER_ROW:
+    uniform = _form_rows(image, lines, col_bounds, top, bottom, bands)
+    if uniform is not None:
         return [top + offset for offset in uniform]
     # Free-form entries: rows are cut only where no column has ink, so that a short line off the long
     # lines' pitch (an entry's number, a date beside a name written over several lines) stays whole.
@@ -487,6 +504,16 @@ def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
         bounds.append(top + (end + start) // 2)
     bounds.append(bottom)
     return bounds
+
+
+def _form_rows(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int, bottom: int,
+               bands: list[tuple[int, int]]) -> list[int] | None:
+    """A form's rows (offsets from `top`) when the text lines (`bands`) sit one per row at one pitch and most
+    fill two columns or more; None for free-form entries."""
+    uniform = _uniform_rows(bands, bottom - top)
+    if uniform is None or _share_across_columns(image, lines, col_bounds, top, bands) < ONE_PER_ROW:
+        return None
+    return uniform
 
 
 def _share_across_columns(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
