@@ -173,7 +173,8 @@ def test_a_header_under_a_ruled_off_title_band_is_no_row_when_nothing_else_is_ru
     away and no row rules (seed 7655's page 7, where the headers were read as a data row)."""
     from pipeline.synth.generate import page_seed
 
-    _assert_read([page_seed(7655, 7)], {"broken_rules": True, "grouped_header": "full", "missing_row_rules": True})
+    overrides = {"broken_rules": True, "grouped_header": "full", "missing_row_rules": True}
+    _assert_read([page_seed(7655, 7)], overrides)
 
 
 def _assert_read(page_seeds: list[int], overrides: dict) -> None:

@@ -12,7 +12,8 @@ pitch and most of them fill two columns or more (a form's people), else one per 
 85.1% of the text lines then lay inside one cell, against 76.2% cut between every two lines). The
 first row is the printed header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
 between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a
-row above the first of the regular handwritten lines, print centred in its columns being no such line (on one whose rows are ruled, at the row rule's
+row above the first of the regular handwritten lines, print centred in its columns being no such line
+(on one whose rows are ruled, at the row rule's
 place above that line). Each group title is a cell of its own over its sub-columns (`Grid.header_groups`),
 and a sub-column rule that the handwriting crosses in most rows is no boundary (LECTAUREP test pages:
 89.6% of the text lines inside one cell, the header's 95.7%, against 85.1% and 71.7% before; 90.5% once
@@ -456,12 +457,14 @@ def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int
     if pitch <= 0:
         return None
 
-    printed = [_centred_in_columns(image, lines, col_bounds, (top + start, top + end)) for start, end in bands]
+    ink = _text_ink(image, lines, slice(top, bottom), slice(col_bounds[0], col_bounds[-1]))
+    printed = [_centred_in_columns(ink[start:end].any(axis=0), col_bounds) for start, end in bands]
 
     def is_data_row(k: int) -> bool:  # a line of a handwritten height, followed by two more at the pitch
         steps = np.diff(centres[k:k + 3])  # (a header's thin tail between them would be off both)
         return (len(steps) == 2 and not any(printed[k:k + 3])
-                and bool(np.all((heights[k:k + 3] >= 0.6 * body_height) & (heights[k:k + 3] <= 1.5 * body_height)))
+                and bool(np.all((heights[k:k + 3] >= 0.6 * body_height)
+                                & (heights[k:k + 3] <= 1.5 * body_height)))
                 and bool(np.all(np.abs(steps / pitch - 1) < HEADER_PHASE)))
 
     first = next((k for k in range(len(bands) - 2) if is_data_row(k)), None)
@@ -470,11 +473,11 @@ def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int
     return top + max(bands[first - 1][1], int(round(centres[first] - pitch / 2)))
 
 
-def _centred_in_columns(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], band: tuple[int, int]) -> bool:
+def _centred_in_columns(ink: np.ndarray, col_bounds: list[int]) -> bool:
     """Whether a text line is print centred in its columns, as a form's headers are: in most of the columns it
     has ink in (by width: a narrow column's one letter is centred by chance), the margins left and right of
-    the ink are nearly equal and clear of the rules. Handwriting starts at a column's left and ends where the entry does."""
-    ink = _text_ink(image, lines, slice(*band), slice(col_bounds[0], col_bounds[-1])).any(axis=0)
+    the ink are nearly equal and clear of the rules. Handwriting starts at a column's left and ends where the
+    entry does. `ink`: whether each pixel column of the table (from col_bounds[0]) has the line's writing."""
     centred = inked = 0
     for x0, x1 in zip(col_bounds[:-1], col_bounds[1:]):
         on = np.flatnonzero(ink[x0 - col_bounds[0]: x1 - col_bounds[0]])
