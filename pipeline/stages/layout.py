@@ -351,8 +351,8 @@ def _header_tiers(image: np.ndarray, vertical: np.ndarray, col_bounds: list[int]
 
 def _header_under_titles(image: np.ndarray, lines: np.ndarray, vertical: np.ndarray, col_bounds: list[int],
                          rules: list[int]) -> list[int]:
-    """The rules with the header's end added when the only rule under the table's top is a band of group
-    titles' (the rules between the sub-columns start under it) and nothing is ruled under the headers below
+    """The rules with the header's end added when the only rule under the table's top closes a band of group
+    titles (the rules between the sub-columns start under it) and nothing is ruled under the headers below
     it, nor between the rows, on a form (one person a line): the header then ends above the first regular
     handwritten line. Free-form entries under a header are never taken for more header."""
     if len(rules) != 3:
@@ -361,7 +361,8 @@ def _header_under_titles(image: np.ndarray, lines: np.ndarray, vertical: np.ndar
     if end is None or not _spans_columns(image, vertical, col_bounds, (rules[0], rules[1]), (rules[1], end)):
         return rules
     if _form_rows(image, lines, col_bounds, end, rules[2],
-                  _text_bands(_ink_rows(image, lines, col_bounds, end, rules[2]), image.shape[0])) is None:
+                  _text_bands(_ink_rows(_table_ink(image, lines, col_bounds, end, rules[2])),
+                              image.shape[0])) is None:
         return rules
     return [rules[0], end, rules[2]]
 
@@ -421,12 +422,19 @@ def _text_ink(image: np.ndarray, lines: np.ndarray, rows: slice = slice(None),
     return ink_mask(image[rows, cols]) & ~rules
 
 
-def _ink_rows(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int, bottom: int) -> np.ndarray:
-    """Ink in each pixel row between `top` and `bottom` across the table, rules left out, smoothed over 5."""
+def _table_ink(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
+               bottom: int) -> np.ndarray:
+    """The handwriting (and print) between `top` and `bottom` across the table, rules left out."""
     left, right = col_bounds[0], col_bounds[-1]
     if bottom - top < 2 or right - left < 2:
+        return np.zeros((0, max(0, right - left)), dtype=bool)
+    return _text_ink(image, lines, slice(top, bottom), slice(left, right))
+
+
+def _ink_rows(ink: np.ndarray) -> np.ndarray:
+    """Ink in each pixel row of a `_table_ink` mask, smoothed over 5."""
+    if not len(ink):
         return np.zeros(0)
-    ink = _text_ink(image, lines, slice(top, bottom), slice(left, right))
     return np.convolve(ink.sum(axis=1).astype(np.float64), np.ones(5) / 5, mode="same")
 
 
@@ -448,7 +456,8 @@ def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int
     Data rows are lines at the body's pitch, each about as tall as a handwritten line; the header's
     print, wrapped over several lines in narrow columns, makes a taller band (or a thin tail of one)
     off that pitch."""
-    bands = _text_bands(_ink_rows(image, lines, col_bounds, top, bottom), image.shape[0])
+    ink = _table_ink(image, lines, col_bounds, top, bottom)
+    bands = _text_bands(_ink_rows(ink), image.shape[0])
     if len(bands) < 4:
         return None
     heights = np.array([end - start for start, end in bands], dtype=np.float64)
@@ -457,7 +466,6 @@ def _header_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int
     if pitch <= 0:
         return None
 
-    ink = _text_ink(image, lines, slice(top, bottom), slice(col_bounds[0], col_bounds[-1]))
     printed = [_centred_in_columns(ink[start:end].any(axis=0), col_bounds) for start, end in bands]
 
     def is_data_row(k: int) -> bool:  # a line of a handwritten height, followed by two more at the pitch
@@ -492,7 +500,7 @@ def _centred_in_columns(ink: np.ndarray, col_bounds: list[int]) -> bool:
 def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
                     bottom: int) -> list[int]:
     """Row bounds from the text lines between `top` and `bottom`: boundaries mid-way between lines."""
-    profile = _ink_rows(image, lines, col_bounds, top, bottom)
+    profile = _ink_rows(_table_ink(image, lines, col_bounds, top, bottom))
     bands = _text_bands(profile, image.shape[0])
     if not bands:
         return [bottom]
