@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation.layout_lines import classify, score_page, summarise
+import numpy as np
+
+from pipeline.evaluation.layout_lines import classify, score_page, summarise, written_core
 
 ROWS, COLS = [0, 50, 100, 150], [0, 100, 300]  # a header row and two data rows, two columns
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lectaurep" / "lectaurep-dufour-1"
@@ -36,6 +38,17 @@ def test_a_group_title_over_its_sub_columns_is_inside_its_cell() -> None:
     group = HeaderGroup(first=0, last=1, bottom=25)
     assert [classify(title, ROWS, COLS, (group,)), classify(title, ROWS, COLS)] == ["inside", "columns"]
     assert classify(sub_header, ROWS, COLS, (group,)) == "columns"
+
+
+def test_a_line_core_is_its_writing_not_its_padded_polygon() -> None:
+    ink = np.zeros((150, 300), dtype=bool)
+    ink[62:78, 120:280] = True  # the letters' bodies, in the second column of the first data row
+    ink[50:62, 150:155] = ink[78:98, 200:204] = True  # an ascender, and a descender into the next row
+    polygon_box = (60, 40, 295, 100)  # padded 40 px over the column rule at x=100, and further below
+    core = written_core(polygon_box, ink)
+    assert core[0] == 120 and core[2] == 280 and 62 <= core[1] < core[1] + 12 <= core[3] <= 78, core
+    assert (classify(core, ROWS, COLS), classify(polygon_box, ROWS, COLS)) == ("inside", "both")
+    assert written_core(polygon_box, np.zeros_like(ink)) == (60, 55, 295, 85)  # no writing: the box's middle half
 
 
 def test_synthetic_pages_keep_every_line_in_one_cell(tmp_path: Path) -> None:

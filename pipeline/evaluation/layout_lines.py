@@ -3,8 +3,13 @@ should fall inside one detected cell: a line cut across a row or column rule is 
 (`python -m pipeline.evaluation.layout_lines GT_DIR [--split test] [--corpus NAME]`; prints one JSON object).
 
 A page goes through `census run`'s preprocess and layout (no template: as many columns as are ruled). Each
-line's polygon is brought into the processed page's pixels; its core (full width, the middle half of its
-height, so ascenders and descenders reaching into the next row do not count) is laid over the grid. A line is
+line's polygon is brought into the processed page's pixels, and its core is found from the handwriting in
+its box (`written_core`): from the first to the last pixel column written, and down the pixel rows holding
+the middle 80% of the writing, so that ascenders and descenders reaching into the next row do not count.
+The polygons alone will not do: LECTAUREP's are padded some 20 px past the writing, over column rules it
+never touches, and reach further below a line than above (with the polygons' middle half as the core, the
+train pages read 90.3% inside one cell, against 95.6% with the writing's). The core is laid over the grid.
+A line is
 *inside one cell* when CORE_SHARE of its core lies in one cell (header cells included), *outside the table*
 when under half of it lies in the grid at all (titles, margin notes: reported, not scored), else *cut* across
 rows, columns or both.
@@ -22,6 +27,8 @@ import numpy as np
 from pydantic import BaseModel
 
 CORE_SHARE = 0.9  # of a line's core in one cell: inside it
+INKED_COLUMN = 2  # px of writing in a pixel column of a line's core: the line reaches there
+WRITING_CORE = 0.8  # of a line's writing, by pixel rows: its core
 IN_TABLE_SHARE = 0.5  # of a line's core in the grid: a line of the table, scored
 COUNTED_AS = {"inside": "inside_one_cell", "outside": "outside_table", "rows": "cut_rows", "columns": "cut_columns",
               "both": "cut_both"}  # what `classify` says -> the PageLines count it adds to
@@ -66,26 +73,43 @@ def classify(core: tuple[float, float, float, float], row_bounds: list[int], col
     return "both" if spans_rows and spans_cols else "rows" if spans_rows else "columns"
 
 
-def line_cores(page, image_shape: tuple[int, ...], to_original: list[list[float]]) -> list[tuple[float, ...]]:
-    """Each readable line's core box in processed pixels (its polygon mapped back through `to_original`)."""
+def line_boxes(page, image_shape: tuple[int, ...], to_original: list[list[float]]) -> list[tuple[float, ...]]:
+    """Each readable line's polygon's box in processed pixels (mapped back through `to_original`)."""
     from pipeline.htr.data import image_scale
 
     x_scale, y_scale = image_scale(page, image_shape)
     forward = np.vstack([np.asarray(to_original, dtype=np.float64), [0.0, 0.0, 1.0]])
     backward = np.linalg.inv(forward)  # original page pixel -> processed pixel
-    cores = []
+    boxes = []
     for line in page.lines:
         points = np.array([(x * x_scale, y * y_scale, 1.0) for x, y in line.polygon]) @ backward.T
         (x0, y0), (x1, y1) = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
-        quarter = (y1 - y0) / 4
-        cores.append((x0, y0 + quarter, x1, y1 - quarter))
-    return cores
+        boxes.append((x0, y0, x1, y1))
+    return boxes
+
+
+def written_core(box: tuple[float, ...], ink: np.ndarray) -> tuple[float, ...]:
+    """A line's core from the writing (`ink`) in its polygon's `box`: from its first to its last pixel column
+    with writing (INKED_COLUMN px of it or more in the box's middle half, so that neighbouring lines reaching
+    into the box do not widen it), and down the pixel rows that hold the middle WRITING_CORE of that writing
+    (ascenders, descenders and neighbours' strokes left out). The box's middle half when it holds none."""
+    x0, y0, x1, y1 = (max(0, int(round(value))) for value in box)
+    quarter = (y1 - y0) // 4
+    middle = ink[y0 + quarter: y1 - quarter, x0: x1]
+    inked = np.flatnonzero(middle.sum(axis=0) >= INKED_COLUMN) if middle.size else np.zeros(0, dtype=int)
+    if not len(inked):
+        return (box[0], box[1] + (box[3] - box[1]) / 4, box[2], box[3] - (box[3] - box[1]) / 4)
+    left, right = x0 + int(inked[0]), x0 + int(inked[-1]) + 1
+    share = np.cumsum(ink[y0: y1, left: right].sum(axis=1)) / ink[y0: y1, left: right].sum()
+    outer = (1 - WRITING_CORE) / 2
+    return (left, y0 + int(np.searchsorted(share, outer)), right, y0 + int(np.searchsorted(share, 1 - outer)) + 1)
 
 
 def score_page(page) -> PageLines:
     from pipeline.errors import PageError
     from pipeline.htr.data import load_grey
-    from pipeline.stages.layout import detect_grid
+    from pipeline.stages.image import line_masks
+    from pipeline.stages.layout import _text_ink, detect_grid
     from pipeline.stages.preprocess import preprocess
 
     image = load_grey(page.image)
@@ -96,7 +120,9 @@ def score_page(page) -> PageLines:
     except PageError as error:
         return PageLines(page=page.stem, refused=str(error), lines=len(page.lines))
     result = PageLines(page=page.stem, lines=len(page.lines), layout_ms=1000 * (time.perf_counter() - start))
-    for core in line_cores(page, image.shape, prep.to_original):
+    writing = _text_ink(processed, np.logical_or(*line_masks(processed)))
+    for box in line_boxes(page, image.shape, prep.to_original):
+        core = written_core(box, writing)
         kind = classify(core, grid.row_bounds, grid.col_bounds, tuple(grid.header_groups))
         setattr(result, COUNTED_AS[kind], getattr(result, COUNTED_AS[kind]) + 1)
         if kind != "outside" and (core[1] + core[3]) / 2 < grid.row_bounds[grid.header_rows]:
