@@ -372,6 +372,20 @@ def test_a_register_of_entries_written_at_one_pitch_is_not_read_as_a_form() -> N
     assert grid.rows_from_text and 8 <= n_data_rows(grid) <= 13
 
 
+@pytest.mark.skipif(not (DATA / "lectaurep").exists(), reason="real register pages not in ../shared/data")
+def test_a_register_whose_only_rules_close_its_sections_has_its_entries_for_rows() -> None:
+    """Acts 438-443 and a visa, free-form, under sub-headers ruled off from "NATURE ET ESPÈCE DES ACTES"; two
+    rules across the table, over act 443 and through the visa, are the only ones under the header. Before,
+    the entries were taken for headers under the group titles (a header down to act 443), then the rules
+    for rows of a form, split evenly: 3 data rows of 2-7 entries each."""
+    image = cv2.imread(str(DATA / "lectaurep" / "lectaurep-riant-4" / "DAFANCH96_048MIC06481_L-0.jpg"),
+                       cv2.IMREAD_GRAYSCALE)
+    processed = preprocess(image)[1]
+    grid = detect_grid(processed)
+    assert grid.row_bounds[1] - grid.row_bounds[0] < 0.12 * processed.shape[0], grid.row_bounds
+    assert grid.rows_from_text and 10 <= n_data_rows(grid) <= 20, grid.row_bounds
+
+
 def main() -> None:
     """Render fresh pages and print the layout bars as JSON (per page on stderr)."""
     parser = argparse.ArgumentParser(description=main.__doc__)

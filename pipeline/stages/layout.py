@@ -40,6 +40,8 @@ GROUP_RULE_START = 0.3  # of the header band's height: a column rule starting th
 ONE_PER_ROW = 0.8  # of the text lines written in two columns or more: rows of one line each (a form)
 WRITTEN_ACROSS = 0.5  # of the data rows with writing at a column rule: crossed in this many, it splits nothing ...
 CROSSED_ROWS = 0.3  # ... when they are this share of all the data rows (a few overflowing lines are no pattern)
+ENTRY_RULES = 3  # text lines between two rules, as a rule: they close sections of free-form entries, not rows
+HEADER_MAX = 0.3  # of the table's height: a band taller than this under group titles is no header
 PRINTED_CENTRED = 0.7  # of a text line's inked columns: centred in this many, it is print (a header)
 
 
@@ -84,12 +86,14 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
                                     _header_tiers(small, vertical, table.col_bounds, rules))
     rules = _index_row_in_header(_header_under_titles(small, lines, vertical, table.col_bounds, rules))
     body_rules = rules[1:]
-    if len(body_rules) < 3:  # no rule between header and bottom: rows are text lines
-        row_bounds = [rules[0]] + _rows_from_text(small, lines, table.col_bounds, rules[1], body_rules[-1])
-        rows_from_text = True
+    rows_from_text = len(body_rules) < 3 or _rules_between_entries(small, lines, table.col_bounds, body_rules)
+    if rows_from_text:  # no rule between the rows: they are the text lines, within the rules there are
+        row_bounds = [rules[0], body_rules[0]]
+        for top, bottom in zip(body_rules[:-1], body_rules[1:]):
+            row_bounds.extend(bound for bound in _rows_from_text(small, lines, table.col_bounds, top, bottom)
+                              if bound > row_bounds[-1])
     else:
         row_bounds = [rules[0]] + _fill_missing_rules(body_rules)
-        rows_from_text = False
     if len(row_bounds) < 3:
         raise PageError("no-table", "a header but no data rows")
     groups = _header_groups(vertical, table.col_bounds, row_bounds[0], row_bounds[1])
@@ -339,10 +343,12 @@ def _header_tiers(image: np.ndarray, vertical: np.ndarray, col_bounds: list[int]
 
     A band of group titles is no taller than the headers under it (with the index row under them, if
     any); a one-level header whose print spans two columns is taller than the data row under it, so its
-    column rule starting at the header rule does not make that row part of the header."""
+    column rule starting at the header rule does not make that row part of the header. Nor is a band
+    over HEADER_MAX of the table a header: free-form entries under a register's sub-headers, with no rule
+    before a month's end, are taller than the group titles over them too."""
     while len(rules) >= 4:
         headers_under = rules[3 if _narrow_band_at(rules, 2) else 2] - rules[1]
-        if not (rules[1] - rules[0] <= headers_under
+        if not (rules[1] - rules[0] <= headers_under <= HEADER_MAX * (rules[-1] - rules[0])
                 and _spans_columns(image, vertical, col_bounds, (rules[0], rules[1]), (rules[1], rules[2]))):
             break
         rules = [rules[0], *rules[2:]]
@@ -397,6 +403,19 @@ def _narrow_band_at(rules: list[int], k: int) -> bool:
     """Whether the band under rules[k] is narrow print (under INDEX_ROW_MAX of the typical band below it)."""
     bands = np.diff(rules[k:])
     return bool(len(bands) >= 2 and bands[0] < INDEX_ROW_MAX * float(np.median(bands[1:])))
+
+
+def _rules_between_entries(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
+                           body_rules: list[int]) -> bool:
+    """Whether the rules under the header close a register's sections (a month, a visa), not its rows:
+    ENTRY_RULES text lines or more lie between two of them, as a rule. Ruled rows hold one line each,
+    two where a cell's text wraps."""
+    bands = _text_bands(_ink_rows(_table_ink(image, lines, col_bounds, body_rules[0], body_rules[-1])),
+                        image.shape[0])
+    if len(bands) < 3:
+        return False
+    line_pitch = float(np.median(np.diff([(start + end) / 2 for start, end in bands])))
+    return float(np.median(np.diff(body_rules))) >= ENTRY_RULES * line_pitch
 
 
 def _fill_missing_rules(bounds: list[int]) -> list[int]:
