@@ -64,6 +64,16 @@ class HeaderGroup(BaseModel):
     bottom: int  # processed-image pixels
 
 
+class CellSpan(BaseModel):
+    """A data row's cell written across the rules between columns `first`..`last` (inclusive): one cell,
+    read whole into column `col` (the one holding most of the writing); the others stay empty."""
+
+    row: int  # 0-based data row (header rows excluded)
+    first: int
+    last: int
+    col: int
+
+
 class Grid(BaseModel):
     """Ruled-table grid in processed-image pixels: n+1 boundaries for n rows / columns."""
 
@@ -72,6 +82,7 @@ class Grid(BaseModel):
     header_rows: int = 1  # rows at the top holding printed headers
     rows_from_text: bool = False  # True when horizontal rules were missing
     header_groups: list[HeaderGroup] = Field(default_factory=list)
+    spans: list[CellSpan] = Field(default_factory=list)
 
 
 class ColumnMapping(BaseModel):

@@ -237,10 +237,11 @@ def test_a_group_title_spans_its_sub_columns(kind: str) -> None:
         assert group.last > group.first and 0.25 < (group.bottom - top) / (bottom - top) < 0.55, grid
 
 
-def _register_with_a_group(names_across: bool) -> np.ndarray:
+def _register_with_a_group(names_across: bool | set[int]) -> np.ndarray:
     """A ruled register page: a "Nature des actes" group title over two sub-columns ("en brevets | en
     minutes") between a date and a names column; in each row an act's name, written across the sub-column
-    rule or kept in one sub-column, and a date written over the rule after it."""
+    rule (in every row, or in the data rows `names_across`) or kept in one sub-column, and a date written
+    over the rule after it."""
     page = np.full((1100, 900), 235, np.uint8)
     top, header_end, bottom, cols = 80, 200, 1040, [60, 200, 420, 640, 840]
     for x in cols:
@@ -253,8 +254,9 @@ def _register_with_a_group(names_across: bool) -> np.ndarray:
     for x, label in ((90, "Dates"), (300, "BREVETS"), (480, "MINUTES"), (680, "Noms")):
         cv2.putText(page, label, (x, 175), font, 0.6, 30, 1)
     cv2.putText(page, "NATURE DES ACTES", (250, 115), font, 0.8, 30, 2)
-    for y in range(header_end + 45, bottom, 70):
-        cv2.putText(page, "Quittance" if names_across else "Bail", (330 if names_across else 450, y), font, 1.1, 30, 2)
+    for row, y in enumerate(range(header_end + 45, bottom, 70)):
+        across = names_across is True or (isinstance(names_across, set) and row in names_across)
+        cv2.putText(page, "Quittance" if across else "Bail", (330 if across else 450, y), font, 1.1, 30, 2)
         cv2.putText(page, "12 mai 1830", (110, y), font, 1.0, 30, 2)  # over the rule after the dates
         cv2.putText(page, "Durand", (645, y), font, 1.0, 30, 2)
     return page
@@ -268,6 +270,39 @@ def test_a_sub_column_rule_written_across_in_every_row_is_no_boundary(names_acro
     grid = detect_grid(_register_with_a_group(names_across))  # upright and straight: no preprocessing
     assert len(grid.col_bounds) - 1 == (3 if names_across else 4), grid.col_bounds
     assert [len(group.model_dump()) for group in grid.header_groups] == ([] if names_across else [3])
+
+
+def test_a_sub_column_rule_written_across_in_a_few_rows_joins_their_cells_only() -> None:
+    """An act's name written across "en brevets | en minutes" in 2 of 12 rows: the rule stays, and in those two
+    rows the two sub-columns are one cell, read whole (a crop of either alone cut the name in two)."""
+    from pipeline.stages.layout import span_at
+
+    grid = detect_grid(_register_with_a_group({3, 8}))
+    assert len(grid.col_bounds) - 1 == 4 and len(grid.header_groups) == 1, grid
+    assert [(span.row, span.first, span.last) for span in grid.spans] == [(3, 1, 2), (8, 1, 2)], grid.spans
+    joined, alone = cell_box(grid, 3, 1), cell_box(grid, 4, 1)
+    assert (joined.x0, joined.x1) == (grid.col_bounds[1], grid.col_bounds[3]) == (alone.x0, grid.col_bounds[3])
+    assert alone.x1 == grid.col_bounds[2] and span_at(grid, 3, 2) == span_at(grid, 3, 1) and span_at(grid, 4, 2) is None
+
+
+def test_a_cell_written_across_sub_columns_is_read_once_into_the_column_holding_most_of_it() -> None:
+    from pipeline.recognize import get_engine
+    from pipeline.run.runner import recognise_cells
+
+    from pipeline.models import PreprocessResult
+
+    processed = _register_with_a_group({3, 8})  # upright and straight: the page as it is processed
+    height, width = processed.shape
+    prep = PreprocessResult(skew_deg=0.0, crop=BBox(x0=0, y0=0, x1=width, y1=height),
+                            to_original=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    grid = detect_grid(processed)
+    fields = {0: "date", 1: "brevet", 2: "minute", 3: "names"}
+    cells = {(cell.row, cell.col): cell for cell in recognise_cells(processed, grid, fields, prep, "p", get_engine("null"))}
+    span = next(span for span in grid.spans if span.row == 3)
+    reader, other = cells[(3, span.col)], cells[(3, 3 - span.col)]  # the sub-columns are 1 and 2
+    assert reader.engine == "null" and other.engine == f"written-across:c{span.col}" and other.status == "empty"
+    assert reader.bbox.x1 - reader.bbox.x0 > 1.8 * (cells[(4, 1)].bbox.x1 - cells[(4, 1)].bbox.x0)
+    assert cells[(4, 1)].engine == cells[(4, 2)].engine == "null"  # the date over the rule, "Bail" in minutes
 
 
 def test_borders_and_a_header_without_rows_below_are_no_table() -> None:
@@ -384,6 +419,16 @@ def test_a_register_whose_only_rules_close_its_sections_has_its_entries_for_rows
     grid = detect_grid(processed)
     assert grid.row_bounds[1] - grid.row_bounds[0] < 0.12 * processed.shape[0], grid.row_bounds
     assert grid.rows_from_text and 10 <= n_data_rows(grid) <= 20, grid.row_bounds
+
+
+@pytest.mark.skipif(not (DATA / "lectaurep").exists(), reason="real register pages not in ../shared/data")
+def test_numbered_entries_of_several_lines_are_a_row_each_though_gaps_part_their_lines() -> None:
+    """Acts 539-543, of 4-8 lines each, numbered in the first column; blank space parts some of their lines as
+    it parts the acts. A row begins at each number (before: 11 rows, acts cut between their lines)."""
+    image = cv2.imread(str(DATA / "lectaurep" / "lectaurep-dufour-1" / "DAFANCH96_048MIC07664_L-1.jpg"),
+                       cv2.IMREAD_GRAYSCALE)
+    grid = detect_grid(preprocess(image)[1])
+    assert grid.rows_from_text and 6 <= n_data_rows(grid) <= 7, grid.row_bounds
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 import numpy as np
 
-from pipeline.evaluation.layout_lines import classify, score_page, summarise, written_core
+from pipeline.evaluation.layout_lines import classify, merged_cells, score_page, summarise, written_core
 
 ROWS, COLS = [0, 50, 100, 150], [0, 100, 300]  # a header row and two data rows, two columns
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lectaurep" / "lectaurep-dufour-1"
@@ -31,13 +31,17 @@ def test_a_line_core_is_classified_by_where_it_lies(core: tuple, kind: str) -> N
     assert classify(core, ROWS, COLS) == kind
 
 
-def test_a_group_title_over_its_sub_columns_is_inside_its_cell() -> None:
-    from pipeline.models import HeaderGroup
+def test_a_cell_over_several_columns_holds_a_line_across_them() -> None:
+    from pipeline.models import CellSpan, Grid, HeaderGroup
 
+    grid = Grid(row_bounds=ROWS, col_bounds=COLS, header_groups=[HeaderGroup(first=0, last=1, bottom=25)],
+                spans=[CellSpan(row=1, first=0, last=1, col=1)])
     title, sub_header = (50, 5, 250, 20), (50, 30, 250, 45)  # over both columns, above and below the group's bottom
-    group = HeaderGroup(first=0, last=1, bottom=25)
-    assert [classify(title, ROWS, COLS, (group,)), classify(title, ROWS, COLS)] == ["inside", "columns"]
-    assert classify(sub_header, ROWS, COLS, (group,)) == "columns"
+    across_first_row, across_second_row = (50, 60, 200, 80), (50, 110, 200, 130)  # only the second row's is one cell
+    merged = merged_cells(grid)
+    assert [classify(core, ROWS, COLS, merged) for core in (title, sub_header, across_first_row, across_second_row)] \
+        == ["inside", "columns", "columns", "inside"]
+    assert classify(title, ROWS, COLS) == "columns"
 
 
 def test_a_line_core_is_its_writing_not_its_padded_polygon() -> None:

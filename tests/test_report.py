@@ -173,3 +173,18 @@ def test_a_header_groups_sub_column_rule_is_drawn_from_under_its_title() -> None
     drawn = (image == GRID_COLOUR).all(axis=2)
     assert drawn[20, 100] and not drawn[20, 200] and drawn[45, 200]  # the sub-column rule starts at the title's bottom
     assert drawn[30, 150:300].all() and not drawn[30, 20:90].any()  # the title's cell closes over its columns only
+
+
+def test_a_sub_column_rule_is_not_drawn_across_a_cell_written_over_it() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.models import CellSpan, Grid, HeaderGroup
+    from pipeline.run.report import GRID_COLOUR, _draw_grid
+
+    grid = Grid(row_bounds=[10, 60, 110, 160, 210], col_bounds=[10, 100, 200, 300],
+                header_groups=[HeaderGroup(first=1, last=2, bottom=30)], spans=[CellSpan(row=1, first=1, last=2, col=2)])
+    image = np.zeros((220, 320, 3), np.uint8)
+    _draw_grid(image, SimpleNamespace(grid=grid, preprocess=SimpleNamespace(to_original=[[1, 0, 0], [0, 1, 0]])), 1.0)
+    drawn = (image == GRID_COLOUR).all(axis=2)
+    assert drawn[45, 200] and drawn[85, 200] and not drawn[135, 200] and drawn[185, 200]  # broken in data row 1 only
+    assert drawn[135, 100]  # a rule between columns of their own is whole

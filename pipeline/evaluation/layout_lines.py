@@ -55,22 +55,33 @@ def _overlap(start: float, end: float, bounds: list[int]) -> np.ndarray:
 
 
 def classify(core: tuple[float, float, float, float], row_bounds: list[int], col_bounds: list[int],
-             groups: tuple = ()) -> str:
+             merged: tuple[tuple[float, float, float, float], ...] = ()) -> str:
     """'inside', 'outside', 'rows', 'columns' or 'both' for a line core (x0, y0, x1, y1) over a grid
-    (bounds and header `groups` as in `Grid`: a group title's cell spans its columns)."""
+    (bounds as in `Grid`), and its `merged` cells (`merged_cells`): each of those is one cell."""
     x0, y0, x1, y1 = core
     area = max(x1 - x0, 1e-9) * max(y1 - y0, 1e-9)
     in_rows, in_cols = _overlap(y0, y1, row_bounds), _overlap(x0, x1, col_bounds)
     cells = np.outer(in_rows, in_cols) / area
     if cells.sum() < IN_TABLE_SHARE:
         return "outside"
-    in_group = max((_overlap(x0, x1, [col_bounds[group.first], col_bounds[group.last + 1]])[0]
-                    * _overlap(y0, y1, [row_bounds[0], group.bottom])[0] / area for group in groups), default=0.0)
-    if max(cells.max(), in_group) >= CORE_SHARE:
+    in_merged = max((_overlap(x0, x1, [left, right])[0] * _overlap(y0, y1, [top, bottom])[0] / area
+                     for left, top, right, bottom in merged), default=0.0)
+    if max(cells.max(), in_merged) >= CORE_SHARE:
         return "inside"
     spans_rows = np.count_nonzero(in_rows / max(y1 - y0, 1e-9) > 1 - CORE_SHARE) > 1
     spans_cols = np.count_nonzero(in_cols / max(x1 - x0, 1e-9) > 1 - CORE_SHARE) > 1
     return "both" if spans_rows and spans_cols else "rows" if spans_rows else "columns"
+
+
+def merged_cells(grid) -> tuple[tuple[int, int, int, int], ...]:
+    """The boxes of a grid's cells over several columns: each group title over its sub-columns, and each
+    cell written across sub-columns."""
+    from pipeline.stages.layout import cell_box
+
+    rows, cols = grid.row_bounds, grid.col_bounds
+    titles = [(cols[group.first], rows[0], cols[group.last + 1], group.bottom) for group in grid.header_groups]
+    written = [cell_box(grid, span.row, span.col) for span in grid.spans]
+    return tuple(titles + [(box.x0, box.y0, box.x1, box.y1) for box in written])
 
 
 def line_boxes(page, image_shape: tuple[int, ...], to_original: list[list[float]]) -> list[tuple[float, ...]]:
@@ -121,9 +132,10 @@ def score_page(page) -> PageLines:
         return PageLines(page=page.stem, refused=str(error), lines=len(page.lines))
     result = PageLines(page=page.stem, lines=len(page.lines), layout_ms=1000 * (time.perf_counter() - start))
     writing = _text_ink(processed, np.logical_or(*line_masks(processed)))
+    merged = merged_cells(grid)
     for box in line_boxes(page, image.shape, prep.to_original):
         core = written_core(box, writing)
-        kind = classify(core, grid.row_bounds, grid.col_bounds, tuple(grid.header_groups))
+        kind = classify(core, grid.row_bounds, grid.col_bounds, merged)
         setattr(result, COUNTED_AS[kind], getattr(result, COUNTED_AS[kind]) + 1)
         if kind != "outside" and (core[1] + core[3]) / 2 < grid.row_bounds[grid.header_rows]:
             result.header_lines += 1

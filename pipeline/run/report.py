@@ -28,7 +28,7 @@ import numpy as np
 from pipeline.dataset import dataset, embargo
 from pipeline.run import store
 from pipeline.errors import UsageError
-from pipeline.models import Failure, PageResult
+from pipeline.models import Failure, Grid, PageResult
 from pipeline.stages.ingest import UNSUPPORTED
 
 REPORT_NAME = "report.html"
@@ -188,23 +188,37 @@ def _tint_cells(image: np.ndarray, result: PageResult, statuses: dict[str, str],
 
 def _draw_grid(image: np.ndarray, result: PageResult, scale: float) -> None:
     """Grid boundaries are in processed pixels: map their ends back to the original page. A header group's
-    sub-column rules start under its title, where the title's cell ends, as they are printed."""
+    sub-column rules start under its title, where the title's cell ends, as they are printed; they stop
+    across a cell written over them (`Grid.spans`), read as one."""
     if result.grid is None or result.preprocess is None:
         return
     affine = np.array(result.preprocess.to_original, dtype=np.float64)
-    rows, cols = result.grid.row_bounds, result.grid.col_bounds
-    starts = {index: group.bottom for group in result.grid.header_groups
-              for index in range(group.first + 1, group.last + 1)}
+    grid = result.grid
+    rows, cols = grid.row_bounds, grid.col_bounds
     segments = ([((cols[0], y), (cols[-1], y)) for y in rows]
-                + [((x, starts.get(index, rows[0])), (x, rows[-1])) for index, x in enumerate(cols)]
+                + [((x, top), (x, bottom)) for index, x in enumerate(cols) for top, bottom in _rule_runs(grid, index)]
                 + [((cols[group.first], group.bottom), (cols[group.last + 1], group.bottom))
-                   for group in result.grid.header_groups])
+                   for group in grid.header_groups])
     thickness = max(1, image.shape[1] // 800)
     for start, end in segments:
         ends = np.array([[*start, 1.0], [*end, 1.0]]) @ affine.T * scale
         cv2.line(
             image, tuple(int(v) for v in ends[0]), tuple(int(v) for v in ends[1]), GRID_COLOUR, thickness
         )
+
+
+def _rule_runs(grid: Grid, index: int) -> list[tuple[int, int]]:
+    """Where column rule `index` runs, top to bottom: from under its group's title, broken where a data row's
+    cell is written across it."""
+    rows = grid.row_bounds
+    start = next((group.bottom for group in grid.header_groups if group.first < index <= group.last), rows[0])
+    across = {grid.header_rows + span.row for span in grid.spans if span.first < index <= span.last}
+    runs, top = [], start
+    for row in sorted(across):
+        if rows[row] > top:
+            runs.append((top, rows[row]))
+        top = rows[row + 1]
+    return [*runs, (top, rows[-1])] if rows[-1] > top else runs
 
 
 def restricted_rows(run_dir: Path) -> dict[str, set[int]]:

@@ -135,7 +135,9 @@ def save_page_image(run_dir: Path, page_id: str, image: np.ndarray) -> None:
 
 def recognise_cells(processed: np.ndarray, grid: Any, column_fields: dict[int, str | None], prep: Any,
                     page_id: str, engine: Engine) -> list[Cell]:
-    """Crop every data cell of the mapped columns, read the written ones in one batch."""
+    """Crop every data cell of the mapped columns, read the written ones in one batch. A cell written across
+    sub-columns (`Grid.spans`) is read once, whole, into the column holding most of its writing; the others
+    it covers are empty, their engine saying which column read it (`written-across:c<col>`)."""
     from pipeline.stages import cells as cell_crops
     from pipeline.stages import layout, preprocess
 
@@ -145,19 +147,24 @@ def recognise_cells(processed: np.ndarray, grid: Any, column_fields: dict[int, s
     for row in range(n_rows):
         for col, key in mapped:
             box = layout.cell_box(grid, row, col)
-            crop = cell_crops.text_crop(processed, box)
-            boxes.append((row, col, key, box))
+            span = layout.span_at(grid, row, col)
+            # written across into another column, which reads it (unless that one is not mapped: this one does)
+            read_with = span.col if span is not None and span.col != col and span.col in column_fields \
+                and column_fields[span.col] is not None else None
+            crop = cell_crops.text_crop(processed, box) if read_with is None else None
+            boxes.append((row, col, key, box, read_with))
             crops.append(crop)
-            blank.append(cell_crops.is_blank(crop))
+            blank.append(read_with is not None or cell_crops.is_blank(crop))
     written = [crop for crop, is_blank in zip(crops, blank) if not is_blank]
     readings = iter(engine.recognize(written) if written else [])
     result = []
-    for (row, col, key, box), is_blank in zip(boxes, blank):
+    for (row, col, key, box, read_with), is_blank in zip(boxes, blank):
         original_box, polygon = preprocess.to_original(prep, box)
         common = dict(cell_id=f"{page_id}:r{row}:c{col}", page_id=page_id, row=row, col=col, field=key,
                       bbox=original_box, polygon=polygon)
         if is_blank:
-            result.append(Cell(**common, text="", confidence=1.0, status="empty", engine="blank-detector"))
+            engine = "blank-detector" if read_with is None else f"written-across:c{read_with}"
+            result.append(Cell(**common, text="", confidence=1.0, status="empty", engine=engine))
             continue
         reading = next(readings)
         result.append(Cell(**common, text=reading.text, confidence=reading.confidence,

@@ -9,7 +9,10 @@ rules) merge. A gap as tall as several rows where rules are missing or too faint
 evenly; when a table has no row rules at all, rows come from the text lines (the
 horizontal projection of the ink between the column rules): one row per line where lines sit at one
 pitch and most of them fill two columns or more (a form's people), else one per free-form entry, cut only where no column has ink (on the LECTAUREP test pages
-85.1% of the text lines then lay inside one cell, against 76.2% cut between every two lines). The
+85.1% of the text lines then lay inside one cell, against 76.2% cut between every two lines), and where
+entries are numbered, only above a number. Rules under the header with three text lines or more between
+them, as a rule, close a register's sections (a month, a visa), not its rows: rows come from the text
+lines between them. The
 first row is the printed header, both tiers of a two-level header (group titles over the sub-columns' headers, where the rules
 between sub-columns start); on a hand-ruled form with nothing ruled under it, the header ends half a
 row above the first of the regular handwritten lines, print centred in its columns being no such line
@@ -17,7 +20,8 @@ row above the first of the regular handwritten lines, print centred in its colum
 place above that line). Each group title is a cell of its own over its sub-columns (`Grid.header_groups`),
 and a sub-column rule that the handwriting crosses in most rows is no boundary (LECTAUREP test pages:
 89.6% of the text lines inside one cell, the header's 95.7%, against 85.1% and 71.7% before; 90.5% once
-entries written at one pitch but mostly in one column were no longer taken for a form's rows).
+entries written at one pitch but mostly in one column were no longer taken for a form's rows); crossed
+in a few rows, the sub-columns are one cell in those rows (`Grid.spans`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from pipeline.errors import PageError
-from pipeline.models import BBox, Grid, HeaderGroup
+from pipeline.models import BBox, CellSpan, Grid, HeaderGroup
 from pipeline.stages.image import ink_mask, line_masks, line_profile, rule_positions
 
 MIN_RULE_FRACTION = 0.5  # a rule must cover this share of the table (or of the longest rule)
@@ -37,6 +41,7 @@ MIN_COLUMNS_CROSSED = 0.6  # a row rule runs (maybe broken) through at least thi
 ENTRY_INK_SHARE = 0.05  # of a line's peak ink: less in a pixel row is a stroke reaching across, not writing
 HEADER_PHASE = 0.25  # of the pitch: a text line this far from the rows' pitch is not a data row
 GROUP_RULE_START = 0.3  # of the header band's height: a column rule starting this far down is a sub-column's
+ENTRY_NUMBERS = 0.6  # of a register's text lines: a column written in no more of them holds the entries' numbers
 ONE_PER_ROW = 0.8  # of the text lines written in two columns or more: rows of one line each (a form)
 WRITTEN_ACROSS = 0.5  # of the data rows with writing at a column rule: crossed in this many, it splits nothing ...
 CROSSED_ROWS = 0.3  # ... when they are this share of all the data rows (a few overflowing lines are no pattern)
@@ -96,16 +101,12 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
         row_bounds = [rules[0]] + _fill_missing_rules(body_rules)
     if len(row_bounds) < 3:
         raise PageError("no-table", "a header but no data rows")
-    groups = _header_groups(vertical, table.col_bounds, row_bounds[0], row_bounds[1])
-    sub_columns = {index for group in groups for index in range(group.first + 1, group.last + 1)}
-    col_bounds = _not_written_across(small, lines, table.col_bounds, sub_columns, row_bounds[1:])
-    if col_bounds != table.col_bounds:  # a sub-column rule dropped: the groups' columns renumbered
-        groups = _header_groups(vertical, col_bounds, row_bounds[0], row_bounds[1])
+    col_bounds, groups, spans = _sub_columns(small, lines, vertical, table.col_bounds, row_bounds)
     groups = [group.model_copy(update={"bottom": _rescale([group.bottom], scale, image.shape[0])[0]})
               for group in groups]
     return Grid(row_bounds=_rescale(row_bounds, scale, image.shape[0]),
                 col_bounds=_rescale(col_bounds, scale, image.shape[1]),
-                header_rows=1, rows_from_text=rows_from_text, header_groups=groups)
+                header_rows=1, rows_from_text=rows_from_text, header_groups=groups, spans=spans)
 
 
 def working_scale(shape: tuple[int, ...]) -> float:
@@ -134,10 +135,18 @@ def _find_rules_at_scale(image: np.ndarray, horizontal: np.ndarray, vertical: np
 
 
 def cell_box(grid: Grid, row: int, col: int) -> BBox:
-    """Box of data row `row` (0-based, header excluded), column `col`, in processed-image pixels."""
+    """Box of data row `row` (0-based, header excluded), column `col`, in processed-image pixels: of all the
+    columns of a cell written across sub-columns (`span_at`)."""
     top = grid.header_rows + row
-    return BBox(x0=grid.col_bounds[col], y0=grid.row_bounds[top],
-                x1=grid.col_bounds[col + 1], y1=grid.row_bounds[top + 1])
+    span = span_at(grid, row, col)
+    first, last = (span.first, span.last) if span else (col, col)
+    return BBox(x0=grid.col_bounds[first], y0=grid.row_bounds[top],
+                x1=grid.col_bounds[last + 1], y1=grid.row_bounds[top + 1])
+
+
+def span_at(grid: Grid, row: int, col: int) -> CellSpan | None:
+    """The cell written across sub-columns that data row `row`'s column `col` is part of, if any."""
+    return next((span for span in grid.spans if span.row == row and span.first <= col <= span.last), None)
 
 
 def header_box(grid: Grid, col: int) -> BBox:
@@ -212,35 +221,77 @@ def _table_extent(vertical: np.ndarray, col_bounds: list[int]) -> tuple[int, int
     return int(np.median(tops)), int(np.median(bottoms))
 
 
-def _not_written_across(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], sub_columns: set[int],
-                        body_bounds: list[int]) -> list[int]:
-    """The column rules with those dropped that split the columns of a header group (`sub_columns`, their
-    indices) and that the handwriting crosses in most data rows (WRITTEN_ACROSS of the rows with writing
-    beside the rule, and CROSSED_ROWS of all: on a synthetic page a few addresses overflowing into the
-    next column crossed it in 3 of 21 rows): a notary's "en brevets | en minutes" under "Nature et espèce des actes", that
-    clerks write each act's name across. Cut there, every name would be read in two halves. A rule
-    between two columns of their own is never dropped: writing there may run up to it from both sides.
+def _sub_columns(image: np.ndarray, lines: np.ndarray, vertical: np.ndarray, col_bounds: list[int],
+                 row_bounds: list[int]) -> tuple[list[int], list[HeaderGroup], list[CellSpan]]:
+    """The column rules, the header's groups and the cells written across sub-columns. A rule between the
+    sub-columns of a group that the handwriting crosses in most data rows is no boundary: a notary's "en
+    brevets | en minutes" under "Nature et espèce des actes", that clerks write each act's name across. Cut
+    there, every name would be read in two halves. Where it is crossed in a few rows only, those rows' cells
+    on either side are one (`CellSpan`). A rule between two columns of their own never goes: writing there
+    may run up to it from both sides."""
+    groups = _header_groups(vertical, col_bounds, row_bounds[0], row_bounds[1])
+    sub_rules = [col_bounds[index] for group in groups for index in range(group.first + 1, group.last + 1)]
+    if not sub_rules:
+        return col_bounds, groups, []
+    ink = ink_mask(image)
+    writing = _text_ink(image, lines, ink=ink)
+    crossed = {x: _crossed_in_rows(writing, ink, vertical, x, row_bounds[1:]) for x in sub_rules}
+    kept = [x for x in col_bounds if x not in crossed or not _written_across(*crossed[x])]
+    if kept != col_bounds:  # a sub-column rule dropped: the groups' columns renumbered
+        groups = _header_groups(vertical, kept, row_bounds[0], row_bounds[1])
+    return kept, groups, _spans(writing, kept, row_bounds[1:], {kept.index(x): crossed[x][1] for x in crossed
+                                                                if x in kept})
 
-    Crossed: ink within a few pixels of the rule on both sides in the same pixel rows (the rule itself
-    left out), in at least 3 of them."""
-    if not sub_columns:
-        return col_bounds
+
+def _crossed_in_rows(writing: np.ndarray, ink: np.ndarray, rule: np.ndarray, x: int,
+                     body_bounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """In which data rows there is writing beside the column rule at `x`, and in which it crosses the rule:
+    in at least 3 pixel rows, writing within a few pixels of it on both sides (the rule itself left out),
+    touching the rule on both sides (`_touches_rule`), so that two words written up to it from either
+    side, one of them clear of it, are no crossing."""
     reach, side, least = 8, 5, 3
-    ink = _text_ink(image, lines)
-    kept = [col_bounds[0]]
-    for index, x in enumerate(col_bounds[1:-1], start=1):
-        if index not in sub_columns:
-            kept.append(x)
-            continue
-        left = ink[:, max(0, x - reach): max(0, x - reach + side)].any(axis=1)
-        right = ink[:, x + reach - side + 1: x + reach + 1].any(axis=1)
-        written = crossed = 0
-        for top, bottom in zip(body_bounds[:-1], body_bounds[1:]):
-            written += int((left[top:bottom] | right[top:bottom]).sum() >= least)
-            crossed += int((left[top:bottom] & right[top:bottom]).sum() >= least)
-        if not (crossed >= WRITTEN_ACROSS * written and crossed >= CROSSED_ROWS * (len(body_bounds) - 1)):
-            kept.append(x)
-    return [*kept, col_bounds[-1]]
+    left = writing[:, max(0, x - reach): max(0, x - reach + side)].any(axis=1)
+    right = writing[:, x + reach - side + 1: x + reach + 1].any(axis=1)
+    left, right = left & _touches_rule(ink, rule, x, -1), right & _touches_rule(ink, rule, x, 1)
+    rows = list(zip(body_bounds[:-1], body_bounds[1:]))
+    beside = np.array([(left[top:bottom] | right[top:bottom]).sum() >= least for top, bottom in rows])
+    across = np.array([(left[top:bottom] & right[top:bottom]).sum() >= least for top, bottom in rows])
+    return beside, across
+
+
+def _touches_rule(ink: np.ndarray, rule: np.ndarray, x: int, side: int, reach: int = 4) -> np.ndarray:
+    """In which pixel rows ink touches the rule near `x` (its pixels in the `rule` mask) on its left
+    (`side` -1) or right (+1) edge, within 2 pixel rows: a stroke crossing it slants."""
+    window = slice(max(0, x - reach), x + reach + 1)
+    on_rule = rule[:, window]
+    columns = np.arange(on_rule.shape[1])
+    has_rule = on_rule.any(axis=1)
+    edge = (np.where(on_rule, columns, -1).max(axis=1) + 1 if side > 0
+            else np.where(on_rule, columns, on_rule.shape[1]).min(axis=1) - 1) + window.start
+    rows = np.arange(len(ink))
+    touching = has_rule & (0 <= edge) & (edge < ink.shape[1])
+    touching[touching] = ink[rows[touching], edge[touching]]
+    return np.convolve(touching, np.ones(5), mode="same") > 0
+
+
+def _written_across(beside: np.ndarray, across: np.ndarray) -> bool:
+    """Crossed in WRITTEN_ACROSS of the rows with writing beside the rule, and in CROSSED_ROWS of all rows (on a
+    synthetic page a few addresses overflowing into the next column crossed it in 3 of 21 rows)."""
+    return across.sum() >= WRITTEN_ACROSS * beside.sum() and across.sum() >= CROSSED_ROWS * len(across)
+
+def _spans(writing: np.ndarray, col_bounds: list[int], body_bounds: list[int],
+           crossed_rules: dict[int, np.ndarray]) -> list[CellSpan]:
+    """One cell for each run of sub-columns whose rules between them the writing crosses in a data row
+    (`crossed_rules`: the rule's index in `col_bounds` -> the rows it is crossed in), read into the column
+    holding most of that writing."""
+    spans = []
+    for row, (top, bottom) in enumerate(zip(body_bounds[:-1], body_bounds[1:])):
+        for first, last in _runs(np.array([index in crossed_rules and bool(crossed_rules[index][row])
+                                           for index in range(len(col_bounds))]), 1, 0):
+            columns = range(first - 1, last)  # rules first..last-1 crossed: columns first-1..last-1 joined
+            ink = [writing[top:bottom, col_bounds[col]: col_bounds[col + 1]].sum() for col in columns]
+            spans.append(CellSpan(row=row, first=first - 1, last=last - 1, col=columns[int(np.argmax(ink))]))
+    return spans
 
 
 def _header_groups(vertical: np.ndarray, col_bounds: list[int], top: int, bottom: int) -> list[HeaderGroup]:
@@ -366,9 +417,8 @@ def _header_under_titles(image: np.ndarray, lines: np.ndarray, vertical: np.ndar
     end = _header_from_text(image, lines, col_bounds, rules[1], rules[2])
     if end is None or not _spans_columns(image, vertical, col_bounds, (rules[0], rules[1]), (rules[1], end)):
         return rules
-    if _form_rows(image, lines, col_bounds, end, rules[2],
-                  _text_bands(_ink_rows(_table_ink(image, lines, col_bounds, end, rules[2])),
-                              image.shape[0])) is None:
+    ink = _table_ink(image, lines, col_bounds, end, rules[2])
+    if _form_rows(ink, col_bounds, _text_bands(_ink_rows(ink), image.shape[0])) is None:
         return rules
     return [rules[0], end, rules[2]]
 
@@ -433,12 +483,13 @@ def _fill_missing_rules(bounds: list[int]) -> list[int]:
 
 
 def _text_ink(image: np.ndarray, lines: np.ndarray, rows: slice = slice(None),
-              cols: slice = slice(None)) -> np.ndarray:
-    """The ink of `image[rows, cols]` with the rules (`lines`, widened by 2 px) left out: the handwriting."""
+              cols: slice = slice(None), ink: np.ndarray | None = None) -> np.ndarray:
+    """The ink of `image[rows, cols]` (`ink`, when already found on the whole image) with the rules
+    (`lines`, widened by 2 px) left out: the handwriting."""
     import cv2
 
     rules = cv2.dilate(lines[rows, cols].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    return ink_mask(image[rows, cols]) & ~rules
+    return (ink_mask(image[rows, cols]) if ink is None else ink[rows, cols]) & ~rules
 
 
 def _table_ink(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
@@ -519,49 +570,56 @@ def _centred_in_columns(ink: np.ndarray, col_bounds: list[int]) -> bool:
 def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
                     bottom: int) -> list[int]:
     """Row bounds from the text lines between `top` and `bottom`: boundaries mid-way between lines."""
-    profile = _ink_rows(_table_ink(image, lines, col_bounds, top, bottom))
+    ink = _table_ink(image, lines, col_bounds, top, bottom)
+    profile = _ink_rows(ink)
     bands = _text_bands(profile, image.shape[0])
     if not bands:
         return [bottom]
-    uniform = _form_rows(image, lines, col_bounds, top, bottom, bands)
+    uniform = _form_rows(ink, col_bounds, bands)
     if uniform is not None:
         return [top + offset for offset in uniform]
     # Free-form entries: rows are cut only where no column has ink, so that a short line off the long
-    # lines' pitch (an entry's number, a date beside a name written over several lines) stays whole.
-    bands = _text_bands(profile, image.shape[0], share=ENTRY_INK_SHARE) or bands
-    bounds = [top]
-    for (_, end), (start, _) in zip(bands[:-1], bands[1:]):
-        bounds.append(top + (end + start) // 2)
-    bounds.append(bottom)
-    return bounds
+    # lines' pitch (an entry's number, a date beside a name written over several lines) stays whole,
+    # and only above an entry's first line where entries are numbered.
+    pieces = _text_bands(profile, image.shape[0], share=ENTRY_INK_SHARE) or bands
+    line_height = float(np.median([end - start for start, end in bands]))
+    starts = _entry_starts(_written_columns(ink, col_bounds, pieces, line_height))
+    return [top, *(top + (pieces[k - 1][1] + pieces[k][0]) // 2 for k in starts if k > 0), bottom]
 
 
-def _form_rows(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int, bottom: int,
-               bands: list[tuple[int, int]]) -> list[int] | None:
-    """A form's rows (offsets from `top`) when the text lines (`bands`) sit one per row at one pitch and most
-    fill two columns or more; None for free-form entries."""
-    uniform = _uniform_rows(bands, bottom - top)
-    if uniform is None or _share_across_columns(image, lines, col_bounds, top, bands) < ONE_PER_ROW:
+def _entry_starts(written: np.ndarray) -> list[int]:
+    """Which of the text lines (`written`: the columns each has writing in) begin an entry. Where entries
+    of several lines are numbered, the leftmost column written in at most ENTRY_NUMBERS of the lines, and
+    in half as many as the most written of those (a stray mark in the margin is no number), holds their
+    numbers: entries begin at its lines. Elsewhere each line (or run of lines with no gap between them)
+    is an entry of its own."""
+    counts = written.sum(axis=0)
+    short = [count for count in counts if count <= ENTRY_NUMBERS * len(written)]
+    least = max(2.0, 0.5 * max(short, default=0))
+    numbers = next((col for col, count in enumerate(counts) if count >= least), None)
+    if numbers is None or counts[numbers] > ENTRY_NUMBERS * len(written):
+        return list(range(len(written)))
+    return [int(k) for k in np.flatnonzero(written[:, numbers])]
+
+
+def _form_rows(ink: np.ndarray, col_bounds: list[int], bands: list[tuple[int, int]]) -> list[int] | None:
+    """A form's rows (offsets into `ink`, a `_table_ink` mask) when the text lines (`bands`) sit one per row
+    at one pitch and most fill two columns or more (ONE_PER_ROW of them); None for free-form entries. On a
+    form with one person a row nearly every line fills several columns; in a register of free-form entries
+    most lines continue one column's text (a notary's names and addresses) while the others stay blank."""
+    uniform = _uniform_rows(bands, len(ink))
+    if uniform is None or np.mean(_written_columns(ink, col_bounds, bands).sum(axis=1) >= 2) < ONE_PER_ROW:
         return None
     return uniform
 
 
-def _share_across_columns(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top: int,
-                          bands: list[tuple[int, int]]) -> float:
-    """The share of text lines (`bands`, offsets from `top`) with writing in two columns or more. On a
-    form with one person a row nearly every line fills several columns; in a register of free-form entries
-    most lines continue one column's text (a notary's names and addresses) while the others stay blank."""
-    left, right = col_bounds[0], col_bounds[-1]
-    rows = slice(top + min(start for start, _ in bands), top + max(end for _, end in bands))
-    ink = _text_ink(image, lines, rows, slice(left, right))
-    first = min(start for start, _ in bands)
-    across = 0
-    for start, end in bands:
-        band = ink[start - first: end - first]
-        written = [band[:, x0 - left: x1 - left].sum() >= 2 * (end - start)
-                   for x0, x1 in zip(col_bounds[:-1], col_bounds[1:])]
-        across += sum(written) >= 2
-    return across / len(bands)
+def _written_columns(ink: np.ndarray, col_bounds: list[int], bands: list[tuple[int, int]],
+                     line_height: float | None = None) -> np.ndarray:
+    """Which columns each text line (`bands`, offsets into `ink`, a `_table_ink` mask) has writing in: ink
+    for a stroke twice the line's height (or `line_height`'s, for bands of several lines) or more."""
+    left = col_bounds[0]
+    return np.array([[ink[start:end, x0 - left: x1 - left].sum() >= 2 * (line_height or end - start)
+                      for x0, x1 in zip(col_bounds[:-1], col_bounds[1:])] for start, end in bands], dtype=bool)
 
 
 def _uniform_rows(bands: list[tuple[int, int]], height: int) -> list[int] | None:
