@@ -285,6 +285,19 @@ def test_a_sub_column_rule_written_across_in_a_few_rows_joins_their_cells_only()
     assert alone.x1 == grid.col_bounds[2] and span_at(grid, 3, 2) == span_at(grid, 3, 1) and span_at(grid, 4, 2) is None
 
 
+def test_words_written_up_to_a_sub_column_rule_from_both_sides_are_no_cell_across_it() -> None:
+    page = _register_with_a_group(set())  # "Bail" in minutes in every row
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (width, _), _ = cv2.getTextSize("Vente", font, 1.1, 2)
+    for row in (2, 6):  # a word in brevets ending at the rule, "Bail" in minutes starting just after it
+        top = 200 + 70 * row
+        page[top + 4: top + 67, 423:637] = 235
+        cv2.putText(page, "Vente", (418 - width, top + 45), font, 1.1, 30, 2)
+        cv2.putText(page, "Bail", (425, top + 45), font, 1.1, 30, 2)
+    grid = detect_grid(page)
+    assert len(grid.col_bounds) - 1 == 4 and grid.spans == [], grid.spans
+
+
 def test_a_cell_written_across_sub_columns_is_read_once_into_the_column_holding_most_of_it() -> None:
     from pipeline.recognize import get_engine
     from pipeline.run.runner import recognise_cells

@@ -41,6 +41,7 @@ MIN_COLUMNS_CROSSED = 0.6  # a row rule runs (maybe broken) through at least thi
 ENTRY_INK_SHARE = 0.05  # of a line's peak ink: less in a pixel row is a stroke reaching across, not writing
 HEADER_PHASE = 0.25  # of the pitch: a text line this far from the rows' pitch is not a data row
 GROUP_RULE_START = 0.3  # of the header band's height: a column rule starting this far down is a sub-column's
+TOUCHING_RUN = 2  # px of ink running on from a column rule's edge: a stroke touching it
 ENTRY_NUMBERS = 0.6  # of a register's text lines: a column written in no more of them holds the entries' numbers
 ONE_PER_ROW = 0.8  # of the text lines written in two columns or more: rows of one line each (a form)
 WRITTEN_ACROSS = 0.5  # of the data rows with writing at a column rule: crossed in this many, it splits nothing ...
@@ -252,16 +253,20 @@ def _crossed_in_rows(writing: np.ndarray, ink: np.ndarray, rule: np.ndarray, x: 
     reach, side, least = 8, 5, 3
     left = writing[:, max(0, x - reach): max(0, x - reach + side)].any(axis=1)
     right = writing[:, x + reach - side + 1: x + reach + 1].any(axis=1)
-    left, right = left & _touches_rule(ink, rule, x, -1), right & _touches_rule(ink, rule, x, 1)
+    from_left, from_right = (_slanting(written & _touches_rule(ink, rule, x, edge))
+                             for written, edge in ((left, -1), (right, 1)))
     rows = list(zip(body_bounds[:-1], body_bounds[1:]))
     beside = np.array([(left[top:bottom] | right[top:bottom]).sum() >= least for top, bottom in rows])
-    across = np.array([(left[top:bottom] & right[top:bottom]).sum() >= least for top, bottom in rows])
+    # clear of the row's rules: a rule runs on from both sides of the column rule
+    across = np.array([(from_left[top + side: bottom - side] & from_right[top + side: bottom - side]).sum() >= least
+                       for top, bottom in rows])
     return beside, across
 
 
 def _touches_rule(ink: np.ndarray, rule: np.ndarray, x: int, side: int, reach: int = 4) -> np.ndarray:
-    """In which pixel rows ink touches the rule near `x` (its pixels in the `rule` mask) on its left
-    (`side` -1) or right (+1) edge, within 2 pixel rows: a stroke crossing it slants."""
+    """In which pixel rows ink runs on from the rule near `x` (its pixels in the `rule` mask), at its left
+    (`side` -1) or right (+1) edge, for TOUCHING_RUN pixels (the rule's own ink, wider than its mask by a
+    pixel, is no stroke), within 2 pixel rows (`_slanting`)."""
     window = slice(max(0, x - reach), x + reach + 1)
     on_rule = rule[:, window]
     columns = np.arange(on_rule.shape[1])
@@ -269,9 +274,16 @@ def _touches_rule(ink: np.ndarray, rule: np.ndarray, x: int, side: int, reach: i
     edge = (np.where(on_rule, columns, -1).max(axis=1) + 1 if side > 0
             else np.where(on_rule, columns, on_rule.shape[1]).min(axis=1) - 1) + window.start
     rows = np.arange(len(ink))
-    touching = has_rule & (0 <= edge) & (edge < ink.shape[1])
-    touching[touching] = ink[rows[touching], edge[touching]]
-    return np.convolve(touching, np.ones(5), mode="same") > 0
+    outward = [edge + step * side for step in range(TOUCHING_RUN)]
+    touching = has_rule & (outward[-1] >= 0) & (outward[-1] < ink.shape[1]) & (edge >= 0) & (edge < ink.shape[1])
+    touching[touching] = np.logical_and.reduce([ink[rows[touching], column[touching]] for column in outward])
+    return _slanting(touching)
+
+
+def _slanting(rows: np.ndarray) -> np.ndarray:
+    """Pixel rows flagged, widened by 2 on either side: a stroke crossing a rule slants, and reaches its two
+    sides a few pixel rows apart."""
+    return np.convolve(rows, np.ones(5), mode="same") > 0
 
 
 def _written_across(beside: np.ndarray, across: np.ndarray) -> bool:
