@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -457,6 +458,8 @@ def main() -> None:
     args = parser.parse_args()
     from pipeline.synth import generate_pages
 
+    cv2.setNumThreads(1)  # one thread, as each of a run's workers has (its CPU time is one core's)
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     pages = []
     with tempfile.TemporaryDirectory() as folder:
         for path in generate_pages(Path(folder), args.pages, args.seed, args.template, skew_max_deg=args.skew_max,
