@@ -48,6 +48,8 @@ WRITTEN_ACROSS = 0.5  # of the data rows with writing at a column rule: crossed 
 CROSSED_ROWS = 0.3  # ... when they are this share of all the data rows (a few overflowing lines are no pattern)
 ENTRY_RULES = 3  # text lines between two rules, as a rule: they close sections of free-form entries, not rows
 HEADER_MAX = 0.3  # of the table's height: a band taller than this under group titles is no header
+PRINT_MARGIN = 0.03  # of a column's width: print centred in it keeps at least this clear of its rules
+SPECKS = 0.1  # of a column's width: writing in fewer of its pixel columns is dust, not a word
 PRINTED_CENTRED = 0.7  # of a text line's inked columns: centred in this many, it is print (a header)
 
 
@@ -570,12 +572,12 @@ def _centred_in_columns(ink: np.ndarray, col_bounds: list[int]) -> bool:
     entry does. `ink`: whether each pixel column of the table (from col_bounds[0]) has the line's writing."""
     centred = inked = 0
     for x0, x1 in zip(col_bounds[:-1], col_bounds[1:]):
-        on = np.flatnonzero(ink[x0 - col_bounds[0]: x1 - col_bounds[0]])
-        if len(on) < 3:
+        words = _runs(ink[x0 - col_bounds[0]: x1 - col_bounds[0]], 3, 3)  # letters joined, specks of dust left out
+        if sum(end - start for start, end in words) < max(3, SPECKS * (x1 - x0)):  # dust, or nothing: not weighed
             continue
-        width, left, right = x1 - x0, int(on[0]), x1 - x0 - 1 - int(on[-1])
+        width, left, right = x1 - x0, words[0][0], x1 - x0 - words[-1][1]
         inked += width
-        centred += width * (min(left, right) >= 0.08 * width and abs(left - right) <= 0.1 * width)
+        centred += width * (min(left, right) >= PRINT_MARGIN * width and abs(left - right) <= 0.1 * width)
     return inked > 0 and centred >= PRINTED_CENTRED * inked
 
 
