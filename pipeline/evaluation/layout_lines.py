@@ -120,7 +120,7 @@ def score_page(page) -> PageLines:
     from pipeline.errors import PageError
     from pipeline.htr.data import load_grey
     from pipeline.stages.image import line_masks
-    from pipeline.stages.layout import _text_ink, detect_grid
+    from pipeline.stages.layout import detect_grid, text_ink
     from pipeline.stages.preprocess import preprocess
 
     image = load_grey(page.image)
@@ -131,7 +131,7 @@ def score_page(page) -> PageLines:
     except PageError as error:
         return PageLines(page=page.stem, refused=str(error), lines=len(page.lines))
     result = PageLines(page=page.stem, lines=len(page.lines), layout_ms=1000 * (time.perf_counter() - start))
-    writing = _text_ink(processed, np.logical_or(*line_masks(processed)))
+    writing = text_ink(processed, np.logical_or(*line_masks(processed)))
     merged = merged_cells(grid)
     for box in line_boxes(page, image.shape, prep.to_original):
         core = written_core(box, writing)

@@ -237,7 +237,7 @@ def _sub_columns(image: np.ndarray, lines: np.ndarray, vertical: np.ndarray, col
     if not sub_rules:
         return col_bounds, groups, []
     ink = ink_mask(image)
-    writing = _text_ink(image, lines, ink=ink)
+    writing = text_ink(image, lines, ink=ink)
     crossed = {x: _crossed_in_rows(writing, ink, vertical, x, row_bounds[1:]) for x in sub_rules}
     kept = [x for x in col_bounds if x not in crossed or not _written_across(*crossed[x])]
     if kept != col_bounds:  # a sub-column rule dropped: the groups' columns renumbered
@@ -496,7 +496,7 @@ def _fill_missing_rules(bounds: list[int]) -> list[int]:
     return filled
 
 
-def _text_ink(image: np.ndarray, lines: np.ndarray, rows: slice = slice(None),
+def text_ink(image: np.ndarray, lines: np.ndarray, rows: slice = slice(None),
               cols: slice = slice(None), ink: np.ndarray | None = None) -> np.ndarray:
     """The ink of `image[rows, cols]` (`ink`, when already found on the whole image) with the rules
     (`lines`, widened by 2 px) left out: the handwriting."""
@@ -512,7 +512,7 @@ def _table_ink(image: np.ndarray, lines: np.ndarray, col_bounds: list[int], top:
     left, right = col_bounds[0], col_bounds[-1]
     if bottom - top < 2 or right - left < 2:
         return np.zeros((0, max(0, right - left)), dtype=bool)
-    return _text_ink(image, lines, slice(top, bottom), slice(left, right))
+    return text_ink(image, lines, slice(top, bottom), slice(left, right))
 
 
 def _ink_rows(ink: np.ndarray) -> np.ndarray:
