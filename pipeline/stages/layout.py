@@ -293,6 +293,7 @@ def _written_across(beside: np.ndarray, across: np.ndarray) -> bool:
     synthetic page a few addresses overflowing into the next column crossed it in 3 of 21 rows)."""
     return across.sum() >= WRITTEN_ACROSS * beside.sum() and across.sum() >= CROSSED_ROWS * len(across)
 
+
 def _spans(writing: np.ndarray, col_bounds: list[int], body_bounds: list[int],
            crossed_rules: dict[int, np.ndarray]) -> list[CellSpan]:
     """One cell for each run of sub-columns whose rules between them the writing crosses in a data row
