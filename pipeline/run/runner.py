@@ -149,8 +149,7 @@ def recognise_cells(processed: np.ndarray, grid: Any, column_fields: dict[int, s
             box = layout.cell_box(grid, row, col)
             span = layout.span_at(grid, row, col)
             # written across into another column, which reads it (unless that one is not mapped: this one does)
-            read_with = span.col if span is not None and span.col != col and span.col in column_fields \
-                and column_fields[span.col] is not None else None
+            read_with = span.col if span and span.col != col and column_fields.get(span.col) else None
             crop = cell_crops.text_crop(processed, box) if read_with is None else None
             boxes.append((row, col, key, box, read_with))
             crops.append(crop)

@@ -252,16 +252,16 @@ def _crossed_in_rows(writing: np.ndarray, ink: np.ndarray, rule: np.ndarray, x: 
     in at least 3 pixel rows, writing within a few pixels of it on both sides (the rule itself left out),
     touching the rule on both sides (`_touches_rule`), so that two words written up to it from either
     side, one of them clear of it, are no crossing."""
-    reach, side, least = 8, 5, 3
-    left = writing[:, max(0, x - reach): max(0, x - reach + side)].any(axis=1)
-    right = writing[:, x + reach - side + 1: x + reach + 1].any(axis=1)
-    from_left, from_right = (_slanting(written & _touches_rule(ink, rule, x, edge))
-                             for written, edge in ((left, -1), (right, 1)))
+    reach, band, least = 8, 5, 3
+    left = writing[:, max(0, x - reach): max(0, x - reach + band)].any(axis=1)
+    right = writing[:, x + reach - band + 1: x + reach + 1].any(axis=1)
+    from_left, from_right = (_slanting(written & _touches_rule(ink, rule, x, side))
+                             for written, side in ((left, -1), (right, 1)))
     rows = list(zip(body_bounds[:-1], body_bounds[1:]))
     beside = np.array([(left[top:bottom] | right[top:bottom]).sum() >= least for top, bottom in rows])
-    # clear of the row's rules: a rule runs on from both sides of the column rule
-    across = np.array([(from_left[top + side: bottom - side] & from_right[top + side: bottom - side]).sum() >= least
-                       for top, bottom in rows])
+    clear = band  # px kept off the row's rules: a rule runs on from both sides of the column rule
+    across = np.array([(from_left[top + clear: bottom - clear] & from_right[top + clear: bottom - clear]).sum()
+                       >= least for top, bottom in rows])
     return beside, across
 
 
@@ -304,8 +304,8 @@ def _spans(writing: np.ndarray, col_bounds: list[int], body_bounds: list[int],
         for first, last in _runs(np.array([index in crossed_rules and bool(crossed_rules[index][row])
                                            for index in range(len(col_bounds))]), 1, 0):
             columns = range(first - 1, last)  # rules first..last-1 crossed: columns first-1..last-1 joined
-            ink = [writing[top:bottom, col_bounds[col]: col_bounds[col + 1]].sum() for col in columns]
-            spans.append(CellSpan(row=row, first=first - 1, last=last - 1, col=columns[int(np.argmax(ink))]))
+            written = [writing[top:bottom, col_bounds[col]: col_bounds[col + 1]].sum() for col in columns]
+            spans.append(CellSpan(row=row, first=first - 1, last=last - 1, col=columns[int(np.argmax(written))]))
     return spans
 
 
@@ -498,7 +498,7 @@ def _fill_missing_rules(bounds: list[int]) -> list[int]:
 
 
 def text_ink(image: np.ndarray, lines: np.ndarray, rows: slice = slice(None),
-              cols: slice = slice(None), ink: np.ndarray | None = None) -> np.ndarray:
+             cols: slice = slice(None), ink: np.ndarray | None = None) -> np.ndarray:
     """The ink of `image[rows, cols]` (`ink`, when already found on the whole image) with the rules
     (`lines`, widened by 2 px) left out: the handwriting."""
     import cv2
