@@ -458,6 +458,19 @@ def test_numbered_entries_of_several_lines_are_a_row_each_though_gaps_part_their
     assert grid.rows_from_text and 6 <= n_data_rows(grid) <= 7, grid.row_bounds
 
 
+
+@pytest.mark.skipif(not (DATA / "lectaurep").exists(), reason="real register pages not in ../shared/data")
+@pytest.mark.parametrize(("stem", "acts"), [("DAFANCH96_048MIC07678_L-0", 7), ("DAFANCH96_048MIC07657_L-1", 7)])
+def test_ink_reaching_the_numbers_column_from_a_line_above_or_its_rule_begins_no_entry(stem: str, acts: int) -> None:
+    """Acts 714-720 and 447-453 under a month's heading, numbered in the first column. A number's tail, or the
+    edge of the table's thick border, puts a little ink in that column beside an act's second line: that
+    line began a row of its own (act 447 cut between its first two lines), and with it so many lines looked
+    numbered that every line was a row (11 rows for 7 acts on 07678_L-0)."""
+    image = cv2.imread(str(DATA / "lectaurep" / "lectaurep-dufour-1" / f"{stem}.jpg"), cv2.IMREAD_GRAYSCALE)
+    grid = detect_grid(preprocess(image)[1])
+    assert grid.rows_from_text and n_data_rows(grid) == acts + 1, grid.row_bounds  # the month's heading, a row
+
+
 def main() -> None:
     """Render fresh pages and print the layout bars as JSON (per page on stderr)."""
     parser = argparse.ArgumentParser(description=main.__doc__)

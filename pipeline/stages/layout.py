@@ -42,7 +42,8 @@ ENTRY_INK_SHARE = 0.05  # of a line's peak ink: less in a pixel row is a stroke 
 HEADER_PHASE = 0.25  # of the pitch: a text line this far from the rows' pitch is not a data row
 GROUP_RULE_START = 0.3  # of the header band's height: a column rule starting this far down is a sub-column's
 TOUCHING_RUN = 2  # px of ink running on from a column rule's edge: a stroke touching it
-ENTRY_NUMBERS = 0.6  # of a register's text lines: a column written in no more of them holds the entries' numbers
+ENTRY_NUMBERS = 0.7  # of a register's text lines: a column written in no more of them holds the entries' numbers
+NUMBER_INK = 0.3  # of the numbers column's median ink in a numbered line: less is no number
 ONE_PER_ROW = 0.8  # of the text lines written in two columns or more: rows of one line each (a form)
 WRITTEN_ACROSS = 0.5  # of the data rows with writing at a column rule: crossed in this many, it splits nothing ...
 CROSSED_ROWS = 0.3  # ... when they are this share of all the data rows (a few overflowing lines are no pattern)
@@ -598,23 +599,29 @@ def _rows_from_text(image: np.ndarray, lines: np.ndarray, col_bounds: list[int],
     # and only above an entry's first line where entries are numbered.
     pieces = _text_bands(profile, image.shape[0], share=ENTRY_INK_SHARE) or bands
     line_height = float(np.median([end - start for start, end in bands]))
-    starts = _entry_starts(_written_columns(ink, col_bounds, pieces, line_height))
+    starts = _entry_starts(_column_ink(ink, col_bounds, pieces), 2 * line_height)
     return [top, *(top + (pieces[k - 1][1] + pieces[k][0]) // 2 for k in starts if k > 0), bottom]
 
 
-def _entry_starts(written: np.ndarray) -> list[int]:
-    """Which of the text lines (`written`: the columns each has writing in) begin an entry. Where entries
-    of several lines are numbered, the leftmost column written in at most ENTRY_NUMBERS of the lines, and
-    in half as many as the most written of those (a stray mark in the margin is no number), holds their
-    numbers: entries begin at its lines. Elsewhere each line (or run of lines with no gap between them)
-    is an entry of its own."""
+def _entry_starts(column_ink: np.ndarray, least_ink: float) -> list[int]:
+    """Which of the text lines (`column_ink`: each one's ink in each column, `_column_ink`; written where
+    `least_ink` or more) begin an entry. Where entries of several lines are numbered, the leftmost column
+    written in at most ENTRY_NUMBERS of the lines, and in half as many as the most written of those (a stray
+    mark in the margin is no number), holds their numbers: entries begin at its lines, those with a number's
+    ink (NUMBER_INK of the column's median; less is a number's tail or a feint rule's dots reaching the next
+    line). Elsewhere each line (or run of lines with no gap between them) is an entry of its own."""
+    written = column_ink >= least_ink
     counts = written.sum(axis=0)
     short = [count for count in counts if count <= ENTRY_NUMBERS * len(written)]
     least = max(2.0, 0.5 * max(short, default=0))
     numbers = next((col for col, count in enumerate(counts) if count >= least), None)
-    if numbers is None or counts[numbers] > ENTRY_NUMBERS * len(written):
+    if numbers is None:
         return list(range(len(written)))
-    return [int(k) for k in np.flatnonzero(written[:, numbers])]
+    numbers_ink = column_ink[:, numbers]
+    numbered = numbers_ink >= max(least_ink, NUMBER_INK * np.median(numbers_ink[written[:, numbers]]))
+    if numbered.sum() > ENTRY_NUMBERS * len(written):
+        return list(range(len(written)))
+    return [int(k) for k in np.flatnonzero(numbered)]
 
 
 def _form_rows(ink: np.ndarray, col_bounds: list[int], bands: list[tuple[int, int]]) -> list[int] | None:
@@ -628,13 +635,18 @@ def _form_rows(ink: np.ndarray, col_bounds: list[int], bands: list[tuple[int, in
     return uniform
 
 
-def _written_columns(ink: np.ndarray, col_bounds: list[int], bands: list[tuple[int, int]],
-                     line_height: float | None = None) -> np.ndarray:
+def _written_columns(ink: np.ndarray, col_bounds: list[int], bands: list[tuple[int, int]]) -> np.ndarray:
     """Which columns each text line (`bands`, offsets into `ink`, a `_table_ink` mask) has writing in: ink
-    for a stroke twice the line's height (or `line_height`'s, for bands of several lines) or more."""
+    for a stroke twice the line's height or more."""
+    heights = np.array([end - start for start, end in bands], dtype=np.float64)
+    return _column_ink(ink, col_bounds, bands) >= 2 * heights[:, None]
+
+
+def _column_ink(ink: np.ndarray, col_bounds: list[int], bands: list[tuple[int, int]]) -> np.ndarray:
+    """The ink of each text line (`bands`, offsets into `ink`, a `_table_ink` mask) in each column."""
     left = col_bounds[0]
-    return np.array([[ink[start:end, x0 - left: x1 - left].sum() >= 2 * (line_height or end - start)
-                      for x0, x1 in zip(col_bounds[:-1], col_bounds[1:])] for start, end in bands], dtype=bool)
+    return np.array([[ink[start:end, x0 - left: x1 - left].sum() for x0, x1 in zip(col_bounds[:-1], col_bounds[1:])]
+                     for start, end in bands], dtype=np.int64).reshape(len(bands), len(col_bounds) - 1)
 
 
 def _uniform_rows(bands: list[tuple[int, int]], height: int) -> list[int] | None:
