@@ -83,6 +83,7 @@ class Grid(BaseModel):
     rows_from_text: bool = False  # True when horizontal rules were missing
     header_groups: list[HeaderGroup] = Field(default_factory=list)
     spans: list[CellSpan] = Field(default_factory=list)
+    index_row_top: int | None = None  # where a ruled-off row of column numbers under the headings starts
 
 
 class ColumnMapping(BaseModel):

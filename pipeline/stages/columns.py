@@ -19,7 +19,7 @@ import unicodedata
 
 import numpy as np
 
-from pipeline.stages.layout import header_box
+from pipeline.stages.layout import heading_box
 from pipeline.models import ColumnMapping, Grid
 from pipeline.stages.templates import EXTRA_PREFIX, ColumnSpec, Template
 from pipeline.tesseract import DEFAULT_LANG
@@ -122,7 +122,7 @@ def read_headers(image: np.ndarray, grid: Grid, lang: str = DEFAULT_LANG,
 
     crops = []
     for col in range(len(grid.col_bounds) - 1) if columns is None else columns:
-        box = header_box(grid, col)
+        box = heading_box(grid, col)
         inset_x = min(HEADER_INSET, box.width // 4)
         inset_y = min(HEADER_INSET, box.height // 4)
         crops.append(image[box.y0 + inset_y: box.y1 - inset_y, box.x0 + inset_x: box.x1 - inset_x])

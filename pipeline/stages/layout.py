@@ -51,6 +51,7 @@ ENTRY_RULES = 3  # text lines between two rules, as a rule: they close sections 
 HEADER_MAX = 0.3  # of the table's height: a band taller than this under group titles is no header
 PRINT_MARGIN = 0.03  # of a column's width: print centred in it keeps at least this clear of its rules
 SPECKS = 0.1  # of a column's width: writing in fewer of its pixel columns is dust, not a word
+HEADING_ROOM = 0.3  # of a header band under its group titles' bottom: room for a column's own heading
 PRINTED_CENTRED = 0.7  # of a text line's inked columns: centred in this many, it is print (a header)
 
 
@@ -93,7 +94,9 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
     else:  # the tiers first: a group title's band is no header on its own, nor a row to measure one by
         rules = _unruled_header_end(small, lines, table.col_bounds,
                                     _header_tiers(small, vertical, table.col_bounds, rules))
-    rules = _index_row_in_header(_header_under_titles(small, lines, vertical, table.col_bounds, rules))
+    rules = _header_under_titles(small, lines, vertical, table.col_bounds, rules)
+    index_row_top = rules[1] if _narrow_band_at(rules, 1) else None
+    rules = _index_row_in_header(rules)
     body_rules = rules[1:]
     rows_from_text = len(body_rules) < 3 or _rules_between_entries(small, lines, table.col_bounds, body_rules)
     if rows_from_text:  # no rule between the rows: they are the text lines, within the rules there are
@@ -110,7 +113,8 @@ def detect_grid(image: np.ndarray, expected_columns: int | None = None) -> Grid:
               for group in groups]
     return Grid(row_bounds=_rescale(row_bounds, scale, image.shape[0]),
                 col_bounds=_rescale(col_bounds, scale, image.shape[1]),
-                header_rows=1, rows_from_text=rows_from_text, header_groups=groups, spans=spans)
+                header_rows=1, rows_from_text=rows_from_text, header_groups=groups, spans=spans,
+                index_row_top=None if index_row_top is None else _rescale([index_row_top], scale, image.shape[0])[0])
 
 
 def working_scale(shape: tuple[int, ...]) -> float:
@@ -157,6 +161,17 @@ def header_box(grid: Grid, col: int) -> BBox:
     """Box of the printed header of column `col` (all header rows), in processed-image pixels."""
     return BBox(x0=grid.col_bounds[col], y0=grid.row_bounds[0],
                 x1=grid.col_bounds[col + 1], y1=grid.row_bounds[grid.header_rows])
+
+
+def heading_box(grid: Grid, col: int) -> BBox:
+    """Where column `col`'s own heading is printed, to be read: its header cell (`header_box`) less the row of
+    column numbers under it, and less its group's title over it where that leaves a heading's room below
+    (HEADING_ROOM of the band; a group found from sub-column rules starting at the numbers row leaves none)."""
+    box = header_box(grid, col)
+    bottom = box.y1 if grid.index_row_top is None else grid.index_row_top
+    group = next((group for group in grid.header_groups if group.first <= col <= group.last), None)
+    under_title = group is not None and bottom - group.bottom >= HEADING_ROOM * (bottom - box.y0)
+    return BBox(x0=box.x0, y0=group.bottom if under_title else box.y0, x1=box.x1, y1=bottom)
 
 
 def n_data_rows(grid: Grid) -> int:
@@ -234,17 +249,36 @@ def _sub_columns(image: np.ndarray, lines: np.ndarray, vertical: np.ndarray, col
     on either side are one (`CellSpan`). A rule between two columns of their own never goes: writing there
     may run up to it from both sides."""
     groups = _header_groups(vertical, col_bounds, row_bounds[0], row_bounds[1])
-    sub_rules = [col_bounds[index] for group in groups for index in range(group.first + 1, group.last + 1)]
-    if not sub_rules:
+    if not groups:
         return col_bounds, groups, []
     ink = ink_mask(image)
     writing = text_ink(image, lines, ink=ink)
+    groups = [group for group in groups if _titled(writing, col_bounds, group, row_bounds[0])]
+    sub_rules = [col_bounds[index] for group in groups for index in range(group.first + 1, group.last + 1)]
     crossed = {x: _crossed_in_rows(writing, ink, vertical, x, row_bounds[1:]) for x in sub_rules}
     kept = [x for x in col_bounds if x not in crossed or not _written_across(*crossed[x])]
     if kept != col_bounds:  # a sub-column rule dropped: the groups' columns renumbered
-        groups = _header_groups(vertical, kept, row_bounds[0], row_bounds[1])
+        groups = [group for group in _header_groups(vertical, kept, row_bounds[0], row_bounds[1])
+                  if _titled(writing, kept, group, row_bounds[0])]
     return kept, groups, _spans(writing, kept, row_bounds[1:], {kept.index(x): crossed[x][1] for x in crossed
                                                                 if x in kept})
+
+
+def _titled(writing: np.ndarray, col_bounds: list[int], group: HeaderGroup, top: int, reach: int = 4) -> bool:
+    """Whether a group's title is printed over its sub-columns, above where their rules start: a word (letters
+    joined) runs across one of their rules, or the print there is not each column's own, centred in it. A
+    column rule broken in the header band starts low too, with a heading centred in each column beside it."""
+    bounds = col_bounds[group.first: group.last + 2]
+    clear = max(2, (group.bottom - top) // 8)  # of the table's top rule, worn or skewed into the band
+    band = writing[top + clear: group.bottom - 2, bounds[0]: bounds[-1]].any(axis=0)
+    words = _runs(band, 3, 5) if band.size else []  # letters joined, across what the rules mask took
+    if any(start < x - bounds[0] - reach and end > x - bounds[0] + reach for x in bounds[1:-1] for start, end in words):
+        return True
+    for x in bounds[1:-1]:  # what is left of a broken rule is no heading
+        band[max(0, x - bounds[0] - reach): x - bounds[0] + reach + 1] = False
+    inked = [x0 for x0, x1 in zip(bounds[:-1], bounds[1:]) if band[x0 - bounds[0]: x1 - bounds[0]].sum()
+             >= max(3, SPECKS * (x1 - x0))]
+    return len(inked) < 2 or not _centred_in_columns(band, bounds)
 
 
 def _crossed_in_rows(writing: np.ndarray, ink: np.ndarray, rule: np.ndarray, x: int,
